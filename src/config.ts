@@ -1,0 +1,78 @@
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+/**
+ * Every setting, parsed once from the environment at start-up and passed down. Names are part of
+ * the operator's contract (README, .env.example); nothing else reads process.env.
+ */
+export const configSchema = z.object({
+  HOST: z.string().default('127.0.0.1'),
+  PORT: int(0, 65535).default(3000),
+  DATA_DIR: z.string().default('./data'),
+  DATABASE_URL: optionalText.pipe(z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()),
+  DATABASE_POOL_SIZE: int(1, 200).default(10),
+
+  PROVIDER: z.enum(['sandbox', 'textverified', 'sms-activate']).default('sandbox'),
+  PROVIDER_REQUESTS_PER_SECOND: z.coerce.number().min(0).default(10),
+  PROVIDER_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  BREAKER_FAILURE_THRESHOLD: int(1, 1000).default(5),
+  BREAKER_HALF_OPEN_AFTER_MS: int(100, 3_600_000).default(30_000),
+
+  TEXTVERIFIED_BASE_URL: z.string().url().default('https://www.textverified.com'),
+  TEXTVERIFIED_API_USERNAME: optionalText,
+  TEXTVERIFIED_API_KEY: optionalText,
+  TEXTVERIFIED_WEBHOOK_SECRET: optionalText,
+  SMS_ACTIVATE_BASE_URL: z.string().url().default('https://api.sms-activate.ae/stubs/handler_api.php'),
+  SMS_ACTIVATE_API_KEY: optionalText,
+
+  SANDBOX_DELAY_MS: int(0, 3_600_000).default(5_000),
+  SANDBOX_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.25),
+
+  ADMIN_EMAIL: optionalText.pipe(z.string().email().optional()),
+  ADMIN_PASSWORD: optionalText,
+
+  CURRENCY: z.string().regex(/^[A-Z]{3}$/).default('USD'),
+  DEFAULT_COUNTRY: z.string().regex(/^[A-Z]{2}$/).default('US'),
+  VERIFICATION_TTL_SECONDS: int(10, 86_400).default(1200),
+  POLL_INTERVAL_MS: int(50, 600_000).default(3_000),
+  ENGINE_TICK_MS: int(10, 60_000).default(500),
+  LEASE_SECONDS: int(1, 3600).default(30),
+  PURCHASE_TIMEOUT_SECONDS: int(1, 600).default(30),
+
+  MAX_ACTIVE_VERIFICATIONS: int(1, 10_000).default(20),
+  PURCHASES_PER_MINUTE: int(1, 100_000).default(30),
+  LOGIN_ATTEMPTS_PER_MINUTE: int(1, 10_000).default(10),
+  BODY_LIMIT_BYTES: int(1024, 10_485_760).default(65_536),
+  SESSION_TTL_HOURS: int(1, 24 * 365).default(24 * 7),
+  COOKIE_SECURE: z.enum(['auto', 'true', 'false']).default('auto'),
+  TRUST_PROXY: bool.default(false),
+
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FILE: optionalText,
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
+    throw new ConfigError(`invalid configuration:\n${problems}`);
+  }
+  return parsed.data;
+}
+
+/** A connection string with its password removed, for logs and tool output. */
+export function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:/@]+):[^@]*@/, '$1:***@');
+}

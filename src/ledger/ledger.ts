@@ -1,0 +1,390 @@
+import { sql } from 'drizzle-orm';
+import { firstRow, pgConstraint, pgErrorCode, rows, type Executor } from '../db/database.ts';
+import { toMinor, type Minor } from '../money.ts';
+import { LedgerError } from './errors.ts';
+
+/**
+ * The only module that writes the ledger tables. Every function takes the caller's executor so a
+ * money movement commits or rolls back together with the state change it belongs to. The rules
+ * (no overdraft, one resolution per hold, immutable journal, balances cached by triggers) are
+ * enforced by the database; this module turns their violations into LedgerErrors.
+ */
+
+export type SystemAccount = 'funding' | 'revenue' | 'adjustments';
+export type HoldOutcome = 'posted' | 'voided' | 'expired';
+export type TransferKind = 'topup' | 'adjustment' | 'verification_charge';
+
+export interface Wallet {
+  accountId: string;
+  currency: string;
+  balanceMinor: Minor;
+  heldMinor: Minor;
+  availableMinor: Minor;
+}
+
+export interface Transfer {
+  id: string;
+  debitAccountId: string;
+  creditAccountId: string;
+  amountMinor: Minor;
+  kind: TransferKind;
+  idempotencyKey: string | null;
+  holdId: string | null;
+  verificationId: string | null;
+  actor: string;
+  reason: string | null;
+  createdAt: Date;
+}
+
+export interface Hold {
+  id: string;
+  accountId: string;
+  amountMinor: Minor;
+  verificationId: string | null;
+  expiresAt: Date;
+  createdAt: Date;
+  outcome: HoldOutcome | null;
+}
+
+interface TransferRow {
+  id: string;
+  debit_account_id: string;
+  credit_account_id: string;
+  amount_minor: number | string;
+  kind: TransferKind;
+  idempotency_key: string | null;
+  hold_id: string | null;
+  verification_id: string | null;
+  actor: string;
+  reason: string | null;
+  created_at: Date;
+}
+
+function toTransfer(row: TransferRow): Transfer {
+  return {
+    id: row.id,
+    debitAccountId: row.debit_account_id,
+    creditAccountId: row.credit_account_id,
+    amountMinor: toMinor(row.amount_minor),
+    kind: row.kind,
+    idempotencyKey: row.idempotency_key,
+    holdId: row.hold_id,
+    verificationId: row.verification_id,
+    actor: row.actor,
+    reason: row.reason,
+    createdAt: new Date(row.created_at),
+  };
+}
+
+function assertPositive(amount: number): void {
+  if (!Number.isSafeInteger(amount) || amount <= 0) {
+    throw new RangeError(`amount must be a positive integer of minor units, got ${amount}`);
+  }
+}
+
+/** Translate the database's refusal into the ledger's vocabulary. */
+function translate(error: unknown): never {
+  const code = pgErrorCode(error);
+  const constraint = pgConstraint(error);
+  if (code === '23514' && constraint === 'ledger_accounts_available_nonnegative') {
+    throw new LedgerError('insufficient_funds', 'insufficient available balance');
+  }
+  if (code === '23505' && constraint === 'ledger_hold_resolutions_pkey') {
+    throw new LedgerError('hold_already_resolved', 'hold is already resolved');
+  }
+  throw error;
+}
+
+/** Creates the installation's system accounts once. */
+export async function ensureSystemAccounts(ex: Executor, currency: string, now: Date): Promise<void> {
+  await ex.execute(sql`
+    INSERT INTO ledger_accounts (kind, code, currency, may_overdraw, created_at)
+    VALUES ('system', 'funding', ${currency}, true, ${now}),
+           ('system', 'revenue', ${currency}, false, ${now}),
+           ('system', 'adjustments', ${currency}, true, ${now})
+    ON CONFLICT (code) DO NOTHING`);
+}
+
+export async function openWallet(ex: Executor, userId: string, currency: string, now: Date): Promise<string> {
+  await ex.execute(sql`
+    INSERT INTO ledger_accounts (kind, user_id, currency, created_at)
+    VALUES ('wallet', ${userId}, ${currency}, ${now})
+    ON CONFLICT (user_id) DO NOTHING`);
+  const row = await firstRow<{ id: string }>(ex, sql`SELECT id FROM ledger_accounts WHERE user_id = ${userId}`);
+  if (!row) throw new LedgerError('unknown_account', `no wallet for user ${userId}`);
+  return row.id;
+}
+
+async function systemAccountId(ex: Executor, code: SystemAccount): Promise<string> {
+  const row = await firstRow<{ id: string }>(ex, sql`SELECT id FROM ledger_accounts WHERE code = ${code}`);
+  if (!row) throw new LedgerError('unknown_account', `system account ${code} is missing (run migrate)`);
+  return row.id;
+}
+
+async function walletAccountId(ex: Executor, userId: string): Promise<string> {
+  const row = await firstRow<{ id: string }>(ex, sql`SELECT id FROM ledger_accounts WHERE user_id = ${userId}`);
+  if (!row) throw new LedgerError('unknown_account', `no wallet for user ${userId}`);
+  return row.id;
+}
+
+export async function walletOf(ex: Executor, userId: string): Promise<Wallet> {
+  const row = await firstRow<{ id: string; currency: string; posted_minor: number; held_minor: number }>(
+    ex,
+    sql`SELECT id, currency, posted_minor, held_minor FROM ledger_accounts WHERE user_id = ${userId}`,
+  );
+  if (!row) throw new LedgerError('unknown_account', `no wallet for user ${userId}`);
+  const balance = toMinor(row.posted_minor);
+  const held = toMinor(row.held_minor);
+  return { accountId: row.id, currency: row.currency, balanceMinor: balance, heldMinor: held, availableMinor: toMinor(balance - held) };
+}
+
+export interface CreditRequest {
+  userId: string;
+  /** Positive adds to the wallet; negative (adjustments only) takes from it. */
+  amountMinor: number;
+  kind: 'topup' | 'adjustment';
+  actor: string;
+  actorId?: string | null;
+  reason: string;
+  /** Makes the credit safe to retry: a retry returns the first transfer. */
+  idempotencyKey?: string | null;
+  verificationId?: string | null;
+  now: Date;
+}
+
+/**
+ * Top-up or adjustment of a wallet. With an idempotency key, a retry returns the original transfer
+ * (`replayed: true`); the same key with different fields is refused.
+ */
+export async function creditWallet(ex: Executor, request: CreditRequest): Promise<{ transfer: Transfer; replayed: boolean }> {
+  if (!Number.isSafeInteger(request.amountMinor) || request.amountMinor === 0) {
+    throw new RangeError('amount must be a non-zero integer of minor units');
+  }
+  if (request.kind === 'topup' && request.amountMinor < 0) throw new RangeError('a top-up must be positive');
+  const wallet = await walletAccountId(ex, request.userId);
+  const system = await systemAccountId(ex, request.kind === 'topup' ? 'funding' : 'adjustments');
+  const incoming = request.amountMinor > 0;
+  const debit = incoming ? system : wallet;
+  const credit = incoming ? wallet : system;
+  const amount = Math.abs(request.amountMinor);
+  const key = request.idempotencyKey ?? null;
+
+  let inserted: TransferRow | undefined;
+  try {
+    inserted = await firstRow<TransferRow>(
+      ex,
+      sql`INSERT INTO ledger_transfers
+            (debit_account_id, credit_account_id, amount_minor, kind, idempotency_key, verification_id, actor, actor_id, reason, created_at)
+          VALUES (${debit}, ${credit}, ${amount}, ${request.kind}, ${key}, ${request.verificationId ?? null},
+                  ${request.actor}, ${request.actorId ?? null}, ${request.reason}, ${request.now})
+          ON CONFLICT (idempotency_key) DO NOTHING
+          RETURNING *`,
+    );
+  } catch (error) {
+    translate(error);
+  }
+  if (inserted) return { transfer: toTransfer(inserted), replayed: false };
+
+  const existing = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${key}`);
+  if (!existing) throw new Error('idempotent transfer vanished');
+  const same =
+    existing.debit_account_id === debit &&
+    existing.credit_account_id === credit &&
+    toMinor(existing.amount_minor) === amount &&
+    existing.kind === request.kind &&
+    existing.reason === request.reason;
+  if (!same) throw new LedgerError('idempotency_key_reused', 'this idempotency key was used for a different transfer');
+  return { transfer: toTransfer(existing), replayed: true };
+}
+
+export interface HoldRequest {
+  userId: string;
+  amountMinor: number;
+  verificationId: string;
+  expiresAt: Date;
+  actor: string;
+  now: Date;
+}
+
+/** Reserves an amount on the wallet. Throws insufficient_funds when the available balance is short. */
+export async function placeHold(ex: Executor, request: HoldRequest): Promise<Hold> {
+  assertPositive(request.amountMinor);
+  const wallet = await walletAccountId(ex, request.userId);
+  try {
+    const row = await firstRow<{ id: string; created_at: Date }>(
+      ex,
+      sql`INSERT INTO ledger_holds (account_id, amount_minor, verification_id, expires_at, actor, created_at)
+          VALUES (${wallet}, ${request.amountMinor}, ${request.verificationId}, ${request.expiresAt}, ${request.actor}, ${request.now})
+          RETURNING id, created_at`,
+    );
+    return {
+      id: row!.id,
+      accountId: wallet,
+      amountMinor: toMinor(request.amountMinor),
+      verificationId: request.verificationId,
+      expiresAt: request.expiresAt,
+      createdAt: request.now,
+      outcome: null,
+    };
+  } catch (error) {
+    translate(error);
+  }
+}
+
+export interface ResolveRequest {
+  holdId: string;
+  actor: string;
+  reason: string;
+  now: Date;
+}
+
+/** Captures a hold: exactly its amount moves from the wallet to revenue, once. */
+export async function postHold(ex: Executor, request: ResolveRequest): Promise<Transfer> {
+  const hold = await findHold(ex, request.holdId);
+  const revenue = await systemAccountId(ex, 'revenue');
+  try {
+    await ex.execute(sql`
+      INSERT INTO ledger_hold_resolutions (hold_id, outcome, actor, reason, created_at)
+      VALUES (${hold.id}, 'posted', ${request.actor}, ${request.reason}, ${request.now})`);
+    const row = await firstRow<TransferRow>(
+      ex,
+      sql`INSERT INTO ledger_transfers
+            (debit_account_id, credit_account_id, amount_minor, kind, hold_id, verification_id, actor, reason, created_at)
+          SELECT h.account_id, ${revenue}, h.amount_minor, 'verification_charge', h.id, h.verification_id,
+                 ${request.actor}, ${request.reason}, ${request.now}
+          FROM ledger_holds h WHERE h.id = ${hold.id}
+          RETURNING *`,
+    );
+    return toTransfer(row!);
+  } catch (error) {
+    translate(error);
+  }
+}
+
+/** Releases a hold back to the available balance, once: voided (cancel, failure) or expired (deadline). */
+export async function releaseHold(ex: Executor, request: ResolveRequest & { outcome: 'voided' | 'expired' }): Promise<void> {
+  await findHold(ex, request.holdId);
+  try {
+    await ex.execute(sql`
+      INSERT INTO ledger_hold_resolutions (hold_id, outcome, actor, reason, created_at)
+      VALUES (${request.holdId}, ${request.outcome}, ${request.actor}, ${request.reason}, ${request.now})`);
+  } catch (error) {
+    translate(error);
+  }
+}
+
+export function voidHold(ex: Executor, request: ResolveRequest): Promise<void> {
+  return releaseHold(ex, { ...request, outcome: 'voided' });
+}
+
+export function expireHold(ex: Executor, request: ResolveRequest): Promise<void> {
+  return releaseHold(ex, { ...request, outcome: 'expired' });
+}
+
+export async function findHold(ex: Executor, holdId: string): Promise<Hold> {
+  const row = await firstRow<{
+    id: string;
+    account_id: string;
+    amount_minor: number;
+    verification_id: string | null;
+    expires_at: Date;
+    created_at: Date;
+    outcome: HoldOutcome | null;
+  }>(
+    ex,
+    sql`SELECT h.*, r.outcome FROM ledger_holds h LEFT JOIN ledger_hold_resolutions r ON r.hold_id = h.id WHERE h.id = ${holdId}`,
+  );
+  if (!row) throw new LedgerError('unknown_hold', `no hold ${holdId}`);
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    amountMinor: toMinor(row.amount_minor),
+    verificationId: row.verification_id,
+    expiresAt: new Date(row.expires_at),
+    createdAt: new Date(row.created_at),
+    outcome: row.outcome,
+  };
+}
+
+export type HistoryType = 'topup' | 'verification_hold' | 'verification_charge' | 'verification_refund' | 'adjustment';
+
+export interface HistoryItem {
+  id: string;
+  type: HistoryType;
+  /** Signed effect on the available balance (a charge only settles what its hold already reserved: 0). */
+  amountMinor: number;
+  /** The amount the entry is about (the charge's captured amount, the hold's reserved amount, ...). */
+  grossMinor: number;
+  verificationId: string | null;
+  reason: string | null;
+  createdAt: Date;
+}
+
+export interface HistoryPage {
+  items: HistoryItem[];
+  nextCursor: string | null;
+}
+
+function encodeCursor(at: Date, id: string): string {
+  return Buffer.from(`${at.toISOString()}|${id}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { at: Date; id: string } | undefined {
+  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const at = new Date(iso ?? '');
+  if (!id || Number.isNaN(at.getTime())) return undefined;
+  return { at, id };
+}
+
+/** The customer's money history, newest first, as the types customers understand. */
+export async function walletHistory(
+  ex: Executor,
+  userId: string,
+  options: { cursor?: string; limit: number },
+): Promise<HistoryPage> {
+  const wallet = await walletAccountId(ex, userId);
+  const after = options.cursor ? decodeCursor(options.cursor) : undefined;
+  if (options.cursor && !after) throw new RangeError('invalid cursor');
+  const before = after ? sql`AND (created_at, id) < (${after.at}, ${after.id})` : sql``;
+  const found = await rows<{
+    id: string;
+    type: HistoryType;
+    amount_minor: number;
+    gross_minor: number;
+    verification_id: string | null;
+    reason: string | null;
+    created_at: Date;
+  }>(
+    ex,
+    sql`SELECT * FROM (
+          SELECT t.id::text AS id,
+                 CASE WHEN t.kind = 'verification_charge' THEN 'verification_charge' ELSE t.kind END AS type,
+                 CASE WHEN t.kind = 'verification_charge' THEN 0
+                      WHEN t.credit_account_id = ${wallet} THEN t.amount_minor ELSE -t.amount_minor END AS amount_minor,
+                 t.amount_minor AS gross_minor, t.verification_id, t.reason, t.created_at
+          FROM ledger_transfers t
+          WHERE t.debit_account_id = ${wallet} OR t.credit_account_id = ${wallet}
+          UNION ALL
+          SELECT h.id::text, 'verification_hold', -h.amount_minor, h.amount_minor, h.verification_id, NULL, h.created_at
+          FROM ledger_holds h WHERE h.account_id = ${wallet}
+          UNION ALL
+          SELECT 'r' || h.id::text, 'verification_refund', h.amount_minor, h.amount_minor, h.verification_id, r.reason, r.created_at
+          FROM ledger_hold_resolutions r JOIN ledger_holds h ON h.id = r.hold_id
+          WHERE h.account_id = ${wallet} AND r.outcome IN ('voided', 'expired')
+        ) entries
+        WHERE true ${before}
+        ORDER BY created_at DESC, id DESC
+        LIMIT ${options.limit + 1}`,
+  );
+  const page = found.slice(0, options.limit).map((r) => ({
+    id: r.id,
+    type: r.type,
+    amountMinor: Number(r.amount_minor),
+    grossMinor: Number(r.gross_minor),
+    verificationId: r.verification_id,
+    reason: r.reason,
+    createdAt: new Date(r.created_at),
+  }));
+  const last = page[page.length - 1];
+  return { items: page, nextCursor: found.length > options.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+}

@@ -1,0 +1,161 @@
+/**
+ * The contract every upstream adapter fulfils. The lifecycle only ever talks to upstreams through
+ * this interface, and relies on one promise above all: every failure is classified.
+ *
+ * - definite: the upstream certainly did not create an order (nothing was bought). Safe to void.
+ * - ambiguous: an order may exist upstream (timeout, dropped connection, 5xx after the request was
+ *   sent, an unparseable answer). Never retried blindly; resolved later by `lookup`.
+ */
+
+export type ProviderName = 'sandbox' | 'textverified' | 'sms-activate';
+
+export type ProviderErrorCode =
+  | 'no_numbers' // upstream has no number for this service/country (definite)
+  | 'price_exceeds_max' // upstream price is above the cap we sent (definite)
+  | 'rejected' // upstream refused the request: bad service, bad country, banned... (definite)
+  | 'upstream_balance' // the operator's upstream float is empty (definite)
+  | 'bad_credentials' // our API key/token is wrong (definite)
+  | 'rate_limited' // 429 or a per-key limit (definite when the upstream says so before acting)
+  | 'unavailable' // circuit open, upstream down before the request was sent (definite)
+  | 'timeout' // no answer in time after sending (ambiguous)
+  | 'connection_lost' // reset/dropped after sending (ambiguous)
+  | 'server_error' // 5xx after sending (ambiguous)
+  | 'malformed_response'; // an answer that is not the documented shape, e.g. an HTML page (ambiguous)
+
+export type FailureKind = 'definite' | 'ambiguous';
+
+export class ProviderError extends Error {
+  readonly kind: FailureKind;
+  readonly code: ProviderErrorCode;
+  /** Seconds the upstream asked us to wait, when it said so (429 Retry-After, early cancel). */
+  readonly retryAfterSeconds?: number;
+  /** HTTP status of the upstream answer, when there was one. */
+  readonly status?: number;
+
+  constructor(
+    kind: FailureKind,
+    code: ProviderErrorCode,
+    message: string,
+    options: { retryAfterSeconds?: number; status?: number; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ProviderError';
+    this.kind = kind;
+    this.code = code;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.status = options.status;
+  }
+}
+
+export function isProviderError(error: unknown): error is ProviderError {
+  return error instanceof ProviderError;
+}
+
+/** One purchasable offer upstream. Costs are integer minor units of the installation currency. */
+export interface CatalogueEntry {
+  service: string;
+  country: string;
+  costMinor: number;
+  /** How many numbers the upstream says it has, when it says. */
+  available: number | null;
+}
+
+export interface PurchaseRequest {
+  service: string;
+  country: string;
+  /** The most we are willing to pay upstream, integer minor units. Always sent upstream. */
+  maxCostMinor: number;
+  /** Our verification id: sent as the upstream's idempotency key / client reference where it has one. */
+  clientRef: string;
+}
+
+/** An order the upstream has created for us: a number assigned to one verification. */
+export interface ProviderOrder {
+  providerOrderId: string;
+  /** E.164 without formatting, e.g. "14155550123". */
+  phoneNumber: string;
+  /** The upstream's own end of life for this order, when it states one. */
+  endsAt: Date | null;
+  /** What the upstream charged us, when it says (minor units). */
+  costMinor: number | null;
+}
+
+export interface ProviderMessage {
+  /** Stable id of this message upstream (or a digest of it), used to store each SMS once. */
+  providerMessageId: string;
+  text: string;
+  code: string | null;
+  receivedAt: Date;
+}
+
+export type UpstreamOrderState =
+  | 'waiting' // live, no SMS yet
+  | 'received' // at least one SMS
+  | 'cancelled'
+  | 'expired'
+  | 'completed'
+  | 'unknown';
+
+export interface OrderCheck {
+  state: UpstreamOrderState;
+  /** Messages received for this order at or after `since`. Older messages are never returned. */
+  messages: ProviderMessage[];
+}
+
+/** What we know about an order when we ask the upstream about it. */
+export interface OrderRef {
+  providerOrderId: string;
+  phoneNumber: string;
+  /** When we bought it; messages before this instant belong to a previous holder of the number. */
+  since: Date;
+}
+
+export type CancelOutcome =
+  | { outcome: 'cancelled' }
+  | { outcome: 'already_received' }
+  | { outcome: 'too_early'; retryAfterSeconds: number }
+  | { outcome: 'gone' }; // the upstream no longer knows it or already closed it: nothing to cancel
+
+/** Looking an uncertain purchase up afterwards. */
+export interface LookupRequest {
+  clientRef: string;
+  service: string;
+  country: string;
+  maxCostMinor: number;
+  /** When our purchase request was sent. */
+  requestedAt: Date;
+  /** Order ids already attached to other verifications: never adopt one of these. */
+  claimedOrderIds: ReadonlySet<string>;
+}
+
+export type LookupResult =
+  | { status: 'found'; order: ProviderOrder }
+  | { status: 'absent' } // provably never created
+  | { status: 'unknown' }; // cannot tell (yet)
+
+export interface ActiveOrder {
+  providerOrderId: string;
+  phoneNumber: string;
+  service: string | null;
+  createdAt: Date | null;
+}
+
+export interface Provider {
+  readonly name: ProviderName;
+  catalogue(): Promise<CatalogueEntry[]>;
+  /** Throws ProviderError (definite or ambiguous) on failure. */
+  buy(request: PurchaseRequest): Promise<ProviderOrder>;
+  /** Resolve an ambiguous purchase without buying again. */
+  lookup(request: LookupRequest): Promise<LookupResult>;
+  check(order: OrderRef): Promise<OrderCheck>;
+  /** Batched check when the upstream has a list call; absent orders are missing from the map. */
+  checkMany?(orders: OrderRef[]): Promise<Map<string, OrderCheck>>;
+  cancel(providerOrderId: string): Promise<CancelOutcome>;
+  /** Tell the upstream we are done with a delivered order (SMS-Activate setStatus 6). */
+  complete?(providerOrderId: string): Promise<void>;
+  /** Report a failed or undelivered order to recoup its cost. */
+  report?(providerOrderId: string): Promise<void>;
+  /** Orders the upstream considers active: used to find orphans. */
+  activeOrders?(): Promise<ActiveOrder[]>;
+  balance(): Promise<{ amountMinor: number; currency: string }>;
+}
