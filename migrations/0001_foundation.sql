@@ -122,6 +122,31 @@ CREATE TRIGGER ledger_holds_immutable BEFORE UPDATE OR DELETE ON ledger_holds
   FOR EACH ROW EXECUTE FUNCTION ledger_forbid_change();
 CREATE TRIGGER ledger_hold_resolutions_immutable BEFORE UPDATE OR DELETE ON ledger_hold_resolutions
   FOR EACH ROW EXECUTE FUNCTION ledger_forbid_change();
+-- TRUNCATE fires no row triggers, so it is refused separately.
+CREATE TRIGGER ledger_transfers_no_truncate BEFORE TRUNCATE ON ledger_transfers
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger_forbid_change();
+CREATE TRIGGER ledger_holds_no_truncate BEFORE TRUNCATE ON ledger_holds
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger_forbid_change();
+CREATE TRIGGER ledger_hold_resolutions_no_truncate BEFORE TRUNCATE ON ledger_hold_resolutions
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger_forbid_change();
+
+-- Cached balances are the journal's sums: they start at zero and only the ledger's own triggers
+-- (below, nested one level deep) may change them. A direct UPDATE would mint or destroy money.
+CREATE FUNCTION ledger_guard_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.posted_minor <> 0 OR NEW.held_minor <> 0 THEN
+      RAISE EXCEPTION 'account balances change only through ledger transfers and holds: a new account starts at 0'
+        USING ERRCODE = 'raise_exception', HINT = 'ledger_balances_guarded';
+    END IF;
+  ELSIF (NEW.posted_minor, NEW.held_minor) IS DISTINCT FROM (OLD.posted_minor, OLD.held_minor) AND pg_trigger_depth() < 2 THEN
+    RAISE EXCEPTION 'account balances change only through ledger transfers and holds: direct update of % refused', OLD.id
+      USING ERRCODE = 'raise_exception', HINT = 'ledger_balances_guarded';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER ledger_accounts_guard_balances BEFORE INSERT OR UPDATE ON ledger_accounts
+  FOR EACH ROW EXECUTE FUNCTION ledger_guard_balances();
 
 -- A transfer moves posted balance. A charge (a transfer that posts a hold) also releases the hold in
 -- the same row update, so the available balance never dips between the two halves.

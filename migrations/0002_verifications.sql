@@ -54,7 +54,7 @@ CREATE TABLE verifications (
 );
 CREATE UNIQUE INDEX verifications_provider_order ON verifications (provider, provider_order_id) WHERE provider_order_id IS NOT NULL;
 CREATE INDEX verifications_user_created ON verifications (user_id, created_at DESC, id DESC);
-CREATE INDEX verifications_due ON verifications (next_check_at) WHERE state IN ('pending', 'waiting');
+CREATE INDEX verifications_due ON verifications (next_check_at) WHERE state IN ('pending', 'waiting', 'expired');
 CREATE INDEX verifications_upstream_due ON verifications (upstream_next_at) WHERE upstream_status = 'cancel_owed';
 CREATE INDEX verifications_created ON verifications (created_at);
 

@@ -22,3 +22,11 @@ export class ManualClock implements Clock {
     this.current = new Date(at).getTime();
   }
 }
+
+/**
+ * Milliseconds of the wall clock, for the few libraries that time themselves with it (cockatiel's
+ * circuit breaker): code that must agree with them reads the same source.
+ */
+export function libraryClockMs(): number {
+  return Date.now();
+}

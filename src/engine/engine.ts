@@ -1,0 +1,193 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { claimDue, forgetWorker, heartbeat, releaseLease } from '../verifications/queue.ts';
+import {
+  checkUpstream,
+  describe,
+  expireVerification,
+  orderRef,
+  recordMessages,
+  recoverPurchase,
+  settleUpstream,
+  type LifecycleDeps,
+  type VerificationRow,
+} from '../verifications/lifecycle.ts';
+import { backoffMs } from '../verifications/transitions.ts';
+
+/**
+ * The background engine: polls waiting verifications, expires them at their deadline, recovers
+ * pending purchases and retries owed upstream cancels. All of its work is in the database, so any
+ * number of engines (processes, machines) can run side by side.
+ */
+export interface EngineOptions {
+  workerId?: string;
+  batchSize?: number;
+}
+
+export interface TickReport {
+  polled: number;
+  captured: number;
+  expired: number;
+  recovered: number;
+  settled: number;
+}
+
+export class Engine {
+  readonly workerId: string;
+  private readonly batchSize: number;
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<unknown>;
+  private stopped = true;
+
+  constructor(
+    private readonly deps: LifecycleDeps,
+    options: EngineOptions = {},
+  ) {
+    this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.batchSize = options.batchSize ?? 100;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const loop = async () => {
+      if (this.stopped) return;
+      this.running = this.tick().catch((error) => this.deps.logger.error({ err: describe(error) }, 'engine tick failed'));
+      await this.running;
+      if (!this.stopped) this.timer = setTimeout(loop, this.deps.config.ENGINE_TICK_MS);
+    };
+    this.timer = setTimeout(loop, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+    await forgetWorker(this.deps.database.db, this.workerId).catch(() => {});
+  }
+
+  /** One pass over everything that is due now. Tests call this directly with an injected clock. */
+  async tick(): Promise<TickReport> {
+    const { database, clock, config } = this.deps;
+    const report: TickReport = { polled: 0, captured: 0, expired: 0, recovered: 0, settled: 0 };
+    const now = clock.now();
+    await heartbeat(database.db, this.workerId, now);
+    const leaseMs = config.LEASE_SECONDS * 1000;
+
+    const due = await claimDue(database.db, { workerId: this.workerId, now, leaseMs, limit: this.batchSize, kind: 'poll' });
+    const toPoll: VerificationRow[] = [];
+    for (const row of due) {
+      if (row.state === 'pending') {
+        await this.recover(row, report);
+      } else if (row.state === 'expired') {
+        await this.watchLate(row);
+      } else if (now >= row.expiresAt) {
+        await this.expire(row, report);
+      } else {
+        toPoll.push(row);
+      }
+    }
+    if (toPoll.length > 0) await this.poll(toPoll, report);
+
+    const owed = await claimDue(database.db, { workerId: this.workerId, now, leaseMs, limit: this.batchSize, kind: 'settle' });
+    for (const row of owed) {
+      const status = await settleUpstream(this.deps, row);
+      if (status !== 'cancel_owed') report.settled++;
+      await releaseLease(database.db, row.id, this.workerId, {});
+    }
+    return report;
+  }
+
+  private async recover(row: VerificationRow, report: TickReport): Promise<void> {
+    const { database, clock } = this.deps;
+    try {
+      const after = await recoverPurchase(this.deps, row);
+      if (after && after.state !== 'pending') report.recovered++;
+      const failures = after?.state === 'pending' ? row.checkFailures + 1 : 0;
+      const next = new Date(Math.min(clock.now().getTime() + backoffMs(failures), Math.max(row.expiresAt.getTime(), clock.now().getTime() + 1000)));
+      await releaseLease(database.db, row.id, this.workerId, {
+        nextCheckAt: after?.state === 'waiting' ? this.nextPoll(after) : next,
+        checkFailures: failures,
+      });
+    } catch (error) {
+      this.deps.logger.error({ verification: row.id, err: describe(error) }, 'recovery failed');
+      await this.retryLater(row);
+    }
+  }
+
+  private async expire(row: VerificationRow, report: TickReport): Promise<void> {
+    try {
+      const after = await expireVerification(this.deps, row);
+      if (after?.state === 'expired') report.expired++;
+      if (after?.state === 'received') report.captured++;
+      await releaseLease(this.deps.database.db, row.id, this.workerId, { nextCheckAt: null });
+    } catch (error) {
+      this.deps.logger.error({ verification: row.id, err: describe(error) }, 'expiry failed');
+      await this.retryLater(row);
+    }
+  }
+
+  /** After the deadline, keeps looking for a late SMS for a while: stored and shown, never charged. */
+  private async watchLate(row: VerificationRow): Promise<void> {
+    const { clock, config, database, breaker } = this.deps;
+    const windowEnds = (row.resolvedAt ?? row.expiresAt).getTime() + config.LATE_SMS_WINDOW_SECONDS * 1000;
+    let next: Date | null = null;
+    if (clock.now().getTime() < windowEnds && !breaker.isOpen()) {
+      const result = await checkUpstream(this.deps, row, 'poller').catch(() => undefined);
+      if (result && result.stored === 0) next = new Date(Math.min(windowEnds, clock.now().getTime() + config.POLL_INTERVAL_MS));
+    }
+    await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: next });
+  }
+
+  /** Polls waiting rows, in one upstream call when the provider has a list call. */
+  private async poll(list: VerificationRow[], report: TickReport): Promise<void> {
+    const { provider, breaker, database } = this.deps;
+    report.polled += list.length;
+    if (breaker.isOpen()) {
+      // An open provider is skipped without counting against any row; deadlines still refund.
+      for (const row of list) await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row) });
+      return;
+    }
+    if (provider.checkMany && list.length > 1) {
+      try {
+        const checks = await provider.checkMany(list.map(orderRef));
+        for (const row of list) {
+          const check = checks.get(row.providerOrderId!);
+          if (check && check.messages.length > 0) {
+            const result = await recordMessages(this.deps, row.id, check.messages, 'poller');
+            if (result?.captured) report.captured++;
+          }
+          await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row), checkFailures: 0 });
+        }
+        return;
+      } catch (error) {
+        this.deps.logger.warn({ err: describe(error) }, 'batched poll failed; polling one by one');
+      }
+    }
+    for (const row of list) {
+      try {
+        const result = await checkUpstream(this.deps, row, 'poller');
+        if (result?.captured) report.captured++;
+        await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row), checkFailures: 0 });
+      } catch (error) {
+        this.deps.logger.warn({ verification: row.id, err: describe(error) }, 'poll failed');
+        await this.retryLater(row);
+      }
+    }
+  }
+
+  /** The next poll, never later than the deadline so expiry is never late. */
+  private nextPoll(row: VerificationRow): Date {
+    const at = this.deps.clock.now().getTime() + this.deps.config.POLL_INTERVAL_MS;
+    return new Date(Math.min(at, row.expiresAt.getTime()));
+  }
+
+  private async retryLater(row: VerificationRow): Promise<void> {
+    const failures = row.checkFailures + 1;
+    const at = this.deps.clock.now().getTime() + backoffMs(failures);
+    const next = row.state === 'waiting' ? Math.min(at, row.expiresAt.getTime()) : at;
+    await releaseLease(this.deps.database.db, row.id, this.workerId, { nextCheckAt: new Date(next), checkFailures: failures }).catch(
+      () => {},
+    );
+  }
+}

@@ -1,0 +1,62 @@
+import { sql } from 'drizzle-orm';
+import type { Database, Executor } from '../db/database.ts';
+
+/**
+ * Live updates for customers' open event streams. An event is published with pg_notify inside the
+ * transaction that made the change, so it is delivered only if that change commits, and on
+ * PostgreSQL it reaches every API process. Events carry ids only; subscribers load fresh state.
+ */
+export const EVENTS_CHANNEL = 'namaskah_events';
+
+export type BusEventKind = 'verification' | 'notification' | 'wallet';
+
+export interface BusEvent {
+  userId: string;
+  kind: BusEventKind;
+  id: string;
+}
+
+export async function publish(ex: Executor, event: BusEvent): Promise<void> {
+  await ex.execute(sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify(event)})`);
+}
+
+type Listener = (event: BusEvent) => void;
+
+/** Fans database notifications out to the in-process subscribers of each user. */
+export class EventHub {
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private unlisten?: () => Promise<void>;
+
+  async start(database: Database): Promise<void> {
+    this.unlisten = await database.listen(EVENTS_CHANNEL, (payload) => {
+      let event: BusEvent;
+      try {
+        event = JSON.parse(payload) as BusEvent;
+      } catch {
+        return;
+      }
+      for (const listener of this.listeners.get(event.userId) ?? []) listener(event);
+    });
+  }
+
+  subscribe(userId: string, listener: Listener): () => void {
+    let set = this.listeners.get(userId);
+    if (!set) this.listeners.set(userId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set!.delete(listener);
+      if (set!.size === 0) this.listeners.delete(userId);
+    };
+  }
+
+  subscriberCount(): number {
+    let n = 0;
+    for (const set of this.listeners.values()) n += set.size;
+    return n;
+  }
+
+  async stop(): Promise<void> {
+    this.listeners.clear();
+    await this.unlisten?.();
+  }
+}

@@ -1,0 +1,73 @@
+import { and, desc, eq, isNull, lt, sql } from 'drizzle-orm';
+import type { Executor } from '../db/database.ts';
+import { publish } from '../events/bus.ts';
+import { notifications } from '../verifications/schema.ts';
+
+/**
+ * In-app notifications. Written in the same transaction as the transition they announce; the
+ * unique (verification, kind) constraint makes "exactly one code notice and one refund notice"
+ * a database fact even when a transition is retried.
+ */
+export type NotificationKind = 'code_received' | 'refund_issued';
+
+export async function notify(
+  ex: Executor,
+  input: { userId: string; verificationId: string; kind: NotificationKind; title: string; body: string; now: Date },
+): Promise<void> {
+  const inserted = await ex
+    .insert(notifications)
+    .values({
+      userId: input.userId,
+      verificationId: input.verificationId,
+      kind: input.kind,
+      title: input.title,
+      body: input.body,
+      createdAt: input.now,
+    })
+    .onConflictDoNothing()
+    .returning({ id: notifications.id });
+  if (inserted[0]) await publish(ex, { userId: input.userId, kind: 'notification', id: inserted[0].id });
+}
+
+export type NotificationRow = typeof notifications.$inferSelect;
+
+export function notificationView(n: NotificationRow) {
+  return {
+    id: n.id,
+    kind: n.kind,
+    verification_id: n.verificationId,
+    title: n.title,
+    body: n.body,
+    created_at: n.createdAt.toISOString(),
+    read_at: n.readAt ? n.readAt.toISOString() : null,
+  };
+}
+
+export async function listNotifications(ex: Executor, userId: string, options: { limit: number; before?: Date }) {
+  const items = await ex
+    .select()
+    .from(notifications)
+    .where(and(eq(notifications.userId, userId), options.before ? lt(notifications.createdAt, options.before) : undefined))
+    .orderBy(desc(notifications.createdAt), desc(notifications.id))
+    .limit(options.limit);
+  const [unread] = await ex
+    .select({ n: sql<number>`count(*)::int` })
+    .from(notifications)
+    .where(and(eq(notifications.userId, userId), isNull(notifications.readAt)));
+  return { items, unread: Number(unread?.n ?? 0) };
+}
+
+export async function findNotification(ex: Executor, userId: string, id: string): Promise<NotificationRow | undefined> {
+  const [row] = await ex.select().from(notifications).where(and(eq(notifications.id, id), eq(notifications.userId, userId)));
+  return row;
+}
+
+/** Marks one of the customer's notifications read (idempotent); undefined when it is not theirs. */
+export async function markRead(ex: Executor, userId: string, id: string, now: Date): Promise<NotificationRow | undefined> {
+  const [row] = await ex
+    .update(notifications)
+    .set({ readAt: sql`coalesce(${notifications.readAt}, ${now})` })
+    .where(and(eq(notifications.id, id), eq(notifications.userId, userId)))
+    .returning();
+  return row;
+}

@@ -1,0 +1,42 @@
+import type { Clock } from '../clock.ts';
+import { ConfigError, type Config } from '../config.ts';
+import type { Provider } from './provider.ts';
+import { SandboxProvider } from './sandbox.ts';
+import { SmsActivateProvider } from './sms-activate/adapter.ts';
+import { TextVerifiedProvider } from './textverified/adapter.ts';
+
+/** Builds the configured upstream. Missing credentials for a real provider stop the start-up. */
+export function createProvider(config: Config, clock: Clock): Provider {
+  switch (config.PROVIDER) {
+    case 'sandbox':
+      return new SandboxProvider({
+        clock,
+        delayMs: config.SANDBOX_DELAY_MS,
+        failureRate: config.SANDBOX_FAILURE_RATE,
+        ttlSeconds: config.VERIFICATION_TTL_SECONDS,
+      });
+    case 'textverified':
+      if (!config.TEXTVERIFIED_API_USERNAME || !config.TEXTVERIFIED_API_KEY) {
+        throw new ConfigError('PROVIDER=textverified needs TEXTVERIFIED_API_USERNAME and TEXTVERIFIED_API_KEY');
+      }
+      return new TextVerifiedProvider({
+        baseUrl: config.TEXTVERIFIED_BASE_URL,
+        apiUsername: config.TEXTVERIFIED_API_USERNAME,
+        apiKey: config.TEXTVERIFIED_API_KEY,
+        requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND,
+        timeoutMs: config.PROVIDER_TIMEOUT_MS,
+        clock,
+      });
+    case 'sms-activate':
+      if (!config.SMS_ACTIVATE_API_KEY) throw new ConfigError('PROVIDER=sms-activate needs SMS_ACTIVATE_API_KEY');
+      return new SmsActivateProvider({
+        baseUrl: config.SMS_ACTIVATE_BASE_URL,
+        apiKey: config.SMS_ACTIVATE_API_KEY,
+        requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND,
+        timeoutMs: config.PROVIDER_TIMEOUT_MS,
+        currency: config.CURRENCY,
+        activationLifetimeSeconds: config.VERIFICATION_TTL_SECONDS,
+        clock,
+      });
+  }
+}

@@ -1,0 +1,88 @@
+import { and, eq, sql } from 'drizzle-orm';
+import type { Executor } from '../db/database.ts';
+import { rows } from '../db/database.ts';
+import { engineWorkers, verifications } from './schema.ts';
+import type { VerificationRow } from './lifecycle.ts';
+
+/**
+ * The verification rows are the work queue (DESIGN §5). A worker claims due rows with
+ * FOR UPDATE SKIP LOCKED and a lease; while the lease runs no other worker takes them, and when a
+ * worker dies its rows come back as soon as the lease lapses. Handlers are idempotent, so a row
+ * processed twice after a crash is harmless.
+ */
+export type DueKind = 'poll' | 'settle';
+
+interface ClaimedRow {
+  id: string;
+}
+
+export async function claimDue(
+  ex: Executor,
+  options: { workerId: string; now: Date; leaseMs: number; limit: number; kind: DueKind },
+): Promise<VerificationRow[]> {
+  const leaseUntil = new Date(options.now.getTime() + options.leaseMs);
+  const due =
+    options.kind === 'poll'
+      ? sql`state IN ('pending', 'waiting', 'expired') AND next_check_at <= ${options.now}
+            AND (state <> 'pending' OR purchase_until IS NULL OR purchase_until <= ${options.now})`
+      : sql`upstream_status = 'cancel_owed' AND upstream_next_at <= ${options.now}`;
+  const order = options.kind === 'poll' ? sql`next_check_at` : sql`upstream_next_at`;
+  const claimed = await rows<ClaimedRow>(
+    ex,
+    sql`UPDATE verifications SET lease_owner = ${options.workerId}, lease_until = ${leaseUntil}
+        WHERE id IN (
+          SELECT id FROM verifications
+          WHERE ${due} AND (lease_until IS NULL OR lease_until <= ${options.now})
+          ORDER BY ${order}
+          LIMIT ${options.limit}
+          FOR UPDATE SKIP LOCKED)
+        RETURNING id`,
+  );
+  if (claimed.length === 0) return [];
+  const ids = claimed.map((c) => c.id);
+  return ex.select().from(verifications).where(sql`${verifications.id} IN ${ids}`);
+}
+
+/** Gives a row back with the time it is next due (null: nothing more to do). */
+export async function releaseLease(
+  ex: Executor,
+  id: string,
+  workerId: string,
+  next: { nextCheckAt?: Date | null; checkFailures?: number },
+): Promise<void> {
+  const state = sql`${verifications.state}`;
+  await ex
+    .update(verifications)
+    .set({
+      leaseOwner: null,
+      leaseUntil: null,
+      // A row that became terminal meanwhile has nothing left to check.
+      nextCheckAt: next.nextCheckAt === undefined ? undefined : sql`CASE WHEN ${state} IN ('pending', 'waiting', 'expired') THEN ${next.nextCheckAt}::timestamptz ELSE NULL END`,
+      checkFailures: next.checkFailures,
+    })
+    .where(and(eq(verifications.id, id), eq(verifications.leaseOwner, workerId)));
+}
+
+export async function heartbeat(ex: Executor, workerId: string, now: Date): Promise<void> {
+  await ex
+    .insert(engineWorkers)
+    .values({ id: workerId, startedAt: now, lastTickAt: now })
+    .onConflictDoUpdate({ target: engineWorkers.id, set: { lastTickAt: now } });
+}
+
+export async function forgetWorker(ex: Executor, workerId: string): Promise<void> {
+  await ex.delete(engineWorkers).where(eq(engineWorkers.id, workerId));
+}
+
+/** How far behind the engine is: the age of the oldest row that is due and not leased. */
+export async function engineLagSeconds(ex: Executor, now: Date): Promise<number> {
+  const [row] = await rows<{ oldest: Date | null }>(
+    ex,
+    sql`SELECT min(next_check_at) AS oldest FROM verifications
+        WHERE state IN ('pending', 'waiting') AND next_check_at <= ${now}
+          AND (lease_until IS NULL OR lease_until <= ${now})
+          AND (state = 'waiting' OR purchase_until IS NULL OR purchase_until <= ${now})`,
+  );
+  if (!row?.oldest) return 0;
+  return Math.max(0, (now.getTime() - new Date(row.oldest).getTime()) / 1000);
+}

@@ -1,0 +1,41 @@
+import type { AppContext } from '../context.ts';
+import { Engine } from '../engine/engine.ts';
+import { EventHub } from '../events/bus.ts';
+import { createBreaker, withBreaker, type ProviderBreaker } from '../providers/breaker.ts';
+import type { Provider } from '../providers/provider.ts';
+import { createProvider } from '../providers/registry.ts';
+import type { LifecycleDeps } from './lifecycle.ts';
+
+/**
+ * Everything the verification lifecycle needs at run time: the provider behind its breaker, the
+ * background engine and the live-event hub. Built once per process by the composition root.
+ */
+export interface VerificationRuntime {
+  deps: LifecycleDeps;
+  /** The provider without the breaker (tests and the sandbox route reach it directly). */
+  upstream: Provider;
+  breaker: ProviderBreaker;
+  engine: Engine;
+  hub: EventHub;
+}
+
+export function createVerificationRuntime(
+  ctx: AppContext,
+  options: { provider?: Provider; faults?: LifecycleDeps['faults']; workerId?: string } = {},
+): VerificationRuntime {
+  const upstream = options.provider ?? createProvider(ctx.config, ctx.clock);
+  const breaker = createBreaker(upstream.name, {
+    failureThreshold: ctx.config.BREAKER_FAILURE_THRESHOLD,
+    halfOpenAfterMs: ctx.config.BREAKER_HALF_OPEN_AFTER_MS,
+  });
+  const deps: LifecycleDeps = {
+    database: ctx.database,
+    clock: ctx.clock,
+    config: ctx.config,
+    provider: withBreaker(upstream, breaker),
+    breaker,
+    logger: ctx.logger,
+    faults: options.faults,
+  };
+  return { deps, upstream, breaker, engine: new Engine(deps, { workerId: options.workerId }), hub: new EventHub() };
+}

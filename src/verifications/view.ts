@@ -1,0 +1,118 @@
+import { and, asc, desc, eq, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
+import type { Executor } from '../db/database.ts';
+import { decodeCursor } from '../ledger/ledger.ts';
+import { users } from '../accounts/schema.ts';
+import { verificationEvents, verificationMessages, verifications, type VerificationState } from './schema.ts';
+import type { VerificationRow } from './lifecycle.ts';
+import { canCancel, isRefunded } from './transitions.ts';
+
+/** The verification as customers and their scripts see it (DESIGN §6). Reads only. */
+export interface VerificationView {
+  id: string;
+  service: string;
+  country: string;
+  state: VerificationState;
+  phone_number: string | null;
+  price_minor: number;
+  currency: string;
+  created_at: string;
+  expires_at: string;
+  code: string | null;
+  messages: { text: string; code: string | null; received_at: string; late: boolean }[];
+  refunded: boolean;
+  can_cancel: boolean;
+  events: { from: string | null; to: string; actor: string; reason: string | null; at: string }[];
+}
+
+export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
+  if (list.length === 0) return [];
+  const ids = list.map((r) => r.id);
+  const messages = await ex
+    .select()
+    .from(verificationMessages)
+    .where(inArray(verificationMessages.verificationId, ids))
+    .orderBy(asc(verificationMessages.receivedAt), asc(verificationMessages.id));
+  const events = await ex
+    .select()
+    .from(verificationEvents)
+    .where(inArray(verificationEvents.verificationId, ids))
+    .orderBy(asc(verificationEvents.id));
+  return list.map((row) => ({
+    id: row.id,
+    service: row.service,
+    country: row.country,
+    state: row.state,
+    phone_number: row.phoneNumber,
+    price_minor: row.priceMinor,
+    currency: row.currency,
+    created_at: row.createdAt.toISOString(),
+    expires_at: row.expiresAt.toISOString(),
+    code: row.code,
+    messages: messages
+      .filter((m) => m.verificationId === row.id)
+      .map((m) => ({ text: m.text, code: m.code, received_at: m.receivedAt.toISOString(), late: m.late })),
+    refunded: isRefunded(row.state),
+    can_cancel: canCancel(row.state),
+    events: events
+      .filter((e) => e.verificationId === row.id)
+      .map((e) => ({ from: e.fromState, to: e.toState, actor: e.actor, reason: e.reason, at: e.createdAt.toISOString() })),
+  }));
+}
+
+export async function viewOf(ex: Executor, row: VerificationRow): Promise<VerificationView> {
+  return (await viewsOf(ex, [row]))[0]!;
+}
+
+/** One of the customer's verifications; another customer's is simply not found. */
+export async function findCustomerVerification(ex: Executor, userId: string, id: string): Promise<VerificationRow | undefined> {
+  const [row] = await ex.select().from(verifications).where(and(eq(verifications.id, id), eq(verifications.userId, userId)));
+  return row;
+}
+
+export interface VerificationFilter {
+  userId?: string;
+  state?: VerificationState;
+  service?: string;
+  email?: string;
+  cursor?: string;
+  limit: number;
+}
+
+/** A page of verifications, newest first, with a cursor for the next page. */
+export async function listVerifications(ex: Executor, filter: VerificationFilter) {
+  const after = filter.cursor ? decodeCursor(filter.cursor) : undefined;
+  if (filter.cursor && !after) throw new RangeError('invalid cursor');
+  const conditions: (SQL | undefined)[] = [
+    filter.userId ? eq(verifications.userId, filter.userId) : undefined,
+    filter.state ? eq(verifications.state, filter.state) : undefined,
+    filter.service ? eq(verifications.service, filter.service) : undefined,
+    filter.email ? eq(users.email, filter.email.toLowerCase()) : undefined,
+    after
+      ? or(lt(verifications.createdAt, after.at), and(eq(verifications.createdAt, after.at), lt(verifications.id, after.id)))
+      : undefined,
+  ];
+  const found = await ex
+    .select({ row: verifications, email: users.email })
+    .from(verifications)
+    .innerJoin(users, eq(users.id, verifications.userId))
+    .where(and(...conditions))
+    .orderBy(desc(verifications.createdAt), desc(verifications.id))
+    .limit(filter.limit + 1);
+  const page = found.slice(0, filter.limit);
+  const views = await viewsOf(
+    ex,
+    page.map((f) => f.row),
+  );
+  const last = page[page.length - 1];
+  const nextCursor =
+    found.length > filter.limit && last ? Buffer.from(`${last.row.createdAt.toISOString()}|${last.row.id}`).toString('base64url') : null;
+  return { items: views.map((v, i) => ({ ...v, user_email: page[i]!.email })), nextCursor };
+}
+
+export async function countByState(ex: Executor): Promise<Record<string, number>> {
+  const result = await ex
+    .select({ state: verifications.state, n: sql<number>`count(*)::int` })
+    .from(verifications)
+    .groupBy(verifications.state);
+  return Object.fromEntries(result.map((r) => [r.state, Number(r.n)]));
+}
