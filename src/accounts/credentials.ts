@@ -1,0 +1,52 @@
+import { sql } from 'drizzle-orm';
+import { firstRow, type Executor } from '../db/database.ts';
+import { API_KEY_PREFIX, hashToken, SESSION_TOKEN_PREFIX } from './tokens.ts';
+import type { Role } from './users.ts';
+
+/** Who is making a request, whatever credential they used. */
+export interface Principal {
+  userId: string;
+  role: Role;
+  /** `ops`: the local operator token a running embedded server hands to the CLI (see docs/configuration.md). */
+  via: 'session' | 'api_key' | 'ops';
+}
+
+export interface Credential {
+  principal: Principal;
+  /** Set for sessions: the row to revoke on logout, and the CSRF token cookie-authenticated writes must echo. */
+  sessionId?: string;
+  csrfToken?: string;
+}
+
+/** last_used_at is a hint for the customer, not an audit trail: write it at most once a minute per key. */
+const LAST_USED_GRANULARITY_MS = 60_000;
+
+/** Resolves a session token or API key to its principal; undefined when unknown, expired or revoked. */
+export async function resolveToken(ex: Executor, token: string, now: Date): Promise<Credential | undefined> {
+  const hash = hashToken(token);
+  if (token.startsWith(SESSION_TOKEN_PREFIX)) {
+    const row = await firstRow<{ id: string; user_id: string; role: Role; csrf_token: string }>(
+      ex,
+      sql`SELECT s.id, s.user_id, u.role, s.csrf_token
+          FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.token_hash = ${hash} AND s.revoked_at IS NULL AND s.expires_at > ${now}`,
+    );
+    if (!row) return undefined;
+    return { principal: { userId: row.user_id, role: row.role, via: 'session' }, sessionId: row.id, csrfToken: row.csrf_token };
+  }
+  if (token.startsWith(API_KEY_PREFIX)) {
+    const row = await firstRow<{ id: string; user_id: string; role: Role; last_used_at: Date | null }>(
+      ex,
+      sql`SELECT k.id, k.user_id, u.role, k.last_used_at
+          FROM api_keys k JOIN users u ON u.id = k.user_id
+          WHERE k.key_hash = ${hash} AND k.revoked_at IS NULL`,
+    );
+    if (!row) return undefined;
+    const lastUsed = row.last_used_at ? new Date(row.last_used_at).getTime() : undefined;
+    if (lastUsed === undefined || now.getTime() - lastUsed >= LAST_USED_GRANULARITY_MS) {
+      await ex.execute(sql`UPDATE api_keys SET last_used_at = ${now} WHERE id = ${row.id}`);
+    }
+    return { principal: { userId: row.user_id, role: row.role, via: 'api_key' } };
+  }
+  return undefined;
+}

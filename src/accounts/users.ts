@@ -1,0 +1,168 @@
+import { eq, sql } from 'drizzle-orm';
+import { rows, type Database, type Executor } from '../db/database.ts';
+import { DomainError } from '../errors.ts';
+import { openWallet } from '../ledger/ledger.ts';
+import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords.ts';
+import { isValidEmail, normalizeEmail, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './policy.ts';
+import { recordAudit, type AuditEntry } from './audit.ts';
+import { users } from './schema.ts';
+
+export type Role = 'customer' | 'admin';
+
+export interface User {
+  id: string;
+  email: string;
+  role: Role;
+  createdAt: Date;
+}
+
+export { isValidEmail, normalizeEmail };
+
+export function checkPasswordPolicy(password: string): void {
+  if (password.length < PASSWORD_MIN_LENGTH || password.length > PASSWORD_MAX_LENGTH) {
+    throw new DomainError(
+      'validation_failed',
+      `password must be ${PASSWORD_MIN_LENGTH}-${PASSWORD_MAX_LENGTH} characters long`,
+    );
+  }
+}
+
+function toUser(row: typeof users.$inferSelect): User {
+  return { id: row.id, email: row.email, role: row.role, createdAt: new Date(row.createdAt) };
+}
+
+export interface NewUser {
+  email: string;
+  password: string;
+  role?: Role;
+}
+
+/**
+ * Creates the user and their wallet in one transaction: there is never a user without a wallet.
+ * A taken email is `email_taken` (409). With `audit`, the admin action that created the account is
+ * recorded in the same transaction.
+ */
+export async function createUser(
+  database: Database,
+  input: NewUser,
+  options: { currency: string; now: Date; audit?: Omit<AuditEntry, 'subjectId' | 'now' | 'action' | 'detail'> },
+): Promise<User> {
+  const email = normalizeEmail(input.email);
+  if (!isValidEmail(email)) throw new DomainError('validation_failed', 'email is not a valid address');
+  checkPasswordPolicy(input.password);
+  // The expensive hash runs before the transaction, so no row lock waits on it.
+  const passwordHash = await hashPassword(input.password);
+  return database.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(users)
+      .values({ email, passwordHash, role: input.role ?? 'customer', createdAt: options.now })
+      .onConflictDoNothing({ target: users.email })
+      .returning();
+    if (!row) throw new DomainError('email_taken', 'an account with this email already exists');
+    await openWallet(tx, row.id, options.currency, options.now);
+    if (options.audit) {
+      await recordAudit(tx, {
+        ...options.audit,
+        action: 'user.create',
+        subjectId: row.id,
+        detail: { email, role: row.role },
+        now: options.now,
+      });
+    }
+    return toUser(row);
+  });
+}
+
+export async function findUser(ex: Executor, id: string): Promise<User | undefined> {
+  const [row] = await ex.select().from(users).where(eq(users.id, id)).limit(1);
+  return row ? toUser(row) : undefined;
+}
+
+export async function findUserByEmail(ex: Executor, email: string): Promise<User | undefined> {
+  const [row] = await ex.select().from(users).where(eq(users.email, normalizeEmail(email))).limit(1);
+  return row ? toUser(row) : undefined;
+}
+
+/**
+ * The user whose email and password these are. Wrong password and unknown email give the same
+ * answer after the same amount of work.
+ */
+export async function authenticateUser(ex: Executor, email: string, password: string): Promise<User> {
+  const [row] = await ex.select().from(users).where(eq(users.email, normalizeEmail(email))).limit(1);
+  if (!row) {
+    await burnPasswordCheck(password);
+  } else if (await verifyPassword(password, row.passwordHash)) {
+    return toUser(row);
+  }
+  throw new DomainError('unauthenticated', 'email or password is wrong');
+}
+
+export async function setRole(ex: Executor, userId: string, role: Role): Promise<void> {
+  await ex.update(users).set({ role }).where(eq(users.id, userId));
+}
+
+export interface UserWithWallet extends User {
+  balanceMinor: number;
+  heldMinor: number;
+  availableMinor: number;
+}
+
+export interface UserPage {
+  items: UserWithWallet[];
+  nextCursor: string | null;
+}
+
+function encodeCursor(at: Date, id: string): string {
+  return Buffer.from(`${at.toISOString()}|${id}`).toString('base64url');
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function decodeUserCursor(cursor: string): { at: Date; id: string } | undefined {
+  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const at = new Date(iso ?? '');
+  if (!id || !UUID.test(id) || Number.isNaN(at.getTime())) return undefined;
+  return { at, id };
+}
+
+/** Users with their wallet balances, newest first; `query` matches part of the email. */
+export async function listUsers(
+  ex: Executor,
+  options: { query?: string; cursor?: string; limit: number },
+): Promise<UserPage> {
+  const after = options.cursor ? decodeUserCursor(options.cursor) : undefined;
+  if (options.cursor && !after) throw new DomainError('validation_failed', 'cursor is not valid');
+  const needle = options.query ? normalizeEmail(options.query).replace(/[\\%_]/g, (c) => `\\${c}`) : '';
+  const match = needle ? sql`AND u.email LIKE ${`%${needle}%`} ESCAPE '\\'` : sql``;
+  const page = after ? sql`AND (u.created_at, u.id) < (${after.at}, ${after.id}::uuid)` : sql``;
+  const found = await rows<{
+    id: string;
+    email: string;
+    role: Role;
+    created_at: Date;
+    posted_minor: number | null;
+    held_minor: number | null;
+  }>(
+    ex,
+    sql`SELECT u.id, u.email, u.role, u.created_at, a.posted_minor, a.held_minor
+        FROM users u LEFT JOIN ledger_accounts a ON a.user_id = u.id
+        WHERE true ${match} ${page}
+        ORDER BY u.created_at DESC, u.id DESC
+        LIMIT ${options.limit + 1}`,
+  );
+  const items = found.slice(0, options.limit).map((r) => {
+    const balance = Number(r.posted_minor ?? 0);
+    const held = Number(r.held_minor ?? 0);
+    return {
+      id: r.id,
+      email: r.email,
+      role: r.role,
+      createdAt: new Date(r.created_at),
+      balanceMinor: balance,
+      heldMinor: held,
+      availableMinor: balance - held,
+    };
+  });
+  const last = items[items.length - 1];
+  return { items, nextCursor: found.length > options.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+}

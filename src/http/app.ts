@@ -1,0 +1,149 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import fastifyCookie from '@fastify/cookie';
+import fastifyHelmet from '@fastify/helmet';
+import fastifyRateLimit from '@fastify/rate-limit';
+import fastifyStatic from '@fastify/static';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import {
+  createJsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { Registry } from 'prom-client';
+import type { AppContext } from '../context.ts';
+import { DomainError } from '../errors.ts';
+import { installAuthentication, type OpsCredential } from './auth.ts';
+import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
+import { errorToProblem, problem, sendProblem } from './problem.ts';
+import { routes } from './routes/index.ts';
+
+export type HealthCheck = () => Promise<unknown>;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ctx: AppContext;
+    /** The Prometheus registry behind GET /metrics; add series to it. */
+    metrics: Registry;
+    /** Checks reported by GET /health besides the database; read on every request, so entries may be added later. */
+    healthChecks: Record<string, HealthCheck>;
+  }
+}
+
+export interface BuildAppOptions {
+  /** Route plugins of other modules, registered after the built-in ones (src/http/routes/index.ts). */
+  extraRoutes?: FastifyPluginAsync<any, any, any, any>[];
+  healthChecks?: Record<string, HealthCheck>;
+  metrics?: Registry;
+  /** The local operator token accepted as an admin bearer (embedded mode; see src/accounts/ops-token.ts). */
+  ops?: OpsCredential;
+  /** The dashboard's static files; default web/public when it exists, false to serve none. */
+  staticDir?: string | false;
+}
+
+const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../../web/public/', import.meta.url));
+
+/** The whole HTTP application, not listening: startServer listens, tests may use inject(). */
+export function buildApp(ctx: AppContext, options: BuildAppOptions = {}): FastifyInstance {
+  const { config } = ctx;
+  const app = Fastify({
+    loggerInstance: ctx.logger,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    trustProxy: config.TRUST_PROXY,
+    // Live event streams would otherwise hold close() open forever.
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorate('ctx', ctx);
+  app.decorate('metrics', options.metrics ?? createMetricsRegistry());
+  app.decorate('healthChecks', options.healthChecks ?? {});
+
+  app.register(fastifyCookie);
+  app.register(fastifyHelmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        fontSrc: ["'self'"],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        scriptSrcAttr: ["'none'"],
+        // Only behind TLS: on plain http it would send the dashboard's own assets to https.
+        ...(config.COOKIE_SECURE === 'true' ? { upgradeInsecureRequests: [] } : {}),
+      },
+    },
+  });
+  app.register(fastifyRateLimit, {
+    global: false,
+    // After body parsing, so a route's key may use the body (login: per IP and email).
+    hook: 'preHandler',
+    errorResponseBuilder: (_request, context) => {
+      const seconds = Math.max(1, Math.ceil(context.ttl / 1000));
+      return new DomainError(
+        'rate_limited',
+        `too many attempts; retry in ${seconds} s`,
+        { retry_after_seconds: seconds },
+        { 'retry-after': String(seconds) },
+      );
+    },
+  });
+
+  installAuthentication(app, ctx, options.ops);
+  installHttpMetrics(app, app.metrics);
+
+  app.setErrorHandler((error, request, reply) => {
+    const { body, headers } = errorToProblem(error, request);
+    if (body.status < 500) request.log.info({ code: body.code, status: body.status }, body.detail);
+    return sendProblem(reply, body, headers);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, problem('not_found', 404, `no route for ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Namaskah API',
+        version: '1',
+        description:
+          'Temporary phone numbers for one-time codes, paid from a prepaid wallet. Errors are RFC 9457 problem details with a stable `code`.',
+      },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key (nsk_…) or a session token (nss_…)' },
+          cookieAuth: { type: 'apiKey', in: 'cookie', name: 'namaskah_session', description: 'dashboard session; writes need X-CSRF-Token' },
+        },
+      },
+    },
+    transform: createJsonSchemaTransform({ skipList: [] }),
+    transformObject: jsonSchemaTransformObject,
+  });
+  app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    // Swagger UI sets inline styles; only its own pages relax style-src for that.
+    transformStaticCSP: (header) => header.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"),
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  for (const route of routes) app.register(route);
+  for (const route of options.extraRoutes ?? []) app.register(route);
+
+  const staticDir = options.staticDir === undefined ? DEFAULT_STATIC_DIR : options.staticDir;
+  if (staticDir && existsSync(staticDir)) {
+    app.register(fastifyStatic, { root: staticDir, prefix: '/', index: ['index.html'] });
+  }
+  return app;
+}

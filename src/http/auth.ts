@@ -1,0 +1,131 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { resolveToken, type Credential, type Principal } from '../accounts/credentials.ts';
+import type { NewSession } from '../accounts/sessions.ts';
+import { hashToken, OPS_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, safeEqual } from '../accounts/tokens.ts';
+import type { Config } from '../config.ts';
+import type { AppContext } from '../context.ts';
+import { DomainError } from '../errors.ts';
+
+/**
+ * Authentication: `Authorization: Bearer <session token | API key>` for scripts, or the dashboard's
+ * session cookie. Cookie-authenticated writes must echo the session's CSRF token in X-CSRF-Token
+ * (double-submit: the token is also in the readable `namaskah_csrf` cookie). A bearer token is
+ * never sent by a browser on its own, so bearer requests need no CSRF token.
+ */
+export const SESSION_COOKIE = 'namaskah_session';
+export const CSRF_COOKIE = 'namaskah_csrf';
+export const CSRF_HEADER = 'x-csrf-token';
+
+export type { Principal };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who is calling; null when no valid credential was presented. */
+    principal: Principal | null;
+  }
+}
+
+interface AuthState {
+  credential?: Credential;
+  source?: 'bearer' | 'cookie';
+  /** A credential was presented (valid or not): the 401 says which. */
+  presented: boolean;
+}
+
+const states = new WeakMap<FastifyRequest, AuthState>();
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
+
+export interface OpsCredential {
+  /** SHA-256 of the local operator token (src/accounts/ops-token.ts). */
+  tokenHash: string;
+  /** The admin the operator acts as for reads. */
+  userId: string;
+}
+
+export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops?: OpsCredential): void {
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (request) => {
+    // Only the API needs a principal; static files and probes must not cost a database query.
+    if (!request.url.startsWith('/v1/')) return;
+    const state: AuthState = { presented: false };
+    states.set(request, state);
+    const header = request.headers.authorization;
+    let token: string | undefined;
+    if (header !== undefined) {
+      state.presented = true;
+      state.source = 'bearer';
+      token = BEARER.exec(header)?.[1];
+    } else {
+      const cookie = request.cookies?.[SESSION_COOKIE];
+      if (cookie) {
+        state.presented = true;
+        state.source = 'cookie';
+        // Only session tokens live in cookies; an API key there is refused.
+        token = cookie.startsWith(SESSION_TOKEN_PREFIX) ? cookie : undefined;
+      }
+    }
+    if (!token) return;
+    if (token.startsWith(OPS_TOKEN_PREFIX)) {
+      if (ops && state.source === 'bearer' && safeEqual(hashToken(token), ops.tokenHash)) {
+        state.credential = { principal: { userId: ops.userId, role: 'admin', via: 'ops' } };
+      }
+    } else {
+      state.credential = await resolveToken(ctx.database.db, token, ctx.clock.now());
+    }
+    request.principal = state.credential?.principal ?? null;
+  });
+}
+
+/** The calling user, or 401; for cookie-authenticated writes also checks the CSRF token (403). */
+export async function requireUser(request: FastifyRequest): Promise<Principal> {
+  const state = states.get(request);
+  const credential = state?.credential;
+  if (!credential) {
+    throw new DomainError(
+      'unauthenticated',
+      state?.presented
+        ? 'the session or API key is invalid, expired or revoked'
+        : 'log in, or send Authorization: Bearer <API key or session token>',
+    );
+  }
+  if (state.source === 'cookie' && !SAFE_METHODS.has(request.method)) {
+    const sent = request.headers[CSRF_HEADER];
+    if (typeof sent !== 'string' || !credential.csrfToken || !safeEqual(sent, credential.csrfToken)) {
+      throw new DomainError('csrf_failed', `cookie-authenticated writes must send the ${CSRF_COOKIE} cookie's value in X-CSRF-Token`);
+    }
+  }
+  return credential.principal;
+}
+
+/** The calling admin; a customer gets 403 `forbidden`. */
+export async function requireAdmin(request: FastifyRequest): Promise<Principal> {
+  const principal = await requireUser(request);
+  if (principal.role !== 'admin') throw new DomainError('forbidden', 'this needs the admin role');
+  return principal;
+}
+
+/** The session behind this request, when it is authenticated by one (logout revokes it). */
+export function currentSessionId(request: FastifyRequest): string | undefined {
+  return states.get(request)?.credential?.sessionId;
+}
+
+function secure(request: FastifyRequest, config: Config): boolean {
+  if (config.COOKIE_SECURE === 'true') return true;
+  if (config.COOKIE_SECURE === 'false') return false;
+  // request.protocol follows X-Forwarded-Proto only when TRUST_PROXY is on.
+  return request.protocol === 'https';
+}
+
+export function setSessionCookies(request: FastifyRequest, reply: FastifyReply, config: Config, session: NewSession): void {
+  const common = { path: '/', sameSite: 'lax' as const, secure: secure(request, config), expires: session.expiresAt };
+  reply.setCookie(SESSION_COOKIE, session.token, { ...common, httpOnly: true });
+  // Readable by the dashboard's script, which echoes it in X-CSRF-Token.
+  reply.setCookie(CSRF_COOKIE, session.csrfToken, { ...common, httpOnly: false });
+}
+
+export function clearSessionCookies(request: FastifyRequest, reply: FastifyReply, config: Config): void {
+  const common = { path: '/', sameSite: 'lax' as const, secure: secure(request, config) };
+  reply.clearCookie(SESSION_COOKIE, { ...common, httpOnly: true });
+  reply.clearCookie(CSRF_COOKIE, { ...common, httpOnly: false });
+}

@@ -1,0 +1,88 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwords.ts';
+import { createSession, revokeSession } from '../../accounts/sessions.ts';
+import { authenticateUser, createUser, normalizeEmail } from '../../accounts/users.ts';
+import { clearSessionCookies, currentSessionId, requireUser, setSessionCookies } from '../auth.ts';
+import { problemResponses } from '../problem.ts';
+import { UserSchema, userBody } from '../schemas.ts';
+
+const AuthResponse = z.object({
+  user: UserSchema,
+  token: z.string().describe('session token: use as Authorization: Bearer, also set as the session cookie'),
+});
+
+/** POST /v1/auth/register, /login, /logout. */
+const authRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { ctx } = app;
+
+  app.post('/v1/auth/register', {
+    schema: {
+      tags: ['auth'],
+      summary: 'Create an account (and its wallet) and log in',
+      body: z.strictObject({
+        email: z.email().max(254),
+        password: z.string().min(PASSWORD_MIN_LENGTH).max(PASSWORD_MAX_LENGTH),
+      }),
+      response: { 201: AuthResponse, ...problemResponses(400, 409, 413) },
+    },
+    handler: async (request, reply) => {
+      const now = ctx.clock.now();
+      const user = await createUser(ctx.database, request.body, { currency: ctx.config.CURRENCY, now });
+      const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
+      setSessionCookies(request, reply, ctx.config, session);
+      return reply.status(201).send({ user: userBody(user), token: session.token });
+    },
+  });
+
+  app.post('/v1/auth/login', {
+    config: {
+      rateLimit: {
+        max: ctx.config.LOGIN_ATTEMPTS_PER_MINUTE,
+        timeWindow: 60_000,
+        // Per address and account: one attacker cannot lock out everyone, nor guess one account fast.
+        keyGenerator: (request) => {
+          const body = request.body as { email?: unknown } | undefined;
+          const email = typeof body?.email === 'string' ? normalizeEmail(body.email) : '';
+          return `login|${request.ip}|${email}`;
+        },
+      },
+    },
+    schema: {
+      tags: ['auth'],
+      summary: 'Log in: a session token, also set as the session cookie',
+      body: z.strictObject({
+        email: z.string().min(1).max(254),
+        password: z.string().min(1).max(PASSWORD_MAX_LENGTH),
+      }),
+      response: { 200: AuthResponse, ...problemResponses(400, 401, 413, 429) },
+    },
+    handler: async (request, reply) => {
+      const now = ctx.clock.now();
+      const user = await authenticateUser(ctx.database.db, request.body.email, request.body.password);
+      const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
+      setSessionCookies(request, reply, ctx.config, session);
+      return reply.status(200).send({ user: userBody(user), token: session.token });
+    },
+  });
+
+  app.post('/v1/auth/logout', {
+    schema: {
+      tags: ['auth'],
+      summary: 'End the current session (its token and cookie stop working)',
+      response: { 204: z.undefined(), ...problemResponses(401, 403) },
+    },
+    handler: async (request, reply) => {
+      // Logging out without a valid session just clears the cookies: the outcome the caller wants.
+      if (request.principal) {
+        await requireUser(request);
+        const sessionId = currentSessionId(request);
+        if (sessionId) await revokeSession(ctx.database.db, sessionId, ctx.clock.now());
+      }
+      clearSessionCookies(request, reply, ctx.config);
+      return reply.status(204).send();
+    },
+  });
+};
+
+export default authRoutes;

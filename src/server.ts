@@ -1,0 +1,205 @@
+import { resolve, join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { ensureFirstAdmin } from './accounts/admin.ts';
+import { newOpsToken, removeOpsToken, writeOpsToken } from './accounts/ops-token.ts';
+import { hashToken } from './accounts/tokens.ts';
+import { systemClock, type Clock } from './clock.ts';
+import { redactUrl, type Config } from './config.ts';
+import type { AppContext } from './context.ts';
+import { openDatabase, type Database } from './db/database.ts';
+import { acquireDataDirLock, DataDirLockedError, readLock, type DataDirLock } from './db/lock.ts';
+import { migrate } from './db/migrate.ts';
+import { buildApp, type HealthCheck } from './http/app.ts';
+import { createMetricsRegistry } from './http/metrics.ts';
+import { ensureSystemAccounts } from './ledger/ledger.ts';
+import { createLogger } from './logging.ts';
+
+/** The embedded database's files live in DATA_DIR/pglite; the lock and ops token beside them. */
+export function embeddedDataDir(config: Pick<Config, 'DATA_DIR'>): string {
+  return resolve(config.DATA_DIR);
+}
+
+export function embeddedDatabasePath(config: Pick<Config, 'DATA_DIR'>): string {
+  return join(embeddedDataDir(config), 'pglite');
+}
+
+// lock.ts treats a lock held by our own pid as stale (it cannot tell a crashed earlier run of this
+// pid from this run), so a second open of one directory inside this process is refused here.
+const openedHere = new Set<string>();
+
+export interface OpenedDatabase {
+  database: Database;
+  /** The embedded data-dir lock, when this process holds it. */
+  lock?: DataDirLock;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the configured database: PostgreSQL when DATABASE_URL is set, otherwise PGlite in DATA_DIR
+ * after taking the data-dir lock (DataDirLockedError when a live process holds it). For every
+ * command that needs the database: the server, the CLI, the ops tools.
+ */
+export async function openConfiguredDatabase(config: Config, now: Date): Promise<OpenedDatabase> {
+  if (config.DATABASE_URL) {
+    const database = await openDatabase({ databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE });
+    return { database, close: () => database.close() };
+  }
+  const dir = embeddedDataDir(config);
+  if (openedHere.has(dir)) throw new DataDirLockedError(dir, readLock(dir) ?? { pid: process.pid, startedAt: now.toISOString() });
+  const lock = acquireDataDirLock(dir, now);
+  openedHere.add(dir);
+  const release = () => {
+    openedHere.delete(dir);
+    lock.release();
+  };
+  let database: Database;
+  try {
+    database = await openDatabase({ dataDir: embeddedDatabasePath(config) });
+  } catch (error) {
+    release();
+    throw error;
+  }
+  let closed = false;
+  return {
+    database,
+    lock,
+    async close() {
+      if (closed) return;
+      closed = true;
+      try {
+        await database.close();
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+/** Applies pending migrations and creates the system accounts; returns the migrations applied. */
+export async function prepareDatabase(database: Database, config: Config, now: Date): Promise<string[]> {
+  const applied = await migrate(database, { databaseUrl: config.DATABASE_URL });
+  await ensureSystemAccounts(database.db, config.CURRENCY, now);
+  return applied;
+}
+
+/** What background work gets besides the context, to report on itself. */
+export interface BackgroundServices {
+  metrics: Registry;
+  /** Add entries to appear in GET /health. */
+  healthChecks: Record<string, HealthCheck>;
+}
+
+/** Starts background work; resolves to the function that stops it. */
+export type Background = (ctx: AppContext, services: BackgroundServices) => Promise<() => Promise<void>>;
+
+export interface StartServerOptions {
+  clock?: Clock;
+  /** false: API only (`serve --no-worker`); background work is not started. */
+  worker?: boolean;
+  background?: Background;
+  logger?: Logger;
+  /** Where the first admin's generated password is shown once (default: stdout). */
+  print?: (text: string) => void;
+  extraRoutes?: FastifyPluginAsync<any, any, any, any>[];
+  healthChecks?: Record<string, HealthCheck>;
+}
+
+export interface RunningServer {
+  /** Where this server answers, reachable from this machine. */
+  url: string;
+  ctx: AppContext;
+  app: FastifyInstance;
+  metrics: Registry;
+  /** Stops background work, the HTTP server and the database, and releases the data-dir lock. Idempotent. */
+  close(): Promise<void>;
+}
+
+function localUrl(config: Config, app: FastifyInstance): string {
+  const { port } = app.server.address() as AddressInfo;
+  const wildcard = ['0.0.0.0', '::', ''].includes(config.HOST);
+  const host = wildcard ? '127.0.0.1' : config.HOST;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The composition root: everything a running Namaskah needs, wired once. */
+export async function startServer(config: Config, options: StartServerOptions = {}): Promise<RunningServer> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger(config);
+  const print = options.print ?? ((text: string) => void process.stdout.write(`${text}\n`));
+  const cleanups: (() => Promise<void>)[] = [];
+  const runCleanups = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        logger.error({ err: error }, 'error while shutting down');
+      }
+    }
+  };
+
+  try {
+    const opened = await openConfiguredDatabase(config, clock.now());
+    cleanups.push(() => opened.close());
+    const { database } = opened;
+    logger.info(
+      config.DATABASE_URL
+        ? { engine: 'postgres', database: redactUrl(config.DATABASE_URL) }
+        : { engine: 'pglite', dataDir: embeddedDataDir(config) },
+      'database opened',
+    );
+    const applied = await prepareDatabase(database, config, clock.now());
+    if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+
+    const ctx: AppContext = { config, database, clock, logger };
+    const { adminId } = await ensureFirstAdmin(database, {
+      email: config.ADMIN_EMAIL,
+      password: config.ADMIN_PASSWORD,
+      currency: config.CURRENCY,
+      now: clock.now(),
+      logger,
+      print,
+      databaseUrl: config.DATABASE_URL,
+    });
+
+    const metrics = createMetricsRegistry();
+    const healthChecks: Record<string, HealthCheck> = { ...options.healthChecks };
+    const opsToken = config.DATABASE_URL ? undefined : newOpsToken();
+    const app = buildApp(ctx, {
+      metrics,
+      healthChecks,
+      extraRoutes: options.extraRoutes,
+      ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
+    });
+    cleanups.push(() => app.close());
+    await app.listen({ host: config.HOST, port: config.PORT });
+    const url = localUrl(config, app);
+
+    if (opened.lock && opsToken) {
+      const dir = embeddedDataDir(config);
+      writeOpsToken(dir, opsToken);
+      cleanups.push(async () => removeOpsToken(dir, opsToken));
+      opened.lock.update({ url });
+    }
+
+    if (options.background && options.worker !== false) {
+      const stop = await options.background(ctx, { metrics, healthChecks });
+      cleanups.push(stop);
+    }
+    logger.info({ url, worker: options.worker !== false && Boolean(options.background) }, 'namaskah listening');
+
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      ctx,
+      app,
+      metrics,
+      close: () => (closing ??= runCleanups()),
+    };
+  } catch (error) {
+    await runCleanups();
+    throw error;
+  }
+}
