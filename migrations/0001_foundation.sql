@@ -154,9 +154,12 @@ CREATE FUNCTION ledger_apply_transfer() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   hold ledger_holds%ROWTYPE;
 BEGIN
-  -- Lock both accounts in a fixed order so concurrent transfers cannot deadlock.
+  -- Lock both accounts in a fixed order so concurrent transfers cannot deadlock. NO KEY UPDATE (the
+  -- lock the balance UPDATEs below take anyway), not FOR UPDATE: the foreign-key checks on this row
+  -- already hold KEY SHARE on both accounts, which FOR UPDATE would conflict with, deadlocking two
+  -- transfers that share an account (e.g. two top-ups from funding).
   PERFORM 1 FROM ledger_accounts WHERE id IN (NEW.debit_account_id, NEW.credit_account_id)
-    ORDER BY id FOR UPDATE;
+    ORDER BY id FOR NO KEY UPDATE;
   IF NEW.hold_id IS NOT NULL THEN
     SELECT * INTO hold FROM ledger_holds WHERE id = NEW.hold_id;
     IF hold.amount_minor <> NEW.amount_minor OR hold.account_id <> NEW.debit_account_id THEN

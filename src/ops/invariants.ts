@@ -1,0 +1,164 @@
+import { sql, type SQL } from 'drizzle-orm';
+import { firstRow, type Executor } from '../db/database.ts';
+
+/**
+ * The ledger's invariants as read-only, set-based checks, for `diagnose` and the tests.
+ *
+ * Each check is ONE statement, so on PostgreSQL it reads one consistent snapshot even while money
+ * moves (READ COMMITTED gives every statement its own snapshot) and costs one pass over the tables,
+ * however many millions of rows they hold. Details name account and hold ids only (never owners,
+ * emails or connection settings), at most a few of each.
+ */
+export interface Check {
+  name: string;
+  ok: boolean;
+  /** How many things violate the invariant (accounts, holds, transfers); 0 when ok. */
+  count: number;
+  detail: string;
+}
+
+const SAMPLE = 5;
+const sampleBound = sql.raw(String(SAMPLE));
+
+interface Violations {
+  count: number;
+  sample: string | null;
+}
+
+async function violations(ex: Executor, query: SQL): Promise<Violations> {
+  const row = await firstRow<{ count: number | string; sample: string | null }>(ex, query);
+  return { count: Number(row?.count ?? 0), sample: row?.sample ?? null };
+}
+
+function describe(v: Violations, what: string, okText: string): { ok: boolean; count: number; detail: string } {
+  if (v.count === 0) return { ok: true, count: 0, detail: okText };
+  const more = v.count > SAMPLE ? `, … (${v.count - SAMPLE} more)` : '';
+  return { ok: false, count: v.count, detail: `${v.count} ${what}: ${v.sample ?? ''}${more}` };
+}
+
+/** Sum of all accounts' posted balances is zero: every transfer debits one account and credits another. */
+async function journalBalanced(ex: Executor): Promise<Check> {
+  const row = await firstRow<{ total: string; accounts: number }>(
+    ex,
+    sql`SELECT coalesce(sum(posted_minor), 0)::text AS total, count(*)::int AS accounts FROM ledger_accounts`,
+  );
+  const total = BigInt(row?.total ?? '0');
+  return {
+    name: 'journal_balanced',
+    ok: total === 0n,
+    count: total === 0n ? 0 : 1,
+    detail:
+      total === 0n
+        ? `posted balances of ${row?.accounts ?? 0} accounts sum to 0`
+        : `posted balances sum to ${total} minor units instead of 0`,
+  };
+}
+
+/** Each account's cached posted balance equals its credits minus its debits in the journal. */
+async function postedMatchesJournal(ex: Executor): Promise<Check> {
+  const v = await violations(
+    ex,
+    sql`WITH journal AS (
+          SELECT account_id, sum(delta) AS net FROM (
+            SELECT credit_account_id AS account_id, amount_minor AS delta FROM ledger_transfers
+            UNION ALL
+            SELECT debit_account_id, -amount_minor FROM ledger_transfers
+          ) movements GROUP BY account_id
+        ), bad AS (
+          SELECT a.id, a.posted_minor, coalesce(j.net, 0) AS net
+          FROM ledger_accounts a LEFT JOIN journal j ON j.account_id = a.id
+          WHERE a.posted_minor <> coalesce(j.net, 0)
+        )
+        SELECT count(*)::int AS count,
+               array_to_string((array_agg(id::text || ' cached ' || posted_minor || ' journal ' || net ORDER BY id))[1:${sampleBound}], '; ') AS sample
+        FROM bad`,
+  );
+  return {
+    name: 'posted_matches_journal',
+    ...describe(v, 'accounts whose posted balance differs from the journal', 'every posted balance equals its journal'),
+  };
+}
+
+/** Each account's cached held balance equals the sum of its unresolved holds. */
+async function heldMatchesHolds(ex: Executor): Promise<Check> {
+  const v = await violations(
+    ex,
+    sql`WITH pending AS (
+          SELECT h.account_id, sum(h.amount_minor) AS held
+          FROM ledger_holds h
+          WHERE NOT EXISTS (SELECT 1 FROM ledger_hold_resolutions r WHERE r.hold_id = h.id)
+          GROUP BY h.account_id
+        ), bad AS (
+          SELECT a.id, a.held_minor, coalesce(p.held, 0) AS held
+          FROM ledger_accounts a LEFT JOIN pending p ON p.account_id = a.id
+          WHERE a.held_minor <> coalesce(p.held, 0)
+        )
+        SELECT count(*)::int AS count,
+               array_to_string((array_agg(id::text || ' cached ' || held_minor || ' unresolved holds ' || held ORDER BY id))[1:${sampleBound}], '; ') AS sample
+        FROM bad`,
+  );
+  return {
+    name: 'held_matches_holds',
+    ...describe(v, 'accounts whose held balance differs from their unresolved holds', 'every held balance equals its unresolved holds'),
+  };
+}
+
+/** No wallet (nor any account that may not overdraw) has a negative available balance. */
+async function availableNonnegative(ex: Executor): Promise<Check> {
+  const v = await violations(
+    ex,
+    sql`SELECT count(*)::int AS count,
+               array_to_string((array_agg(id::text || ' available ' || (posted_minor - held_minor) ORDER BY id))[1:${sampleBound}], '; ') AS sample
+        FROM ledger_accounts
+        WHERE (kind = 'wallet' OR NOT may_overdraw) AND posted_minor - held_minor < 0`,
+  );
+  return {
+    name: 'available_nonnegative',
+    ...describe(v, 'accounts with a negative available balance', 'no wallet has a negative available balance'),
+  };
+}
+
+/**
+ * Every hold resolved 'posted' has exactly one verification_charge of the hold's amount from the
+ * hold's account, and every charge (any transfer naming a hold) belongs to a hold resolved 'posted'.
+ */
+async function postedHoldsHaveOneCharge(ex: Executor): Promise<Check> {
+  const v = await violations(
+    ex,
+    sql`WITH bad AS (
+          SELECT 'hold ' || h.id::text || ' posted with ' || count(t.id) || ' matching charges' AS what
+          FROM ledger_hold_resolutions r
+          JOIN ledger_holds h ON h.id = r.hold_id
+          LEFT JOIN ledger_transfers t
+            ON t.hold_id = h.id AND t.kind = 'verification_charge'
+           AND t.amount_minor = h.amount_minor AND t.debit_account_id = h.account_id
+          WHERE r.outcome = 'posted'
+          GROUP BY h.id
+          HAVING count(t.id) <> 1
+          UNION ALL
+          SELECT 'transfer ' || t.id::text || ' (' || t.kind || ') for hold ' || coalesce(t.hold_id::text, 'none')
+                 || ' resolved ' || coalesce(r.outcome, 'never')
+          FROM ledger_transfers t
+          LEFT JOIN ledger_hold_resolutions r ON r.hold_id = t.hold_id
+          WHERE (t.kind = 'verification_charge' OR t.hold_id IS NOT NULL)
+            AND (t.kind <> 'verification_charge' OR r.outcome IS DISTINCT FROM 'posted')
+        )
+        SELECT count(*)::int AS count, array_to_string((array_agg(what ORDER BY what))[1:${sampleBound}], '; ') AS sample
+        FROM bad`,
+  );
+  return {
+    name: 'posted_holds_have_one_charge',
+    ...describe(v, 'holds or charges out of step', 'every posted hold has exactly one charge of its amount'),
+  };
+}
+
+/** Runs every ledger invariant check; read-only, safe on a live database. */
+export async function checkLedgerInvariants(ex: Executor): Promise<Check[]> {
+  return [
+    await journalBalanced(ex),
+    await postedMatchesJournal(ex),
+    await heldMatchesHolds(ex),
+    await availableNonnegative(ex),
+    await postedHoldsHaveOneCharge(ex),
+  ];
+}
