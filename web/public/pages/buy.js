@@ -1,0 +1,255 @@
+// Buy a number: service + country with its price, a Buy button that is safe to press twice, and
+// the customer's live numbers below it.
+import { h, fill } from '../dom.js';
+import { api, request, withQuery, newIdempotencyKey, sleep, ApiError } from '../api.js';
+import { loadServices, serviceLabel } from '../services.js';
+import { state, subscribe } from '../state.js';
+import { refreshWalletSoon } from '../session.js';
+import { on } from '../live.js';
+import { describePurchaseError, describeError, outcomeUnknown } from '../errors.js';
+import { countryName, formatMoney, formatPhone, TERMINAL_STATES } from '../format.js';
+import { verificationCard } from '../components/verification-card.js';
+import { pageHeader, errorBox, loading, emptyState } from '../ui.js';
+
+const RECENT_MS = 30 * 60 * 1000;
+
+export async function render(main, ctx) {
+  main.append(
+    pageHeader(
+      'Buy a number',
+      'Pick a service and a country. The price is held on your wallet and charged only when the code arrives; if no code comes, the hold is released automatically.',
+    ),
+  );
+
+  const countrySelect = h('select', { id: 'country', name: 'country' });
+  const serviceSelect = h('select', { id: 'service', name: 'service' });
+  const price = h('output', { class: 'price-value', id: 'price', for: 'service country', 'aria-live': 'off' }, '—');
+  const stock = h('span', { class: 'stock' });
+  const balanceHint = h('p', { class: 'hint', id: 'balance-hint' });
+  const buyButton = h('button', { type: 'submit', class: 'button primary wide', id: 'buy-button' }, 'Buy number');
+  const status = h('p', { class: 'visually-hidden', role: 'status', id: 'buy-status' });
+  const errors = errorBox('buy-error');
+  const form = h(
+    'form',
+    { class: 'stack buy-form', novalidate: true, 'aria-labelledby': 'buy-form-title' },
+    h('h2', { id: 'buy-form-title', class: 'card-title' }, 'New number'),
+    h('div', { class: 'field-row' }, h('div', { class: 'field' }, h('label', { for: 'country' }, 'Country'), countrySelect), h('div', { class: 'field' }, h('label', { for: 'service' }, 'Service'), serviceSelect)),
+    h('div', { class: 'price-line' }, h('span', { class: 'price-label' }, 'Price'), price, stock),
+    balanceHint,
+    errors.el,
+    buyButton,
+    status,
+  );
+  const formCard = h('section', { class: 'card buy-card' }, loading('Loading services…'));
+
+  const list = h('div', { class: 'vcard-list', id: 'active-verifications' });
+  const empty = emptyState('Numbers you buy appear here. The code shows up by itself as soon as the SMS arrives — no need to reload.');
+  const activeCount = h('span', { class: 'count' });
+  const activeSection = h(
+    'section',
+    { class: 'active-section', 'aria-labelledby': 'active-title' },
+    h('div', { class: 'section-head' }, h('h2', { id: 'active-title' }, 'Your numbers ', activeCount), h('a', { href: '#/history', class: 'subtle-link' }, 'All history')),
+    empty,
+    list,
+  );
+  main.append(h('div', { class: 'buy-layout' }, formCard, activeSection));
+
+  // ------------------------------------------------------------------ the live list
+  const cards = new Map();
+  ctx.onCleanup(() => cards.forEach((card) => card.destroy()));
+  function updateCount() {
+    const active = [...cards.values()].filter((c) => !TERMINAL_STATES.has(c.verification?.state)).length;
+    activeCount.textContent = active ? `(${active} active)` : '';
+    empty.hidden = cards.size > 0;
+  }
+  function addCard(v, atTop) {
+    if (cards.has(v.id)) {
+      cards.get(v.id).update(v);
+      return cards.get(v.id);
+    }
+    const card = verificationCard(v, { compact: true, headingLevel: 'h3', onUpdate: updateCount });
+    cards.set(v.id, card);
+    if (atTop) list.prepend(card.el);
+    else list.append(card.el);
+    updateCount();
+    return card;
+  }
+  // A purchase made elsewhere (another tab, the API) shows up here too.
+  ctx.onCleanup(
+    on('verification', (v) => {
+      if (!cards.has(v.id) && !TERMINAL_STATES.has(v.state)) addCard(v, true);
+    }),
+  );
+
+  async function loadActive() {
+    const [recent, waiting] = await Promise.all([
+      // Service names come from the catalogue; wait for it so cards show "WhatsApp", not a key.
+      api.get(withQuery('/v1/verifications', { limit: 20 })).catch(() => ({ items: [] })),
+      api.get(withQuery('/v1/verifications', { state: 'waiting', limit: 50 })).catch(() => ({ items: [] })),
+      loadServices().catch(() => null),
+    ]);
+    if (!ctx.isCurrent()) return;
+    const byId = new Map();
+    for (const v of [...(waiting.items ?? []), ...(recent.items ?? [])]) byId.set(v.id, v);
+    const shown = [...byId.values()]
+      // Live ones, and recent outcomes worth seeing again (a failed purchase cost nothing: not shown).
+      .filter((v) => !TERMINAL_STATES.has(v.state) || (v.state !== 'failed' && Date.now() - Date.parse(v.created_at) < RECENT_MS))
+      .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    for (const v of shown) addCard(v, false);
+    updateCount();
+  }
+  loadActive();
+
+  // ------------------------------------------------------------------ the catalogue
+  // One Idempotency-Key per purchase intent. A retry after a lost answer (or a second click that
+  // slips through) reuses it, so the server buys at most once. A definite answer ends the intent.
+  let intent = null;
+  let inFlight = false;
+  let services;
+  try {
+    services = await loadServices();
+  } catch (error) {
+    if (!ctx.isCurrent()) return;
+    const retry = h('button', { type: 'button', class: 'button ghost' }, 'Try again');
+    retry.addEventListener('click', () => ctx.navigate('#/buy'));
+    const box = errorBox();
+    box.show(`The list of services could not be loaded. ${describeError(error)}`, retry);
+    fill(formCard, box.el);
+    return;
+  }
+  if (!ctx.isCurrent()) return;
+  if (!services.length) {
+    fill(formCard, h('h2', { class: 'card-title' }, 'New number'), emptyState('No services are offered right now. Please check back later.'));
+    return;
+  }
+
+  const countries = [...new Set(services.map((s) => s.country))].sort((a, b) => countryName(a).localeCompare(countryName(b)));
+  for (const code of countries) countrySelect.append(h('option', { value: code }, `${countryName(code)} (${code})`));
+  countrySelect.value = countries.includes('US') ? 'US' : countries[0];
+
+  function selected() {
+    return services.find((s) => s.service === serviceSelect.value && s.country === countrySelect.value) ?? null;
+  }
+
+  function fillServices() {
+    const previous = serviceSelect.value;
+    const offered = services.filter((s) => s.country === countrySelect.value).sort((a, b) => (a.name || a.service).localeCompare(b.name || b.service));
+    fill(
+      serviceSelect,
+      offered.map((s) => h('option', { value: s.service }, `${s.name || serviceLabel(s.service)} — ${formatMoney(s.price_minor, s.currency)}${s.available === false ? ' (none available)' : ''}`)),
+    );
+    if (offered.some((s) => s.service === previous)) serviceSelect.value = previous;
+    showPrice();
+  }
+
+  function showPrice() {
+    const s = selected();
+    if (!s) {
+      price.textContent = '—';
+      stock.textContent = '';
+      if (!inFlight) buyButton.textContent = 'Buy number';
+      return;
+    }
+    const amount = formatMoney(s.price_minor, s.currency);
+    price.textContent = amount;
+    stock.textContent = s.available === false ? 'None available right now' : 'Available';
+    stock.dataset.available = String(s.available !== false);
+    if (!inFlight) buyButton.textContent = `Buy number · ${amount}`;
+    const wallet = state.wallet;
+    if (wallet) {
+      const short = wallet.available_minor < s.price_minor;
+      balanceHint.textContent = short
+        ? `Your available balance is ${formatMoney(wallet.available_minor, wallet.currency)} — not enough for this number.`
+        : `Your available balance is ${formatMoney(wallet.available_minor, wallet.currency)}.`;
+      balanceHint.dataset.short = String(short);
+    }
+  }
+
+  countrySelect.addEventListener('change', () => {
+    fillServices();
+    errors.clear();
+  });
+  serviceSelect.addEventListener('change', () => {
+    showPrice();
+    errors.clear();
+  });
+  ctx.onCleanup(subscribe(showPrice));
+  fillServices();
+  fill(formCard, form);
+
+  // ------------------------------------------------------------------ buying
+
+  function purchaseIntent() {
+    const service = serviceSelect.value;
+    const country = countrySelect.value;
+    if (!intent || intent.service !== service || intent.country !== country) {
+      intent = { key: newIdempotencyKey(), service, country };
+    }
+    return intent;
+  }
+
+  function setBusy(busy) {
+    buyButton.disabled = busy;
+    if (busy) {
+      buyButton.setAttribute('aria-busy', 'true');
+      buyButton.textContent = 'Buying…';
+    } else {
+      buyButton.removeAttribute('aria-busy');
+      showPrice();
+    }
+  }
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (inFlight) return;
+    inFlight = true;
+    setBusy(true);
+    errors.clear();
+    status.textContent = 'Buying your number…';
+    const current = purchaseIntent();
+    try {
+      let result;
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          result = await request('POST', '/v1/verifications', {
+            body: { service: current.service, country: current.country },
+            idempotencyKey: current.key,
+          });
+          break;
+        } catch (error) {
+          // The first request with this key is still running on the server: wait and ask again.
+          if (error instanceof ApiError && error.code === 'idempotency_in_progress' && attempt < 10) {
+            await sleep(Math.min(Math.max(error.retryAfterSeconds ?? 1, 0.5), 5) * 1000);
+            continue;
+          }
+          throw error;
+        }
+      }
+      intent = null;
+      const v = result.data;
+      if (!ctx.isCurrent()) return;
+      const card = addCard(v, true);
+      card.el.classList.add('vcard-new');
+      refreshWalletSoon(0);
+      status.textContent = v.phone_number
+        ? `Number bought: ${formatPhone(v.phone_number)}. Waiting for the code.`
+        : 'Purchase accepted. Getting your number…';
+    } catch (error) {
+      if (!outcomeUnknown(error)) intent = null;
+      if (!ctx.isCurrent()) return;
+      const extra = [];
+      if (error instanceof ApiError && error.code === 'insufficient_funds') {
+        extra.push(h('p', null, h('a', { href: '#/wallet' }, 'See your wallet')));
+      }
+      if (error instanceof ApiError && error.verificationId) {
+        extra.push(h('p', null, h('a', { href: `#/verifications/${encodeURIComponent(error.verificationId)}` }, 'See what happened')));
+      }
+      errors.show(describePurchaseError(error), extra);
+      status.textContent = '';
+      refreshWalletSoon(0);
+    } finally {
+      inFlight = false;
+      if (ctx.isCurrent()) setBusy(false);
+    }
+  });
+}
