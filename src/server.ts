@@ -14,8 +14,12 @@ import { acquireDataDirLock, DataDirLockedError, readLock, type DataDirLock } fr
 import { migrate } from './db/migrate.ts';
 import { buildApp, type HealthCheck } from './http/app.ts';
 import { createMetricsRegistry } from './http/metrics.ts';
+import { lifecycleRoutes } from './http/lifecycle-routes.ts';
 import { ensureSystemAccounts } from './ledger/ledger.ts';
 import { createLogger } from './logging.ts';
+import { seedSandboxCatalogue } from './catalogue/catalogue.ts';
+import { engineLagSeconds } from './verifications/queue.ts';
+import { createVerificationRuntime, type VerificationRuntime } from './verifications/runtime.ts';
 
 /** The embedded database's files live in DATA_DIR/pglite; the lock and ops token beside them. */
 export function embeddedDataDir(config: Pick<Config, 'DATA_DIR'>): string {
@@ -78,11 +82,29 @@ export async function openConfiguredDatabase(config: Config, now: Date): Promise
   };
 }
 
-/** Applies pending migrations and creates the system accounts; returns the migrations applied. */
+/** Applies pending migrations, creates the system accounts and the sandbox catalogue; returns the migrations applied. */
 export async function prepareDatabase(database: Database, config: Config, now: Date): Promise<string[]> {
   const applied = await migrate(database, { databaseUrl: config.DATABASE_URL });
   await ensureSystemAccounts(database.db, config.CURRENCY, now);
+  if (config.PROVIDER === 'sandbox') await seedSandboxCatalogue(database.db);
   return applied;
+}
+
+/**
+ * The engine's and the provider's health for GET /health: engine lag (degraded past a minute: the
+ * deadline promise is expires_at + 60 s) and the breaker (degraded while open).
+ */
+export function lifecycleHealthChecks(runtime: VerificationRuntime, ctx: AppContext): Record<string, HealthCheck> {
+  return {
+    engine: async () => {
+      const lag = await engineLagSeconds(ctx.database.db, ctx.clock.now());
+      return { ok: lag < 60, lag_seconds: Math.round(lag * 10) / 10 };
+    },
+    breakers: async () => {
+      const state = runtime.breaker.state();
+      return { ok: state === 'closed' || state === 'half_open', [runtime.breaker.provider]: { state } };
+    },
+  };
 }
 
 /** What background work gets besides the context, to report on itself. */
@@ -105,6 +127,8 @@ export interface StartServerOptions {
   print?: (text: string) => void;
   extraRoutes?: FastifyPluginAsync<any, any, any, any>[];
   healthChecks?: Record<string, HealthCheck>;
+  /** Replaces the configured provider (tests: a scripted upstream). */
+  runtime?: (ctx: AppContext) => VerificationRuntime;
 }
 
 export interface RunningServer {
@@ -113,6 +137,7 @@ export interface RunningServer {
   ctx: AppContext;
   app: FastifyInstance;
   metrics: Registry;
+  runtime: VerificationRuntime;
   /** Stops background work, the HTTP server and the database, and releases the data-dir lock. Idempotent. */
   close(): Promise<void>;
 }
@@ -164,13 +189,18 @@ export async function startServer(config: Config, options: StartServerOptions = 
       databaseUrl: config.DATABASE_URL,
     });
 
+    const runtime = options.runtime ? options.runtime(ctx) : createVerificationRuntime(ctx);
+    // Every API instance listens, so live events reach customers whichever process made the change.
+    await runtime.hub.start(database);
+    cleanups.push(() => runtime.hub.stop());
+
     const metrics = createMetricsRegistry();
-    const healthChecks: Record<string, HealthCheck> = { ...options.healthChecks };
+    const healthChecks: Record<string, HealthCheck> = { ...lifecycleHealthChecks(runtime, ctx), ...options.healthChecks };
     const opsToken = config.DATABASE_URL ? undefined : newOpsToken();
     const app = buildApp(ctx, {
       metrics,
       healthChecks,
-      extraRoutes: options.extraRoutes,
+      extraRoutes: [...lifecycleRoutes(runtime, config), ...(options.extraRoutes ?? [])],
       ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
     });
     cleanups.push(() => app.close());
@@ -184,11 +214,12 @@ export async function startServer(config: Config, options: StartServerOptions = 
       opened.lock.update({ url });
     }
 
-    if (options.background && options.worker !== false) {
-      const stop = await options.background(ctx, { metrics, healthChecks });
-      cleanups.push(stop);
+    if (options.worker !== false) {
+      runtime.engine.start();
+      cleanups.push(() => runtime.engine.stop());
+      if (options.background) cleanups.push(await options.background(ctx, { metrics, healthChecks }));
     }
-    logger.info({ url, worker: options.worker !== false && Boolean(options.background) }, 'namaskah listening');
+    logger.info({ url, worker: options.worker !== false }, 'namaskah listening');
 
     let closing: Promise<void> | undefined;
     return {
@@ -196,10 +227,46 @@ export async function startServer(config: Config, options: StartServerOptions = 
       ctx,
       app,
       metrics,
+      runtime,
       close: () => (closing ??= runCleanups()),
     };
   } catch (error) {
     await runCleanups();
+    throw error;
+  }
+}
+
+export interface RunningWorker {
+  runtime: VerificationRuntime;
+  close(): Promise<void>;
+}
+
+/**
+ * `namaskah worker`: the background engine alone, no HTTP. Meant for PostgreSQL, where any number
+ * of workers and API processes share the database; on the embedded database it takes the data-dir
+ * lock like the server does (so it cannot run beside `serve`).
+ */
+export async function startWorker(config: Config, options: { clock?: Clock; logger?: Logger } = {}): Promise<RunningWorker> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger(config);
+  const opened = await openConfiguredDatabase(config, clock.now());
+  try {
+    await prepareDatabase(opened.database, config, clock.now());
+    const ctx: AppContext = { config, database: opened.database, clock, logger };
+    const runtime = createVerificationRuntime(ctx);
+    runtime.engine.start();
+    logger.info({ worker: runtime.engine.workerId }, 'namaskah worker started');
+    let closing: Promise<void> | undefined;
+    return {
+      runtime,
+      close: () =>
+        (closing ??= (async () => {
+          await runtime.engine.stop();
+          await opened.close();
+        })()),
+    };
+  } catch (error) {
+    await opened.close();
     throw error;
   }
 }

@@ -17,6 +17,7 @@ import { formatMinor } from '../money.ts';
 import { parseMajorAmount } from './amount.ts';
 import type { UserRow } from './backend.ts';
 import { CommandFailure, UsageError } from './errors.ts';
+import { registerOpsCommands } from './ops.ts';
 
 /** What a CLI run may touch: injected so tests run commands in-process and capture the output. */
 export interface CliIo {
@@ -69,6 +70,19 @@ function buildProgram(io: CliIo): Command {
       const signal = await io.waitForShutdown();
       io.stderr(line(`${signal}: shutting down`));
       await server.close();
+    });
+
+  program
+    .command('worker')
+    .description('run the background engine only (polling, deadlines, recovery, upstream settlement); for PostgreSQL deployments')
+    .action(async () => {
+      const config = configFrom(io);
+      const { startWorker } = await import('../server.ts');
+      const worker = await startWorker(config, { clock });
+      io.stderr(line(`namaskah worker ${worker.runtime.engine.workerId} running on ${where(config)}; Ctrl-C stops it`));
+      const signal = await io.waitForShutdown();
+      io.stderr(line(`${signal}: shutting down`));
+      await worker.close();
     });
 
   program
@@ -192,6 +206,8 @@ function buildProgram(io: CliIo): Command {
         await backend.close();
       }
     });
+
+  registerOpsCommands(program, io);
 
   return program;
 }

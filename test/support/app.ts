@@ -25,6 +25,8 @@ export interface TestAppOptions {
   worker?: boolean;
   extraRoutes?: FastifyPluginAsync<any, any, any, any>[];
   healthChecks?: Record<string, HealthCheck>;
+  /** Replaces the verification runtime (e.g. a scripted upstream). */
+  runtime?: StartServerOptions['runtime'];
   /** Capture the server's log lines (they are silent otherwise, unless env.LOG_LEVEL says so). */
   logDestination?: DestinationStream;
 }
@@ -123,6 +125,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       worker: options.worker,
       extraRoutes: options.extraRoutes,
       healthChecks: options.healthChecks,
+      runtime: options.runtime,
       logger,
       print: () => {},
     });
