@@ -11,7 +11,7 @@ import { openDatabase, type Engine } from '../../src/db/database.ts';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import type { HealthCheck } from '../../src/http/app.ts';
 import { createLogger } from '../../src/logging.ts';
-import { embeddedDatabasePath, startServer, type Background, type RunningServer } from '../../src/server.ts';
+import { embeddedDatabasePath, startServer, type Background, type RunningServer, type StartServerOptions } from '../../src/server.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
 
 export interface TestAppOptions {
