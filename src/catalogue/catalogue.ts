@@ -1,5 +1,6 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
-import type { Executor } from '../db/database.ts';
+import type { Database, Executor } from '../db/database.ts';
+import type { CatalogueEntry, Provider } from '../providers/provider.ts';
 import { sandboxCountries, sandboxServices } from '../providers/sandbox.ts';
 import { services } from '../verifications/schema.ts';
 
@@ -55,4 +56,74 @@ export async function upsertOffer(ex: Executor, offer: Offer): Promise<void> {
 export async function countOffers(ex: Executor, provider: string): Promise<number> {
   const [row] = await ex.select({ n: sql<number>`count(*)::int` }).from(services).where(eq(services.provider, provider));
   return Number(row?.n ?? 0);
+}
+
+/**
+ * The customer's price for an upstream cost: cost × (1 + markupPercent / 100), rounded up to a whole
+ * minor unit, in integer arithmetic (never below 1). markupPercent is a whole, non-negative number.
+ */
+export function priceWithMarkup(costMinor: number, markupPercent: number): number {
+  if (!Number.isSafeInteger(costMinor) || costMinor <= 0) throw new RangeError(`cost must be a positive whole number of minor units, got ${costMinor}`);
+  if (!Number.isSafeInteger(markupPercent) || markupPercent < 0) throw new RangeError(`markupPercent must be a whole number >= 0, got ${markupPercent}`);
+  const scaled = BigInt(costMinor) * BigInt(100 + markupPercent);
+  const price = (scaled + 99n) / 100n;
+  if (price > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`price for cost ${costMinor} is too large`);
+  return Number(price);
+}
+
+export interface CatalogueSyncResult {
+  provider: string;
+  /** Offers inserted or updated, as stored. */
+  offers: Offer[];
+  /** Upstream entries left out (a cost that is not a positive whole number of minor units). */
+  skipped: CatalogueEntry[];
+}
+
+/**
+ * Fills the catalogue of a real provider from its own price list (provider.catalogue()): one row per
+ * (service, country) with cost_minor = the upstream cost (sent upstream as the price cap) and
+ * price_minor = cost plus the markup, rounded up. New offers are enabled and named after the service;
+ * an existing offer keeps its name and enabled flag (an operator's edits) and gets the new price and
+ * cost. Offers the upstream no longer lists are left as they are. One transaction for all rows.
+ */
+export async function syncCatalogue(
+  deps: { database: Database; provider: Pick<Provider, 'name' | 'catalogue'> },
+  options: { markupPercent: number },
+): Promise<CatalogueSyncResult> {
+  priceWithMarkup(1, options.markupPercent); // validate before calling the upstream
+  const entries = await deps.provider.catalogue();
+  const usable = entries.filter((e) => Number.isSafeInteger(e.costMinor) && e.costMinor > 0);
+  const skipped = entries.filter((e) => !usable.includes(e));
+  // One row per key: the upstream could list a service twice; the dearer cost is the safer cap.
+  const byKey = new Map<string, CatalogueEntry>();
+  for (const e of usable) {
+    const key = `${e.service}\u0000${e.country}`;
+    const seen = byKey.get(key);
+    if (!seen || e.costMinor > seen.costMinor) byKey.set(key, e);
+  }
+  const provider = deps.provider.name;
+  const offers = await deps.database.transaction(async (tx) => {
+    const stored: Offer[] = [];
+    for (const e of byKey.values()) {
+      const [row] = await tx
+        .insert(services)
+        .values({
+          provider,
+          service: e.service,
+          country: e.country,
+          name: e.service,
+          priceMinor: priceWithMarkup(e.costMinor, options.markupPercent),
+          costMinor: e.costMinor,
+          enabled: true,
+        })
+        .onConflictDoUpdate({
+          target: [services.provider, services.service, services.country],
+          set: { priceMinor: sql`excluded.price_minor`, costMinor: sql`excluded.cost_minor` },
+        })
+        .returning();
+      stored.push(row!);
+    }
+    return stored;
+  });
+  return { provider, offers, skipped };
 }

@@ -132,9 +132,11 @@ export class Engine {
     const { clock, config, database, breaker } = this.deps;
     const windowEnds = (row.resolvedAt ?? row.expiresAt).getTime() + config.LATE_SMS_WINDOW_SECONDS * 1000;
     let next: Date | null = null;
-    if (clock.now().getTime() < windowEnds && !breaker.isOpen()) {
-      const result = await checkUpstream(this.deps, row, 'poller').catch(() => undefined);
-      if (result && result.stored === 0) next = new Date(Math.min(windowEnds, clock.now().getTime() + config.POLL_INTERVAL_MS));
+    if (clock.now().getTime() < windowEnds) {
+      // An open breaker or a failed check only postpones the look: a late SMS is never dropped
+      // because the upstream had a bad moment. The watch ends with the window or once one is stored.
+      const result = breaker.isOpen() ? undefined : await checkUpstream(this.deps, row, 'poller').catch(() => undefined);
+      if (!result || result.stored === 0) next = new Date(Math.min(windowEnds, clock.now().getTime() + config.POLL_INTERVAL_MS));
     }
     await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: next });
   }
@@ -151,15 +153,22 @@ export class Engine {
     if (provider.checkMany && list.length > 1) {
       try {
         const checks = await provider.checkMany(list.map(orderRef));
+        // An order missing from the list call (the upstream no longer lists it as active, or lists
+        // only one page) may still hold its SMS: those are checked one by one below.
+        const missing: VerificationRow[] = [];
         for (const row of list) {
           const check = checks.get(row.providerOrderId!);
-          if (check && check.messages.length > 0) {
+          if (!check) {
+            missing.push(row);
+            continue;
+          }
+          if (check.messages.length > 0) {
             const result = await recordMessages(this.deps, row.id, check.messages, 'poller');
             if (result?.captured) report.captured++;
           }
           await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row), checkFailures: 0 });
         }
-        return;
+        list = missing;
       } catch (error) {
         this.deps.logger.warn({ err: describe(error) }, 'batched poll failed; polling one by one');
       }

@@ -281,6 +281,47 @@ export function expireHold(ex: Executor, request: ResolveRequest): Promise<void>
   return releaseHold(ex, { ...request, outcome: 'expired' });
 }
 
+/** The idempotency key of the correction that refunds one charge: at most one per charge, ever. */
+export function chargeRefundKey(chargeId: string): string {
+  return `charge-refund:${chargeId}`;
+}
+
+/**
+ * Corrects a charge that should never have been captured (its verification ended refunded): a new
+ * transfer moves exactly the charged amount back from revenue to the wallet it came from. The
+ * journal is never edited, and the key derived from the charge makes the correction happen once
+ * however often it is asked for (a repeat returns the first one with `replayed: true`).
+ */
+export async function refundCharge(
+  ex: Executor,
+  request: ResolveRequest,
+): Promise<{ transfer: Transfer; replayed: boolean }> {
+  const charge = await firstRow<TransferRow>(
+    ex,
+    sql`SELECT * FROM ledger_transfers WHERE hold_id = ${request.holdId} AND kind = 'verification_charge'`,
+  );
+  if (!charge) throw new LedgerError('unknown_hold', `hold ${request.holdId} has no charge to refund`);
+  const key = chargeRefundKey(charge.id);
+  let inserted: TransferRow | undefined;
+  try {
+    inserted = await firstRow<TransferRow>(
+      ex,
+      sql`INSERT INTO ledger_transfers
+            (debit_account_id, credit_account_id, amount_minor, kind, idempotency_key, verification_id, actor, reason, created_at)
+          VALUES (${charge.credit_account_id}, ${charge.debit_account_id}, ${charge.amount_minor}, 'adjustment', ${key},
+                  ${charge.verification_id}, ${request.actor}, ${request.reason}, ${request.now})
+          ON CONFLICT (idempotency_key) DO NOTHING
+          RETURNING *`,
+    );
+  } catch (error) {
+    translate(error);
+  }
+  if (inserted) return { transfer: toTransfer(inserted), replayed: false };
+  const existing = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${key}`);
+  if (!existing) throw new Error('charge refund vanished');
+  return { transfer: toTransfer(existing), replayed: true };
+}
+
 export async function findHold(ex: Executor, holdId: string): Promise<Hold> {
   const row = await firstRow<{
     id: string;

@@ -64,20 +64,52 @@ export function createBreaker(provider: string, options: { failureThreshold: num
   };
 }
 
-/** Wraps every upstream call of a provider in its breaker. */
-export function withBreaker(provider: Provider, breaker: ProviderBreaker): Provider {
+/**
+ * Wraps every upstream call of a provider in its breaker. With `callTimeoutMs`, a call that has not
+ * settled by then fails as an ambiguous `timeout` inside the breaker, so it counts as upstream trouble
+ * and a provider that hangs opens the circuit instead of stalling its caller forever. (Adapters
+ * bound each HTTP request themselves; this bounds the whole call, whatever the provider does.)
+ */
+export function withBreaker(provider: Provider, breaker: ProviderBreaker, options: { callTimeoutMs?: number } = {}): Provider {
+  const limit = options.callTimeoutMs;
+  const run = <T>(label: string, call: () => Promise<T>): Promise<T> =>
+    breaker.run(() => (limit === undefined ? call() : bounded(`${provider.name} ${label}`, call, limit)));
   const guarded: Provider = {
     name: provider.name,
-    catalogue: () => breaker.run(() => provider.catalogue()),
-    buy: (request) => breaker.run(() => provider.buy(request)),
-    lookup: (request) => breaker.run(() => provider.lookup(request)),
-    check: (order) => breaker.run(() => provider.check(order)),
-    cancel: (id) => breaker.run(() => provider.cancel(id)),
-    balance: () => breaker.run(() => provider.balance()),
+    catalogue: () => run('catalogue', () => provider.catalogue()),
+    buy: (request) => run('buy', () => provider.buy(request)),
+    lookup: (request) => run('lookup', () => provider.lookup(request)),
+    check: (order) => run('check', () => provider.check(order)),
+    cancel: (id) => run('cancel', () => provider.cancel(id)),
+    balance: () => run('balance', () => provider.balance()),
   };
-  if (provider.checkMany) guarded.checkMany = (orders) => breaker.run(() => provider.checkMany!(orders));
-  if (provider.complete) guarded.complete = (id) => breaker.run(() => provider.complete!(id));
-  if (provider.report) guarded.report = (id) => breaker.run(() => provider.report!(id));
-  if (provider.activeOrders) guarded.activeOrders = () => breaker.run(() => provider.activeOrders!());
+  if (provider.checkMany) guarded.checkMany = (orders) => run('checkMany', () => provider.checkMany!(orders));
+  if (provider.complete) guarded.complete = (id) => run('complete', () => provider.complete!(id));
+  if (provider.report) guarded.report = (id) => run('report', () => provider.report!(id));
+  if (provider.activeOrders) guarded.activeOrders = () => run('activeOrders', () => provider.activeOrders!());
   return guarded;
+}
+
+/** Settles with the call, or rejects with an ambiguous timeout after `ms` of real time. */
+function bounded<T>(label: string, call: () => Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new ProviderError('ambiguous', 'timeout', `${label}: no answer within ${ms} ms`));
+    }, ms);
+    const settle = (done: () => void) => {
+      clearTimeout(timer);
+      done();
+    };
+    let pending: Promise<T>;
+    try {
+      pending = call();
+    } catch (error) {
+      settle(() => reject(error));
+      return;
+    }
+    pending.then(
+      (value) => settle(() => resolve(value)),
+      (error: unknown) => settle(() => reject(error)),
+    );
+  });
 }

@@ -35,7 +35,9 @@ export function createProvider(config: Config, clock: Clock): Provider {
         requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND,
         timeoutMs: config.PROVIDER_TIMEOUT_MS,
         currency: config.CURRENCY,
-        activationLifetimeSeconds: config.VERIFICATION_TTL_SECONDS,
+        // The seller's own activation lifetime (adapter default: 20 minutes) is not our TTL: the
+        // deadline is already the earlier of the two, and a TTL longer than the seller's window
+        // must not make us wait for a number the seller has already taken back.
         clock,
       });
   }

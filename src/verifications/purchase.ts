@@ -70,8 +70,11 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   const begun = await deps.database
     .transaction(async (tx) => {
       const now = deps.clock.now();
-      // One customer's purchases queue here, so identical concurrent requests see each other.
-      await tx.execute(sql`SELECT 1 FROM users WHERE id = ${request.userId} FOR UPDATE`);
+      // One customer's purchases queue here, so identical concurrent requests see each other. NO KEY
+      // UPDATE, not UPDATE: captures and refunds of the same customer take KEY SHARE on this row
+      // (foreign keys of their notifications) while holding the wallet, which this transaction
+      // needs next; FOR UPDATE would deadlock with them.
+      await tx.execute(sql`SELECT 1 FROM users WHERE id = ${request.userId} FOR NO KEY UPDATE`);
       const [existing] = await tx
         .select()
         .from(verifications)

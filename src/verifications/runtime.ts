@@ -12,6 +12,11 @@ import type { LifecycleDeps } from './lifecycle.ts';
  */
 export interface VerificationRuntime {
   deps: LifecycleDeps;
+  /**
+   * What the background engine runs with: the same, except that every upstream call is bounded by
+   * PROVIDER_TIMEOUT_MS, so a provider that never answers cannot stall expiry and refunds.
+   */
+  engineDeps: LifecycleDeps;
   /** The provider without the breaker (tests and the sandbox route reach it directly). */
   upstream: Provider;
   breaker: ProviderBreaker;
@@ -37,5 +42,9 @@ export function createVerificationRuntime(
     logger: ctx.logger,
     faults: options.faults,
   };
-  return { deps, upstream, breaker, engine: new Engine(deps, { workerId: options.workerId }), hub: new EventHub() };
+  const engineDeps: LifecycleDeps = {
+    ...deps,
+    provider: withBreaker(upstream, breaker, { callTimeoutMs: ctx.config.PROVIDER_TIMEOUT_MS }),
+  };
+  return { deps, engineDeps, upstream, breaker, engine: new Engine(engineDeps, { workerId: options.workerId }), hub: new EventHub() };
 }

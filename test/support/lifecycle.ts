@@ -10,7 +10,8 @@ import { seedSandboxCatalogue } from '../../src/catalogue/catalogue.ts';
 import { creditWallet, openWallet, walletOf } from '../../src/ledger/ledger.ts';
 import type { Provider } from '../../src/providers/provider.ts';
 import { createVerificationRuntime, type VerificationRuntime } from '../../src/verifications/runtime.ts';
-import type { LifecycleDeps } from '../../src/verifications/lifecycle.ts';
+import type { FaultPoint, LifecycleDeps } from '../../src/verifications/lifecycle.ts';
+import { Engine } from '../../src/engine/engine.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
 
 export const START = '2026-03-01T12:00:00Z';
@@ -25,7 +26,52 @@ export interface LifecycleHarness {
   /** Creates a customer with `funds` minor units in their wallet. */
   customer(funds: number): Promise<string>;
   wallet(userId: string): Promise<[balance: number, held: number, available: number]>;
+  /** Another background engine on the same database (a second worker), as the runtime builds its own. */
+  engine(workerId: string, options?: { batchSize?: number }): Engine;
   dispose(): Promise<void>;
+}
+
+/** Thrown by an armed FaultSwitch: stands for a process dying between two phases. */
+export class SimulatedCrash extends Error {
+  constructor(readonly point: FaultPoint) {
+    super(`simulated crash at ${point}`);
+    this.name = 'SimulatedCrash';
+  }
+}
+
+/**
+ * A `faults` hook a test can arm: at a named point, run an action once (a throw simulates a crash;
+ * an await holds the flow there while the test makes something else happen).
+ */
+export class FaultSwitch {
+  private readonly armed = new Map<FaultPoint, Array<() => void | Promise<void>>>();
+  /** Every point reached, in order. */
+  readonly reached: FaultPoint[] = [];
+  readonly hook = async (point: FaultPoint): Promise<void> => {
+    this.reached.push(point);
+    const action = this.armed.get(point)?.shift();
+    if (action) await action();
+  };
+  once(point: FaultPoint, action: () => void | Promise<void>): this {
+    const queue = this.armed.get(point) ?? [];
+    queue.push(action);
+    this.armed.set(point, queue);
+    return this;
+  }
+  crashOnce(point: FaultPoint): this {
+    return this.once(point, () => {
+      throw new SimulatedCrash(point);
+    });
+  }
+  /** Whether an armed action is still waiting for its point. */
+  pending(point?: FaultPoint): boolean {
+    if (point) return (this.armed.get(point)?.length ?? 0) > 0;
+    return [...this.armed.values()].some((q) => q.length > 0);
+  }
+  reset(): void {
+    this.armed.clear();
+    this.reached.length = 0;
+  }
 }
 
 export async function lifecycleHarness(
@@ -72,6 +118,9 @@ export async function lifecycleHarness(
     async wallet(userId) {
       const w = await walletOf(t.database.db, userId);
       return [w.balanceMinor, w.heldMinor, w.availableMinor];
+    },
+    engine(workerId, options = {}) {
+      return new Engine(runtime.engineDeps, { workerId, ...options });
     },
     async dispose() {
       await runtime.engine.stop();
