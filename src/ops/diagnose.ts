@@ -1,0 +1,178 @@
+import { sql } from 'drizzle-orm';
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config.ts';
+import { firstRow, rows, type Database, type Executor } from '../db/database.ts';
+import type { ProviderBreaker } from '../providers/breaker.ts';
+import { engineLagSeconds } from '../verifications/queue.ts';
+import { verificationStates, type VerificationState } from '../verifications/schema.ts';
+import { checkLedgerInvariants, type Check } from './invariants.ts';
+import { checkLifecycleInvariants } from './lifecycle-checks.ts';
+
+/**
+ * `diagnose`: a read-only report on a live database (DESIGN §7). `ok` is false exactly when an
+ * invariant check fails; the rest (counts, rates, breaker states, engine lag, late SMS, upstream
+ * settlement owed) are facts for the operator and never fail it. Every check is one set-based
+ * statement, so the report costs a handful of passes over the tables however large they are.
+ * Nothing in it comes from the configuration's secrets: no connection string, key or password.
+ */
+export type { Check };
+
+export interface DiagnoseDeps {
+  database: Database;
+  clock: Clock;
+  config: Config;
+  /** The provider breaker of this process; without one the state is reported as unknown. */
+  breaker?: ProviderBreaker;
+}
+
+export interface WorkerReport {
+  id: string;
+  started_at: string;
+  last_tick_at: string;
+  /** Ticked recently enough to be considered running. */
+  alive: boolean;
+}
+
+export interface DiagnoseReport {
+  ok: boolean;
+  generated_at: string;
+  checks: Check[];
+  states: Record<VerificationState, number>;
+  last_24h: {
+    purchases: number;
+    received: number;
+    expired: number;
+    cancelled: number;
+    failed: number;
+    /** Shares of the verifications created in the last 24 h that have finished; null when none has. */
+    success_rate: number | null;
+    timeout_rate: number | null;
+    refund_rate: number | null;
+  };
+  top_failing_services: { provider: string; service: string; purchases: number; failures: number; failure_rate: number }[];
+  breakers: Record<string, string>;
+  engine: { lag_seconds: number; workers: WorkerReport[] };
+  /** Messages that arrived after their verification was cancelled or expired: shown, never charged. */
+  late_sms: number;
+  /** Upstream orders voided for the customer and not yet cancelled upstream (amount: their cost caps). */
+  upstream_settlement_owed: { count: number; amount_minor: number; orphans_suspected: number };
+}
+
+/** A worker that has not ticked for this long is reported as not alive. */
+export function workerSilenceMs(config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>): number {
+  return Math.max(30_000, config.ENGINE_TICK_MS * 20, config.LEASE_SECONDS * 1000);
+}
+
+function rate(part: number, whole: number): number | null {
+  return whole === 0 ? null : Math.round((part / whole) * 10_000) / 10_000;
+}
+
+export async function engineWorkers(ex: Executor, config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>, now: Date): Promise<WorkerReport[]> {
+  const found = await rows<{ id: string; started_at: Date; last_tick_at: Date }>(
+    ex,
+    sql`SELECT id, started_at, last_tick_at FROM engine_workers ORDER BY id`,
+  );
+  const silence = workerSilenceMs(config);
+  return found.map((w) => ({
+    id: w.id,
+    started_at: new Date(w.started_at).toISOString(),
+    last_tick_at: new Date(w.last_tick_at).toISOString(),
+    alive: now.getTime() - new Date(w.last_tick_at).getTime() <= silence,
+  }));
+}
+
+export async function diagnose(deps: DiagnoseDeps): Promise<DiagnoseReport> {
+  const { database } = deps;
+  // One read-only snapshot for the whole report, so its checks and counts agree with each other
+  // even while money moves; a little more sort/hash memory keeps the big joins out of temp files.
+  return database.transaction(async (tx) => {
+    await tx.execute(sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
+    if (database.engine === 'postgres') await tx.execute(sql`SET LOCAL work_mem = '32MB'`);
+    return report(tx, deps);
+  });
+}
+
+async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport> {
+  const { clock, config } = deps;
+  const now = clock.now();
+
+  const checks = [...(await checkLedgerInvariants(ex)), ...(await checkLifecycleInvariants(ex, now))];
+
+  const stateRows = await rows<{ state: VerificationState; n: number }>(
+    ex,
+    sql`SELECT state, count(*)::int AS n FROM verifications GROUP BY state`,
+  );
+  const states = Object.fromEntries(verificationStates.map((s) => [s, 0])) as Record<VerificationState, number>;
+  for (const r of stateRows) states[r.state] = Number(r.n);
+
+  const since = new Date(now.getTime() - 24 * 3_600_000);
+  const day = await firstRow<Record<'purchases' | 'received' | 'expired' | 'cancelled' | 'failed', number>>(
+    ex,
+    sql`SELECT count(*)::int AS purchases,
+               count(*) FILTER (WHERE state = 'received')::int AS received,
+               count(*) FILTER (WHERE state = 'expired')::int AS expired,
+               count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled,
+               count(*) FILTER (WHERE state = 'failed')::int AS failed
+        FROM verifications WHERE created_at >= ${since}`,
+  );
+  const received = Number(day?.received ?? 0);
+  const expired = Number(day?.expired ?? 0);
+  const cancelled = Number(day?.cancelled ?? 0);
+  const failed = Number(day?.failed ?? 0);
+  const finished = received + expired + cancelled + failed;
+
+  const failing = await rows<{ provider: string; service: string; purchases: number; failures: number }>(
+    ex,
+    sql`SELECT provider, service, count(*)::int AS purchases,
+               count(*) FILTER (WHERE state IN ('expired', 'failed'))::int AS failures
+        FROM verifications WHERE created_at >= ${since}
+        GROUP BY provider, service
+        HAVING count(*) FILTER (WHERE state IN ('expired', 'failed')) > 0
+        ORDER BY failures DESC, provider, service
+        LIMIT 5`,
+  );
+
+  const upstream = await firstRow<{ owed: number; owed_minor: string; suspected: number; late: number }>(
+    ex,
+    sql`SELECT count(*) FILTER (WHERE upstream_status = 'cancel_owed')::int AS owed,
+               coalesce(sum(max_cost_minor) FILTER (WHERE upstream_status = 'cancel_owed'), 0)::text AS owed_minor,
+               count(*) FILTER (WHERE upstream_status = 'orphan_suspected')::int AS suspected,
+               (SELECT count(*) FROM verification_messages WHERE late)::int AS late
+        FROM verifications WHERE upstream_status IN ('cancel_owed', 'orphan_suspected')`,
+  );
+
+  const lag = await engineLagSeconds(ex, now);
+  const workers = await engineWorkers(ex, config, now);
+
+  return {
+    ok: checks.every((c) => c.ok),
+    generated_at: now.toISOString(),
+    checks,
+    states,
+    last_24h: {
+      purchases: Number(day?.purchases ?? 0),
+      received,
+      expired,
+      cancelled,
+      failed,
+      success_rate: rate(received, finished),
+      timeout_rate: rate(expired, finished),
+      refund_rate: rate(expired + cancelled + failed, finished),
+    },
+    top_failing_services: failing.map((f) => ({
+      provider: f.provider,
+      service: f.service,
+      purchases: Number(f.purchases),
+      failures: Number(f.failures),
+      failure_rate: rate(Number(f.failures), Number(f.purchases)) ?? 0,
+    })),
+    breakers: deps.breaker ? { [deps.breaker.provider]: deps.breaker.state() } : { [config.PROVIDER]: 'unknown' },
+    engine: { lag_seconds: Math.round(lag * 10) / 10, workers },
+    late_sms: Number(upstream?.late ?? 0),
+    upstream_settlement_owed: {
+      count: Number(upstream?.owed ?? 0),
+      amount_minor: Number(upstream?.owed_minor ?? 0),
+      orphans_suspected: Number(upstream?.suspected ?? 0),
+    },
+  };
+}

@@ -1,0 +1,180 @@
+import { sql } from 'drizzle-orm';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config.ts';
+import { firstRow, rows, type Database } from '../db/database.ts';
+import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
+import { engineLagSeconds } from '../verifications/queue.ts';
+import { verificationStates, type VerificationState } from '../verifications/schema.ts';
+import { engineWorkers, type WorkerReport } from './diagnose.ts';
+import { DEADLINE_GRACE_SECONDS } from './lifecycle-checks.ts';
+
+/**
+ * Domain series for GET /metrics (DESIGN §7). Everything is read from the database when Prometheus
+ * scrapes, with one cheap statement per family, so the numbers are the same whichever process
+ * (API, worker) answers and survive restarts. Counters are counts of terminal states, which never
+ * go down: a verification that reached one never leaves it.
+ */
+export interface DomainMetricsDeps {
+  database: Database;
+  clock: Clock;
+  /** The breakers of this process (one per provider). */
+  breakers?: ProviderBreaker[];
+}
+
+export const breakerStateValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2, isolated: 2 };
+
+export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDeps): void {
+  // Prometheus scrapes every family at once: the families built on the state counts share one
+  // statement while it runs, and the next scrape asks again.
+  let inFlight: Promise<Record<VerificationState, number>> | undefined;
+  const stateCounts = (): Promise<Record<VerificationState, number>> => {
+    inFlight ??= (async () => {
+      try {
+        const found = await rows<{ state: VerificationState; n: number }>(
+          deps.database.db,
+          sql`SELECT state, count(*)::int AS n FROM verifications GROUP BY state`,
+        );
+        const out = Object.fromEntries(verificationStates.map((s) => [s, 0])) as Record<VerificationState, number>;
+        for (const r of found) out[r.state] = Number(r.n);
+        return out;
+      } finally {
+        inFlight = undefined;
+      }
+    })();
+    return inFlight;
+  };
+
+  new Counter({
+    name: 'namaskah_purchases_total',
+    help: 'Verifications that finished, by outcome (received, cancelled, expired, failed)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    async collect() {
+      const counts = await stateCounts();
+      this.reset();
+      for (const outcome of ['received', 'cancelled', 'expired', 'failed'] as const) this.inc({ outcome }, counts[outcome]);
+    },
+  });
+
+  new Gauge({
+    name: 'namaskah_verifications_active',
+    help: 'Verifications in progress, by state (pending: purchase unresolved; waiting: number assigned)',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      const counts = await stateCounts();
+      this.set({ state: 'pending' }, counts.pending);
+      this.set({ state: 'waiting' }, counts.waiting);
+    },
+  });
+
+  new Counter({
+    name: 'namaskah_captures_total',
+    help: 'Holds captured: verifications charged because their SMS arrived',
+    registers: [registry],
+    async collect() {
+      const counts = await stateCounts();
+      this.reset();
+      this.inc(counts.received);
+    },
+  });
+
+  new Counter({
+    name: 'namaskah_refunds_total',
+    help: 'Holds released back to the customer, by reason (cancelled, expired, failed)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    async collect() {
+      const counts = await stateCounts();
+      this.reset();
+      for (const reason of ['cancelled', 'expired', 'failed'] as const) this.inc({ reason }, counts[reason]);
+    },
+  });
+
+  new Gauge({
+    name: 'namaskah_breaker_state',
+    help: 'Circuit breaker per provider: 0 closed, 1 half-open, 2 open',
+    labelNames: ['provider'] as const,
+    registers: [registry],
+    collect() {
+      for (const breaker of deps.breakers ?? []) this.set({ provider: breaker.provider }, breakerStateValue[breaker.state()]);
+    },
+  });
+
+  new Gauge({
+    name: 'namaskah_engine_lag_seconds',
+    help: 'Age of the oldest verification that is due for background work and not taken by a worker',
+    registers: [registry],
+    async collect() {
+      this.set(await engineLagSeconds(deps.database.db, deps.clock.now()));
+    },
+  });
+
+  new Gauge({
+    name: 'namaskah_stuck_holds',
+    help: `Verifications still pending or waiting more than ${DEADLINE_GRACE_SECONDS} s past their deadline (should be 0)`,
+    registers: [registry],
+    async collect() {
+      const graceNow = new Date(deps.clock.now().getTime() - DEADLINE_GRACE_SECONDS * 1000);
+      const row = await firstRow<{ n: number }>(
+        deps.database.db,
+        sql`SELECT count(*)::int AS n FROM verifications WHERE state IN ('pending', 'waiting') AND expires_at < ${graceNow}`,
+      );
+      this.set(Number(row?.n ?? 0));
+    },
+  });
+
+  new Gauge({
+    name: 'namaskah_upstream_cancels_owed',
+    help: 'Upstream orders refunded to the customer and not yet cancelled upstream',
+    registers: [registry],
+    async collect() {
+      const row = await firstRow<{ n: number }>(
+        deps.database.db,
+        sql`SELECT count(*)::int AS n FROM verifications WHERE upstream_status = 'cancel_owed'`,
+      );
+      this.set(Number(row?.n ?? 0));
+    },
+  });
+
+  new Counter({
+    name: 'namaskah_late_sms_total',
+    help: 'Messages that arrived after their verification was cancelled or expired (shown, never charged)',
+    registers: [registry],
+    async collect() {
+      const row = await firstRow<{ n: number }>(deps.database.db, sql`SELECT count(*)::int AS n FROM verification_messages WHERE late`);
+      this.reset();
+      this.inc(Number(row?.n ?? 0));
+    },
+  });
+}
+
+export interface EngineHealthDeps {
+  database: Database;
+  clock: Clock;
+  config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS' | 'POLL_INTERVAL_MS'>;
+}
+
+/**
+ * The engine is unhealthy when due work has waited this long for a worker: the deadline promise is
+ * a refund within expires_at + 60 s.
+ */
+export const MAX_HEALTHY_LAG_SECONDS = DEADLINE_GRACE_SECONDS;
+
+/** For GET /health: how far behind the background engine is, and which workers tick. */
+export async function engineHealth(deps: EngineHealthDeps): Promise<{ ok: boolean; lag_seconds: number; workers: WorkerReport[] }> {
+  const now = deps.clock.now();
+  const lag = await engineLagSeconds(deps.database.db, now);
+  const workers = await engineWorkers(deps.database.db, deps.config, now);
+  return { ok: lag < MAX_HEALTHY_LAG_SECONDS, lag_seconds: Math.round(lag * 10) / 10, workers };
+}
+
+/** For GET /health: each provider's breaker state (as `{ state }`, what the dashboard reads); unhealthy while one is open. */
+export function breakerHealth(breakers: ProviderBreaker[]): { ok: boolean } & Record<string, { state: BreakerState } | boolean> {
+  const states = breakers.map((b) => [b.provider, b.state()] as const);
+  return {
+    ...Object.fromEntries(states.map(([provider, state]) => [provider, { state }])),
+    ok: states.every(([, state]) => state !== 'open' && state !== 'isolated'),
+  };
+}

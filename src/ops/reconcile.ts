@@ -1,0 +1,377 @@
+import { inArray, sql } from 'drizzle-orm';
+import { recordAudit } from '../accounts/audit.ts';
+import { rows, type Executor } from '../db/database.ts';
+import { scrubSecrets } from '../logging.ts';
+import {
+  cancelForeignOrder,
+  expireVerification,
+  loadVerification,
+  recoverPurchase,
+  refundWrongCapture,
+  releaseOrphanHold,
+  resolveTerminalHold,
+  settleSuspectedOrphan,
+  settleUpstream,
+  type LifecycleDeps,
+  type VerificationRow,
+} from '../verifications/lifecycle.ts';
+import { verifications } from '../verifications/schema.ts';
+import { DEADLINE_GRACE_SECONDS, PENDING_STUCK_AFTER_SECONDS } from './lifecycle-checks.ts';
+
+/**
+ * `reconcile`: finds every money problem among the verifications created in the last N days with a
+ * few set-based queries, then (with execute) repairs them one by one through the settlement code —
+ * the same lifecycle and ledger functions the service itself uses, as actor `reconciler`, each
+ * repair compare-and-set and audited. Because every repair checks the current state first, a
+ * second run finds nothing left to do, and a run racing the engine cannot resolve anything twice.
+ *
+ * Never repaired automatically, only reported: a delivered (received) verification whose hold was
+ * released (taking the money back is the operator's decision), and an active verification whose
+ * hold is already resolved (no transition can resolve it again). A delivered verification is never
+ * refunded here.
+ */
+export const problemKinds = [
+  'hold_past_deadline',
+  'pending_stuck',
+  'terminal_hold_unresolved',
+  'wrongly_captured',
+  'orphan_hold',
+  'orphan_suspected',
+  'upstream_cancel_owed',
+  'upstream_orphan',
+  'received_refunded',
+  'active_hold_resolved',
+] as const;
+export type ProblemKind = (typeof problemKinds)[number];
+
+/** Kinds that reconcile reports but never repairs. */
+export const reportOnlyKinds: ReadonlySet<ProblemKind> = new Set(['received_refunded', 'active_hold_resolved']);
+
+export interface Finding {
+  kind: ProblemKind;
+  verification_id: string | null;
+  user_email: string | null;
+  /** The money at stake: the hold (or the wrongly captured charge), or for upstream kinds the order's cost cap. */
+  amount_minor: number | null;
+  detail: string;
+  repaired: boolean;
+}
+
+export interface ReconcileOptions {
+  days: number;
+  execute: boolean;
+  userEmail?: string;
+  onProgress?: (done: number, total: number) => void;
+  /** Repairs run side by side (default: 4 on PostgreSQL, 1 on the single-connection embedded engine). */
+  concurrency?: number;
+}
+
+export interface ReconcileReport {
+  window_days: number;
+  execute: boolean;
+  user_email: string | null;
+  generated_at: string;
+  found: Finding[];
+  summary: Partial<Record<ProblemKind, number>>;
+  /** Problems still present when the run ended (everything found, on a dry run). */
+  remaining: number;
+  repaired: number;
+  /** Things reconcile could not look at (e.g. the provider's order list was unavailable). */
+  warnings: string[];
+}
+
+/** A finding with what its repair needs. */
+interface Problem extends Omit<Finding, 'repaired'> {
+  key: string;
+  /** The hold, for orphan holds; the upstream order, for upstream orphans. */
+  ref?: string;
+}
+
+interface CandidateRow {
+  id: string;
+  email: string;
+  state: string;
+  price_minor: number;
+  max_cost_minor: number;
+  upstream_status: string;
+  provider_order_id: string | null;
+  expires_at: Date;
+  created_at: Date;
+  purchase_until: Date | null;
+  outcome: string | null;
+  charged: number | null;
+  corrected: boolean;
+}
+
+const PASSES = 3;
+
+function problem(kind: ProblemKind, id: string | null, email: string | null, amount: number | null, detail: string, ref?: string): Problem {
+  return { key: `${kind}:${id ?? ref}`, kind, verification_id: id, user_email: email, amount_minor: amount, detail, ref };
+}
+
+/** Every problem in the window, from a few set-based statements (plus the provider's order list). */
+async function findProblems(deps: LifecycleDeps, options: ReconcileOptions, warnings: string[]): Promise<Problem[]> {
+  const ex: Executor = deps.database.db;
+  const now = deps.clock.now();
+  const since = new Date(now.getTime() - options.days * 86_400_000);
+  const graceNow = new Date(now.getTime() - DEADLINE_GRACE_SECONDS * 1000);
+  const stuckBefore = new Date(now.getTime() - PENDING_STUCK_AFTER_SECONDS * 1000);
+  const email = options.userEmail?.trim().toLowerCase();
+  const byUser = email ? sql`AND u.email = ${email}` : sql``;
+
+  const candidates = await rows<CandidateRow>(
+    ex,
+    sql`SELECT v.id, u.email, v.state, v.price_minor, v.max_cost_minor, v.upstream_status, v.provider_order_id,
+               v.expires_at, v.created_at, v.purchase_until, r.outcome, c.amount_minor AS charged,
+               (corr.id IS NOT NULL) AS corrected
+        FROM verifications v
+        JOIN users u ON u.id = v.user_id
+        LEFT JOIN ledger_hold_resolutions r ON r.hold_id = v.hold_id
+        LEFT JOIN ledger_transfers c ON c.hold_id = v.hold_id
+        LEFT JOIN ledger_transfers corr ON corr.idempotency_key = 'charge-refund:' || c.id::text
+        WHERE v.created_at >= ${since} ${byUser}
+          AND (
+            (v.state IN ('pending', 'waiting') AND (
+               v.expires_at < ${graceNow}
+               OR r.hold_id IS NOT NULL
+               OR (v.state = 'pending' AND (v.purchase_until IS NULL OR v.purchase_until < ${now}) AND v.created_at < ${stuckBefore})))
+            OR (v.state NOT IN ('pending', 'waiting') AND (
+               r.hold_id IS NULL
+               OR (v.state = 'received' AND r.outcome <> 'posted')
+               OR (v.state <> 'received' AND r.outcome = 'posted' AND corr.id IS NULL)))
+            OR v.upstream_status IN ('cancel_owed', 'orphan_suspected'))
+        ORDER BY v.created_at, v.id`,
+  );
+
+  const found: Problem[] = [];
+  for (const v of candidates) {
+    const price = Number(v.price_minor);
+    const active = v.state === 'pending' || v.state === 'waiting';
+    if (active && v.outcome !== null) {
+      found.push(problem('active_hold_resolved', v.id, v.email, price, `${v.state} verification whose hold is already ${v.outcome}; needs investigation`));
+    } else if (active && new Date(v.expires_at) < graceNow) {
+      found.push(problem('hold_past_deadline', v.id, v.email, price, `${v.state} past its deadline ${new Date(v.expires_at).toISOString()}; hold unresolved`));
+    } else if (v.state === 'pending') {
+      found.push(problem('pending_stuck', v.id, v.email, price, `pending since ${new Date(v.created_at).toISOString()}, purchase not in flight`));
+    }
+    if (!active && v.outcome === null) {
+      found.push(problem('terminal_hold_unresolved', v.id, v.email, price, `${v.state} verification whose hold was never resolved`));
+    }
+    if (v.state === 'received' && v.outcome !== null && v.outcome !== 'posted') {
+      found.push(problem('received_refunded', v.id, v.email, price, `delivered, yet its hold was ${v.outcome}; report only, never taken back automatically`));
+    }
+    if (!active && v.state !== 'received' && v.outcome === 'posted' && !v.corrected) {
+      found.push(problem('wrongly_captured', v.id, v.email, Number(v.charged ?? price), `${v.state} verification whose hold was captured`));
+    }
+    if (v.upstream_status === 'cancel_owed') {
+      const order = v.provider_order_id ? `order ${v.provider_order_id}` : 'no order id known';
+      found.push(problem('upstream_cancel_owed', v.id, v.email, Number(v.max_cost_minor), `upstream cancel owed (${order})`));
+    }
+    if (v.upstream_status === 'orphan_suspected') {
+      found.push(problem('orphan_suspected', v.id, v.email, Number(v.max_cost_minor), 'purchase outcome unknown when it failed; an upstream order may exist'));
+    }
+  }
+
+  const holds = await rows<{ id: string; amount_minor: number; email: string | null; verification_id: string | null }>(
+    ex,
+    sql`SELECT h.id, h.amount_minor, u.email, h.verification_id
+        FROM ledger_holds h
+        JOIN ledger_accounts a ON a.id = h.account_id
+        LEFT JOIN users u ON u.id = a.user_id
+        WHERE h.created_at >= ${since} ${byUser}
+          AND NOT EXISTS (SELECT 1 FROM verifications v WHERE v.hold_id = h.id)
+          AND NOT EXISTS (SELECT 1 FROM ledger_hold_resolutions r WHERE r.hold_id = h.id)
+        ORDER BY h.created_at, h.id`,
+  );
+  for (const h of holds) {
+    found.push(problem('orphan_hold', h.verification_id, h.email, Number(h.amount_minor), `hold ${h.id} belongs to no verification`, h.id));
+  }
+
+  if (!email) found.push(...(await findUpstreamOrphans(deps, since, warnings)));
+  return found;
+}
+
+/**
+ * Orders the upstream lists as active that no verification holds. An order is only called an
+ * orphan once no purchase could still be about to claim it: older than a verification's whole
+ * life, or (when the upstream does not say its age) while no purchase of that provider is pending.
+ */
+async function findUpstreamOrphans(deps: LifecycleDeps, since: Date, warnings: string[]): Promise<Problem[]> {
+  const { provider, config } = deps;
+  if (!provider.activeOrders) return [];
+  let orders;
+  try {
+    orders = await provider.activeOrders();
+  } catch (error) {
+    warnings.push(`could not list ${provider.name}'s active orders: ${scrubSecrets(error instanceof Error ? error.message : String(error))}`);
+    return [];
+  }
+  if (orders.length === 0) return [];
+  const now = deps.clock.now();
+  const settledBefore = now.getTime() - (config.VERIFICATION_TTL_SECONDS + config.PURCHASE_TIMEOUT_SECONDS + DEADLINE_GRACE_SECONDS) * 1000;
+  const ids = [...new Set(orders.map((o) => o.providerOrderId))];
+  const known = new Set<string>();
+  for (let i = 0; i < ids.length; i += 1000) {
+    const chunk = ids.slice(i, i + 1000);
+    const found = await rows<{ provider_order_id: string }>(
+      deps.database.db,
+      sql`SELECT provider_order_id FROM verifications WHERE provider = ${provider.name} AND provider_order_id IN ${chunk}`,
+    );
+    for (const f of found) known.add(f.provider_order_id);
+  }
+  const [pending] = await rows<{ n: number }>(
+    deps.database.db,
+    sql`SELECT count(*)::int AS n FROM verifications WHERE provider = ${provider.name} AND state = 'pending'`,
+  );
+  const nonePending = Number(pending?.n ?? 0) === 0;
+  return orders
+    .filter((o) => !known.has(o.providerOrderId))
+    .filter((o) => (o.createdAt ? o.createdAt.getTime() >= since.getTime() && o.createdAt.getTime() < settledBefore : nonePending))
+    .map((o) =>
+      problem('upstream_orphan', null, null, null, `${provider.name} order ${o.providerOrderId} (${o.service ?? 'unknown service'}) belongs to no verification`, o.providerOrderId),
+    );
+}
+
+/** Repairs one problem through the settlement code; true when it is put right. */
+async function repair(deps: LifecycleDeps, p: Problem, loaded?: VerificationRow): Promise<{ repaired: boolean; note?: string }> {
+  const actor = 'reconciler' as const;
+  if (reportOnlyKinds.has(p.kind)) return { repaired: false };
+  if (p.kind === 'orphan_hold') return { repaired: await releaseOrphanHold(deps, p.ref!, actor) };
+  if (p.kind === 'upstream_orphan') {
+    const outcome = await cancelForeignOrder(deps, p.ref!, actor);
+    return { repaired: outcome !== 'too_early', note: `upstream answered ${outcome}` };
+  }
+  let row = loaded ?? (await loadVerification(deps.database.db, p.verification_id!));
+  if (!row) return { repaired: false, note: 'verification vanished' };
+  switch (p.kind) {
+    case 'hold_past_deadline':
+    case 'pending_stuck': {
+      if (row.state === 'pending') row = (await recoverPurchase(deps, row, actor)) ?? row;
+      // A purchase found upstream after its deadline becomes waiting: expire it at once.
+      if (row.state === 'waiting' && row.expiresAt <= deps.clock.now()) row = (await expireVerification(deps, row, actor)) ?? row;
+      const repaired = p.kind === 'pending_stuck' ? row.state !== 'pending' : row.state !== 'pending' && row.state !== 'waiting';
+      return { repaired, note: `now ${row.state}` };
+    }
+    case 'terminal_hold_unresolved': {
+      const outcome = await resolveTerminalHold(deps, row.id, actor);
+      return { repaired: outcome !== undefined, note: outcome ? `hold ${outcome}` : 'already resolved' };
+    }
+    case 'wrongly_captured': {
+      const refunded = await refundWrongCapture(deps, row.id, actor);
+      return { repaired: refunded !== undefined, note: refunded !== undefined ? `refunded ${refunded} by correction transfer` : 'already corrected' };
+    }
+    case 'upstream_cancel_owed': {
+      const status = await settleUpstream(deps, row, actor);
+      return { repaired: status !== 'cancel_owed', note: `upstream ${status}` };
+    }
+    case 'orphan_suspected': {
+      const status = await settleSuspectedOrphan(deps, row, actor);
+      return { repaired: status !== 'orphan_suspected', note: `upstream ${status}` };
+    }
+    default:
+      return { repaired: false };
+  }
+}
+
+/** The verifications a pass will repair, loaded with a few set-based reads instead of one read each. */
+async function loadRows(deps: LifecycleDeps, problems: Problem[]): Promise<Map<string, VerificationRow>> {
+  const ids = [...new Set(problems.filter((p) => p.verification_id && p.kind !== 'orphan_hold').map((p) => p.verification_id!))];
+  const out = new Map<string, VerificationRow>();
+  for (let i = 0; i < ids.length; i += 1000) {
+    const chunk = ids.slice(i, i + 1000);
+    const found = await deps.database.db.select().from(verifications).where(inArray(verifications.id, chunk));
+    for (const row of found) out.set(row.id, row);
+  }
+  return out;
+}
+
+function summarize(found: Finding[]): Partial<Record<ProblemKind, number>> {
+  const summary: Partial<Record<ProblemKind, number>> = {};
+  for (const f of found) summary[f.kind] = (summary[f.kind] ?? 0) + 1;
+  return summary;
+}
+
+export async function reconcile(deps: LifecycleDeps, options: ReconcileOptions): Promise<ReconcileReport> {
+  if (!Number.isInteger(options.days) || options.days < 1) throw new RangeError('days must be a positive whole number');
+  const warnings: string[] = [];
+  const found: Finding[] = [];
+  const seen = new Set<string>();
+  let remaining = 0;
+
+  // Later passes pick up what a repair revealed (a recovery that gave up leaves a suspected
+  // orphan to settle); a problem already attempted is not attempted again in the same run.
+  for (let pass = 0; pass < (options.execute ? PASSES + 1 : 1); pass++) {
+    const problems = await findProblems(deps, options, warnings);
+    remaining = problems.length;
+    const fresh = problems.filter((p) => !seen.has(p.key));
+    if (fresh.length === 0 || pass === PASSES) break;
+    for (const p of fresh) seen.add(p.key);
+    const offset = found.length;
+    const total = offset + fresh.length;
+    let done = offset;
+    options.onProgress?.(done, total);
+    const rowsById = options.execute ? await loadRows(deps, fresh) : new Map<string, VerificationRow>();
+    const results: Finding[] = new Array(fresh.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < fresh.length) {
+        const index = next++;
+        const p = fresh[index]!;
+        const { key: _key, ref: _ref, ...finding } = p;
+        let repaired = false;
+        let note: string | undefined;
+        if (options.execute) {
+          try {
+            ({ repaired, note } = await repair(deps, p, p.verification_id ? rowsById.get(p.verification_id) : undefined));
+          } catch (error) {
+            note = `repair failed: ${scrubSecrets(error instanceof Error ? error.message : String(error))}`;
+            deps.logger.warn({ kind: p.kind, verification: p.verification_id, err: note }, 'reconcile repair failed');
+          }
+        }
+        results[index] = { ...finding, detail: note ? `${finding.detail}; ${note}` : finding.detail, repaired };
+        options.onProgress?.(++done, total);
+      }
+    };
+    const concurrency = options.execute ? Math.max(1, options.concurrency ?? (deps.database.engine === 'postgres' ? 4 : 1)) : 1;
+    await Promise.all(Array.from({ length: Math.min(concurrency, fresh.length) }, worker));
+    found.push(...results);
+    if (!options.execute) break;
+  }
+
+  return {
+    window_days: options.days,
+    execute: options.execute,
+    user_email: options.userEmail?.trim().toLowerCase() ?? null,
+    generated_at: deps.clock.now().toISOString(),
+    found,
+    summary: summarize(found),
+    remaining,
+    repaired: found.filter((f) => f.repaired).length,
+    warnings: [...new Set(warnings)],
+  };
+}
+
+/** Records an executed run in the audit log (each repair is also audited on its own). */
+export async function recordReconcileRun(
+  ex: Executor,
+  report: ReconcileReport,
+  by: { actorId: string | null; actor: 'admin' | 'cli' },
+  now: Date,
+): Promise<void> {
+  if (!report.execute) return;
+  await recordAudit(ex, {
+    actorId: by.actorId,
+    actor: by.actor,
+    action: 'reconcile.execute',
+    subjectId: null,
+    detail: {
+      window_days: report.window_days,
+      user_email: report.user_email,
+      found: report.found.length,
+      repaired: report.repaired,
+      remaining: report.remaining,
+      summary: report.summary,
+    },
+    now,
+  });
+}
