@@ -18,7 +18,7 @@ import { lifecycleRoutes } from './http/lifecycle-routes.ts';
 import { ensureSystemAccounts } from './ledger/ledger.ts';
 import { createLogger } from './logging.ts';
 import { seedSandboxCatalogue } from './catalogue/catalogue.ts';
-import { engineLagSeconds } from './verifications/queue.ts';
+import { breakerHealth, engineHealth, registerDomainMetrics } from './ops/metrics.ts';
 import { createVerificationRuntime, type VerificationRuntime } from './verifications/runtime.ts';
 
 /** The embedded database's files live in DATA_DIR/pglite; the lock and ops token beside them. */
@@ -90,20 +90,11 @@ export async function prepareDatabase(database: Database, config: Config, now: D
   return applied;
 }
 
-/**
- * The engine's and the provider's health for GET /health: engine lag (degraded past a minute: the
- * deadline promise is expires_at + 60 s) and the breaker (degraded while open).
- */
+/** GET /health entries of the lifecycle: engine lag with its workers, and the provider's breaker. */
 export function lifecycleHealthChecks(runtime: VerificationRuntime, ctx: AppContext): Record<string, HealthCheck> {
   return {
-    engine: async () => {
-      const lag = await engineLagSeconds(ctx.database.db, ctx.clock.now());
-      return { ok: lag < 60, lag_seconds: Math.round(lag * 10) / 10 };
-    },
-    breakers: async () => {
-      const state = runtime.breaker.state();
-      return { ok: state === 'closed' || state === 'half_open', [runtime.breaker.provider]: { state } };
-    },
+    engine: () => engineHealth(ctx),
+    breakers: async () => breakerHealth([runtime.breaker]),
   };
 }
 
@@ -195,6 +186,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     cleanups.push(() => runtime.hub.stop());
 
     const metrics = createMetricsRegistry();
+    registerDomainMetrics(metrics, { database, clock, breakers: [runtime.breaker] });
     const healthChecks: Record<string, HealthCheck> = { ...lifecycleHealthChecks(runtime, ctx), ...options.healthChecks };
     const opsToken = config.DATABASE_URL ? undefined : newOpsToken();
     const app = buildApp(ctx, {

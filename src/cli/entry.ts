@@ -4,6 +4,14 @@ import { run } from './main.ts';
 // The process edge: the only place that reads process.env (after .env) and listens for signals.
 loadDotenv({ quiet: true });
 
+// Output piped into `head` and the like: a closed pipe ends the command quietly, as in any Unix tool.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
+
 let shutdown: Promise<string> | undefined;
 function waitForShutdown(): Promise<string> {
   shutdown ??= new Promise((resolve) => {

@@ -17,6 +17,7 @@ import { formatMinor } from '../money.ts';
 import { parseMajorAmount } from './amount.ts';
 import type { UserRow } from './backend.ts';
 import { CommandFailure, UsageError } from './errors.ts';
+import { registerCatalogueCommands } from './catalogue.ts';
 import { registerOpsCommands } from './ops.ts';
 
 /** What a CLI run may touch: injected so tests run commands in-process and capture the output. */
@@ -208,6 +209,7 @@ function buildProgram(io: CliIo): Command {
     });
 
   registerOpsCommands(program, io);
+  registerCatalogueCommands(program, io);
 
   return program;
 }

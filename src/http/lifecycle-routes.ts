@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Config } from '../config.ts';
 import type { VerificationRuntime } from '../verifications/runtime.ts';
+import { adminOpsRoutes } from './routes/admin-ops.ts';
 import adminVerificationRoutes from './routes/admin-verifications.ts';
 import { eventRoutes } from './routes/events.ts';
 import notificationRoutes from './routes/notifications.ts';
@@ -18,6 +19,7 @@ export function lifecycleRoutes(runtime: VerificationRuntime, config: Config): F
     notificationRoutes,
     eventRoutes(runtime),
     adminVerificationRoutes,
+    adminOpsRoutes(runtime),
     webhookRoutes(runtime),
     ...(config.PROVIDER === 'sandbox' ? [sandboxRoutes(runtime)] : []),
   ];
