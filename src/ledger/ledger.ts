@@ -138,6 +138,45 @@ export async function walletOf(ex: Executor, userId: string): Promise<Wallet> {
   return { accountId: row.id, currency: row.currency, balanceMinor: balance, heldMinor: held, availableMinor: toMinor(balance - held) };
 }
 
+interface NewTransfer {
+  debitAccountId: string;
+  creditAccountId: string;
+  amountMinor: number;
+  kind: TransferKind;
+  /** Null: an unkeyed transfer, always inserted. */
+  idempotencyKey: string | null;
+  verificationId: string | null;
+  actor: string;
+  actorId: string | null;
+  reason: string;
+  now: Date;
+}
+
+/**
+ * Inserts a transfer unless its idempotency key exists. Returns the new row, or the row already
+ * stored under that key (`replayed`), for the caller to compare.
+ */
+async function insertKeyedTransfer(ex: Executor, t: NewTransfer): Promise<{ row: TransferRow; replayed: boolean }> {
+  let inserted: TransferRow | undefined;
+  try {
+    inserted = await firstRow<TransferRow>(
+      ex,
+      sql`INSERT INTO ledger_transfers
+            (debit_account_id, credit_account_id, amount_minor, kind, idempotency_key, verification_id, actor, actor_id, reason, created_at)
+          VALUES (${t.debitAccountId}, ${t.creditAccountId}, ${t.amountMinor}, ${t.kind}, ${t.idempotencyKey}, ${t.verificationId},
+                  ${t.actor}, ${t.actorId}, ${t.reason}, ${t.now})
+          ON CONFLICT (idempotency_key) DO NOTHING
+          RETURNING *`,
+    );
+  } catch (error) {
+    translate(error);
+  }
+  if (inserted) return { row: inserted, replayed: false };
+  const existing = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${t.idempotencyKey}`);
+  if (!existing) throw new Error(`keyed transfer ${t.idempotencyKey} vanished`);
+  return { row: existing, replayed: true };
+}
+
 export interface CreditRequest {
   userId: string;
   /** Positive adds to the wallet; negative (adjustments only) takes from it. */
@@ -164,37 +203,26 @@ export async function creditWallet(ex: Executor, request: CreditRequest): Promis
   const wallet = await walletAccountId(ex, request.userId);
   const system = await systemAccountId(ex, request.kind === 'topup' ? 'funding' : 'adjustments');
   const incoming = request.amountMinor > 0;
-  const debit = incoming ? system : wallet;
-  const credit = incoming ? wallet : system;
-  const amount = Math.abs(request.amountMinor);
-  const key = request.idempotencyKey ?? null;
-
-  let inserted: TransferRow | undefined;
-  try {
-    inserted = await firstRow<TransferRow>(
-      ex,
-      sql`INSERT INTO ledger_transfers
-            (debit_account_id, credit_account_id, amount_minor, kind, idempotency_key, verification_id, actor, actor_id, reason, created_at)
-          VALUES (${debit}, ${credit}, ${amount}, ${request.kind}, ${key}, ${request.verificationId ?? null},
-                  ${request.actor}, ${request.actorId ?? null}, ${request.reason}, ${request.now})
-          ON CONFLICT (idempotency_key) DO NOTHING
-          RETURNING *`,
-    );
-  } catch (error) {
-    translate(error);
-  }
-  if (inserted) return { transfer: toTransfer(inserted), replayed: false };
-
-  const existing = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${key}`);
-  if (!existing) throw new Error('idempotent transfer vanished');
+  const fields = {
+    debitAccountId: incoming ? system : wallet,
+    creditAccountId: incoming ? wallet : system,
+    amountMinor: Math.abs(request.amountMinor),
+    kind: request.kind,
+    verificationId: request.verificationId ?? null,
+    actor: request.actor,
+    actorId: request.actorId ?? null,
+    reason: request.reason,
+    now: request.now,
+  };
+  const { row, replayed } = await insertKeyedTransfer(ex, { ...fields, idempotencyKey: request.idempotencyKey ?? null });
   const same =
-    existing.debit_account_id === debit &&
-    existing.credit_account_id === credit &&
-    toMinor(existing.amount_minor) === amount &&
-    existing.kind === request.kind &&
-    existing.reason === request.reason;
+    row.debit_account_id === fields.debitAccountId &&
+    row.credit_account_id === fields.creditAccountId &&
+    toMinor(row.amount_minor) === fields.amountMinor &&
+    row.kind === fields.kind &&
+    row.reason === fields.reason;
   if (!same) throw new LedgerError('idempotency_key_reused', 'this idempotency key was used for a different transfer');
-  return { transfer: toTransfer(existing), replayed: true };
+  return { transfer: toTransfer(row), replayed };
 }
 
 export interface HoldRequest {
@@ -301,25 +329,19 @@ export async function refundCharge(
     sql`SELECT * FROM ledger_transfers WHERE hold_id = ${request.holdId} AND kind = 'verification_charge'`,
   );
   if (!charge) throw new LedgerError('unknown_hold', `hold ${request.holdId} has no charge to refund`);
-  const key = chargeRefundKey(charge.id);
-  let inserted: TransferRow | undefined;
-  try {
-    inserted = await firstRow<TransferRow>(
-      ex,
-      sql`INSERT INTO ledger_transfers
-            (debit_account_id, credit_account_id, amount_minor, kind, idempotency_key, verification_id, actor, reason, created_at)
-          VALUES (${charge.credit_account_id}, ${charge.debit_account_id}, ${charge.amount_minor}, 'adjustment', ${key},
-                  ${charge.verification_id}, ${request.actor}, ${request.reason}, ${request.now})
-          ON CONFLICT (idempotency_key) DO NOTHING
-          RETURNING *`,
-    );
-  } catch (error) {
-    translate(error);
-  }
-  if (inserted) return { transfer: toTransfer(inserted), replayed: false };
-  const existing = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${key}`);
-  if (!existing) throw new Error('charge refund vanished');
-  return { transfer: toTransfer(existing), replayed: true };
+  const { row, replayed } = await insertKeyedTransfer(ex, {
+    debitAccountId: charge.credit_account_id,
+    creditAccountId: charge.debit_account_id,
+    amountMinor: toMinor(charge.amount_minor),
+    kind: 'adjustment',
+    idempotencyKey: chargeRefundKey(charge.id),
+    verificationId: charge.verification_id,
+    actor: request.actor,
+    actorId: null,
+    reason: request.reason,
+    now: request.now,
+  });
+  return { transfer: toTransfer(row), replayed };
 }
 
 export async function findHold(ex: Executor, holdId: string): Promise<Hold> {

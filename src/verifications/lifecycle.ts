@@ -97,6 +97,18 @@ export async function transition(
   return updated;
 }
 
+/** The customer's notice that a price came back to their balance (one per verification, by constraint). */
+async function notifyRefund(tx: Tx, row: VerificationRow, amountMinor: number, now: Date): Promise<void> {
+  await notify(tx, {
+    userId: row.userId,
+    verificationId: row.id,
+    kind: 'refund_issued',
+    title: `Refund for ${row.service}`,
+    body: `${formatMinor(amountMinor, row.currency)} returned to your balance (${row.state}).`,
+    now,
+  });
+}
+
 async function announce(tx: Tx, row: VerificationRow, change: TransitionChange): Promise<void> {
   const price = formatMinor(row.priceMinor, row.currency);
   if (row.state === 'received') {
@@ -112,16 +124,7 @@ async function announce(tx: Tx, row: VerificationRow, change: TransitionChange):
   // A purchase that fails while the customer waits for the answer is told in that answer; a
   // refund issued later (cancel, deadline, background recovery) gets a notification.
   const laterRefund = row.state === 'cancelled' || row.state === 'expired' || (row.state === 'failed' && change.actor !== 'customer');
-  if (laterRefund) {
-    await notify(tx, {
-      userId: row.userId,
-      verificationId: row.id,
-      kind: 'refund_issued',
-      title: `Refund for ${row.service}`,
-      body: `${price} returned to your balance (${row.state}).`,
-      now: change.now,
-    });
-  }
+  if (laterRefund) await notifyRefund(tx, row, row.priceMinor, change.now);
   await publish(tx, { userId: row.userId, kind: 'verification', id: row.id });
   if (row.state !== 'waiting') await publish(tx, { userId: row.userId, kind: 'wallet', id: row.userId });
 }
@@ -539,16 +542,7 @@ export async function resolveTerminalHold(deps: LifecycleDeps, id: string, actor
     else if (outcome === 'expired') await expireHold(tx, request);
     else await voidHold(tx, request);
     await recordEvent(tx, row.id, row.state, actor, `unresolved hold ${outcome === 'posted' ? 'captured' : 'released'} (${outcome})`, now);
-    if (outcome !== 'posted') {
-      await notify(tx, {
-        userId: row.userId,
-        verificationId: row.id,
-        kind: 'refund_issued',
-        title: `Refund for ${row.service}`,
-        body: `${formatMinor(row.priceMinor, row.currency)} returned to your balance (${row.state}).`,
-        now,
-      });
-    }
+    if (outcome !== 'posted') await notifyRefund(tx, row, row.priceMinor, now);
     await publish(tx, { userId: row.userId, kind: 'wallet', id: row.userId });
     return outcome;
   });
@@ -574,14 +568,7 @@ export async function refundWrongCapture(deps: LifecycleDeps, id: string, actor:
     });
     if (replayed) return undefined;
     await recordEvent(tx, row.id, row.state, actor, `charge of ${formatMinor(transfer.amountMinor, row.currency)} refunded by correction transfer`, now);
-    await notify(tx, {
-      userId: row.userId,
-      verificationId: row.id,
-      kind: 'refund_issued',
-      title: `Refund for ${row.service}`,
-      body: `${formatMinor(transfer.amountMinor, row.currency)} returned to your balance (${row.state}).`,
-      now,
-    });
+    await notifyRefund(tx, row, transfer.amountMinor, now);
     await publish(tx, { userId: row.userId, kind: 'wallet', id: row.userId });
     return transfer.amountMinor;
   });
