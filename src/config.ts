@@ -44,6 +44,7 @@ export const configSchema = z.object({
   VERIFICATION_TTL_SECONDS: int(10, 86_400).default(1200),
   POLL_INTERVAL_MS: int(50, 600_000).default(3_000),
   ENGINE_TICK_MS: int(10, 60_000).default(500),
+  ENGINE_CONCURRENCY: int(1, 64).default(8),
   LEASE_SECONDS: int(1, 3600).default(30),
   LATE_SMS_WINDOW_SECONDS: int(0, 86_400).default(300),
   PURCHASE_TIMEOUT_SECONDS: int(1, 600).default(30),

@@ -75,26 +75,26 @@ export class Engine {
     const leaseMs = config.LEASE_SECONDS * 1000;
 
     const due = await claimDue(database.db, { workerId: this.workerId, now, leaseMs, limit: this.batchSize, kind: 'poll' });
-    const toPoll: VerificationRow[] = [];
-    for (const row of due) {
-      if (row.state === 'pending') {
-        await this.recover(row, report);
-      } else if (row.state === 'expired') {
-        await this.watchLate(row);
-      } else if (now >= row.expiresAt) {
-        await this.expire(row, report);
-      } else {
-        toPoll.push(row);
-      }
-    }
+    const toPoll = due.filter((row) => row.state === 'waiting' && now < row.expiresAt);
+    // Rows are independent (each is leased to this worker and changed by compare-and-set), so a
+    // batch is worked on several at a time: upstream round trips overlap instead of queueing.
+    await eachConcurrently(
+      due.filter((row) => !toPoll.includes(row)),
+      config.ENGINE_CONCURRENCY,
+      async (row) => {
+        if (row.state === 'pending') await this.recover(row, report);
+        else if (row.state === 'expired') await this.watchLate(row);
+        else await this.expire(row, report);
+      },
+    );
     if (toPoll.length > 0) await this.poll(toPoll, report);
 
     const owed = await claimDue(database.db, { workerId: this.workerId, now, leaseMs, limit: this.batchSize, kind: 'settle' });
-    for (const row of owed) {
+    await eachConcurrently(owed, config.ENGINE_CONCURRENCY, async (row) => {
       const status = await settleUpstream(this.deps, row);
       if (status !== 'cancel_owed') report.settled++;
       await releaseLease(database.db, row.id, this.workerId, {});
-    }
+    });
     return report;
   }
 
@@ -173,7 +173,7 @@ export class Engine {
         this.deps.logger.warn({ err: describe(error) }, 'batched poll failed; polling one by one');
       }
     }
-    for (const row of list) {
+    await eachConcurrently(list, this.deps.config.ENGINE_CONCURRENCY, async (row) => {
       try {
         const result = await checkUpstream(this.deps, row, 'poller');
         if (result?.captured) report.captured++;
@@ -182,7 +182,7 @@ export class Engine {
         this.deps.logger.warn({ verification: row.id, err: describe(error) }, 'poll failed');
         await this.retryLater(row);
       }
-    }
+    });
   }
 
   /** The next poll, never later than the deadline so expiry is never late. */
@@ -199,4 +199,13 @@ export class Engine {
       () => {},
     );
   }
+}
+
+/** Runs `work` over the items with at most `limit` in flight at once. */
+export async function eachConcurrently<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(Math.max(1, limit), items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  });
+  await Promise.all(lanes);
 }

@@ -132,7 +132,9 @@ for (const engine of engines) {
       h.clock.advance(1_000);
       const entered = deferred();
       const release = deferred();
+      // Only this row's check stalls: the engine works on other due rows at the same time.
       provider.onCheck = async (order) => {
+        if (order.providerOrderId !== row!.providerOrderId) return provider.defaultCheck(order);
         provider.onCheck = (o) => provider.defaultCheck(o);
         entered.resolve();
         await release.promise;

@@ -398,7 +398,8 @@ for (const engine of engines) {
 
     test('wallets and states follow the model after every command; everything settles as predicted', async (t) => {
       const numRuns = Number(process.env.MODEL_RUNS ?? (engine === 'pglite' ? 18 : 8));
-      const seed = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined;
+      // A fixed default seed keeps the coverage assertions below deterministic; MODEL_SEED explores others.
+      const seed = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : engine === 'pglite' ? 20261126 : 20261127;
       await fc.assert(
         fc.asyncProperty(fc.commands(commandArbs, { maxCommands: 30, size: 'max' }), async (cmds) => {
           if (dirty) await settleEverything();
