@@ -53,11 +53,6 @@ export async function upsertOffer(ex: Executor, offer: Offer): Promise<void> {
     });
 }
 
-export async function countOffers(ex: Executor, provider: string): Promise<number> {
-  const [row] = await ex.select({ n: sql<number>`count(*)::int` }).from(services).where(eq(services.provider, provider));
-  return Number(row?.n ?? 0);
-}
-
 /**
  * The customer's price for an upstream cost: cost × (1 + markupPercent / 100), rounded up to a whole
  * minor unit, in integer arithmetic (never below 1). markupPercent is a whole, non-negative number.

@@ -29,16 +29,6 @@ export interface SandboxOptions {
   ttlSeconds: number;
 }
 
-export const sandboxScenarios = [
-  'test_success',
-  'test_delayed',
-  'test_timeout',
-  'test_no_numbers',
-  'test_provider_error',
-  'test_ambiguous',
-  'test_late',
-] as const;
-
 export const sandboxServices: { service: string; name: string; priceMinor: number }[] = [
   { service: 'test_success', name: 'Test: delivers at once', priceMinor: 50 },
   { service: 'test_delayed', name: 'Test: delivers after a delay', priceMinor: 50 },
@@ -167,8 +157,8 @@ export class SandboxProvider implements Provider {
   }
 
   async cancel(providerOrderId: string): Promise<CancelOutcome> {
-    // Stateless: a cancel is refused only when the SMS has already been delivered. The order's start
-    // is not known here, so the caller's state decides; the sandbox always agrees to cancel.
+    // Stateless: the sandbox does not know when the order started, so it cannot tell whether its SMS
+    // came; it agrees to cancel any of its orders and the lifecycle's compare-and-set decides.
     return parseOrderId(providerOrderId) ? { outcome: 'cancelled' } : { outcome: 'gone' };
   }
 

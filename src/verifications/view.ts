@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
 import { decodeCursor } from '../ledger/ledger.ts';
 import { users } from '../accounts/schema.ts';
@@ -107,12 +107,4 @@ export async function listVerifications(ex: Executor, filter: VerificationFilter
   const nextCursor =
     found.length > filter.limit && last ? Buffer.from(`${last.row.createdAt.toISOString()}|${last.row.id}`).toString('base64url') : null;
   return { items: views.map((v, i) => ({ ...v, user_email: page[i]!.email })), nextCursor };
-}
-
-export async function countByState(ex: Executor): Promise<Record<string, number>> {
-  const result = await ex
-    .select({ state: verifications.state, n: sql<number>`count(*)::int` })
-    .from(verifications)
-    .groupBy(verifications.state);
-  return Object.fromEntries(result.map((r) => [r.state, Number(r.n)]));
 }

@@ -6,16 +6,19 @@ import { engines } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { assertProblem, call, login, registerUser, type TestUser } from '../support/http.ts';
 import { rows } from '../../src/db/database.ts';
+import { ManualClock } from '../../src/clock.ts';
 
 /** Purchase, read, cancel and live events over HTTP: happy paths, errors, security. */
 for (const engine of engines) {
   describe(`verification routes [${engine}]`, () => {
     let app: TestApp;
     let admin: TestUser;
+    // Time moves only when a test says so: deliveries and deadlines are driven, never waited for.
+    const clock = new ManualClock();
 
     before(async () => {
       // The engine is driven by hand (tick) so every assertion sees a settled state.
-      app = await startTestApp({ engine, worker: false, env: { MAX_ACTIVE_VERIFICATIONS: '5', PURCHASES_PER_MINUTE: '1000' } });
+      app = await startTestApp({ engine, worker: false, clock, env: { MAX_ACTIVE_VERIFICATIONS: '5', PURCHASES_PER_MINUTE: '1000' } });
       admin = await login(app.url, app.admin.email, app.admin.password);
     });
     after(() => app.close());
@@ -26,6 +29,8 @@ for (const engine of engines) {
         const credit = await admin.client.post(`/v1/admin/users/${user.id}/credit`, { amount_minor: funds, reason: 'test funds' });
         assert.equal(credit.status, 201);
       }
+      // The history orders entries by time: let the top-up be earlier than what follows.
+      clock.advance(1000);
       return user;
     }
 
@@ -53,8 +58,10 @@ for (const engine of engines) {
       assert.equal(replay.headers.get('idempotent-replayed'), 'true');
       assert.equal(replay.body.id, bought.body.id);
 
-      // The server runs on the real clock and the sandbox delivers test_success 800 ms after purchase.
-      await new Promise((resolve) => setTimeout(resolve, 900));
+      // The sandbox delivers test_success 800 ms after the purchase.
+      await app.server.runtime.engine.tick();
+      assert.equal((await user.client.get(`/v1/verifications/${bought.body.id}`)).body.state, 'waiting');
+      clock.advance(800);
       await app.server.runtime.engine.tick();
       const read = await user.client.get(`/v1/verifications/${bought.body.id}`);
       assert.equal(read.status, 200);

@@ -11,7 +11,8 @@ import {
 } from '../../providers/textverified/webhook.ts';
 import { recordMessages } from '../../verifications/lifecycle.ts';
 import type { VerificationRuntime } from '../../verifications/runtime.ts';
-import { verifications, webhookDeliveries } from '../../verifications/schema.ts';
+import { verifications } from '../../verifications/schema.ts';
+import { recordDelivery, wasDelivered } from '../../webhooks/deliveries.ts';
 import type { Executor } from '../../db/database.ts';
 
 /** Signed webhooks older than this are refused outright, so a captured one cannot be replayed later. */
@@ -53,11 +54,7 @@ export function webhookRoutes(runtime: VerificationRuntime): FastifyPluginAsync 
         if (Math.abs(now.getTime() - event.occurredAt.getTime()) > MAX_WEBHOOK_AGE_MS) {
           throw new DomainError('validation_failed', 'webhook is too old (or from the future) to be accepted');
         }
-        const [seen] = await ctx.database.db
-          .select()
-          .from(webhookDeliveries)
-          .where(and(eq(webhookDeliveries.provider, 'textverified'), eq(webhookDeliveries.eventId, event.id)));
-        if (seen) return reply.status(200).send({ status: 'duplicate' });
+        if (await wasDelivered(ctx.database.db, 'textverified', event.id)) return reply.status(200).send({ status: 'duplicate' });
 
         let outcome = 'ignored';
         if (isSmsReceivedEvent(event)) {
@@ -83,7 +80,7 @@ export function webhookRoutes(runtime: VerificationRuntime): FastifyPluginAsync 
             request.log.warn({ event: event.id }, 'webhook SMS matches no verification; the poller will look again');
           }
         }
-        await ctx.database.db.insert(webhookDeliveries).values({ provider: 'textverified', eventId: event.id, receivedAt: now }).onConflictDoNothing();
+        await recordDelivery(ctx.database.db, 'textverified', event.id, now);
         return reply.status(200).send({ status: outcome });
       },
     });
