@@ -2,7 +2,7 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../db/database.ts';
 import type { CatalogueEntry, Provider } from '../providers/provider.ts';
 import { sandboxCountries, sandboxServices } from '../providers/sandbox.ts';
-import { services } from '../verifications/schema.ts';
+import { services } from './schema.ts';
 
 /**
  * The catalogue: what customers can buy from the configured provider and at what price. The

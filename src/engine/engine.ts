@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, forgetWorker, heartbeat, releaseLease } from '../verifications/queue.ts';
+import { claimDue, forgetWorker, heartbeat, releaseLease } from './queue.ts';
 import {
   checkUpstream,
   describe,

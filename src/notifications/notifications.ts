@@ -1,15 +1,13 @@
 import { and, desc, eq, isNull, lt, sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
 import { publish } from '../events/bus.ts';
-import { notifications } from '../verifications/schema.ts';
+import { notifications, type NotificationKind } from './schema.ts';
 
 /**
  * In-app notifications. Written in the same transaction as the transition they announce; the
  * unique (verification, kind) constraint makes "exactly one code notice and one refund notice"
  * a database fact even when a transition is retried.
  */
-export type NotificationKind = 'code_received' | 'refund_issued';
-
 export async function notify(
   ex: Executor,
   input: { userId: string; verificationId: string; kind: NotificationKind; title: string; body: string; now: Date },

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database, type Executor } from '../db/database.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
-import { engineLagSeconds } from '../verifications/queue.ts';
+import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { checkLedgerInvariants, type Check } from './invariants.ts';
 import { checkLifecycleInvariants } from './lifecycle-checks.ts';

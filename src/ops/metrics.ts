@@ -4,7 +4,7 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
-import { engineLagSeconds } from '../verifications/queue.ts';
+import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { engineWorkers, type WorkerReport } from './diagnose.ts';
 import { DEADLINE_GRACE_SECONDS } from './lifecycle-checks.ts';

@@ -1,8 +1,9 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
 import { rows } from '../db/database.ts';
-import { engineWorkers, verifications } from './schema.ts';
-import type { VerificationRow } from './lifecycle.ts';
+import { verifications } from '../verifications/schema.ts';
+import type { VerificationRow } from '../verifications/lifecycle.ts';
+import { engineWorkers } from './schema.ts';
 
 /**
  * The verification rows are the work queue (DESIGN §5). A worker claims due rows with
