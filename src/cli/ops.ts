@@ -52,6 +52,7 @@ async function access(config: Config, clock: Clock): Promise<Access> {
       // A pool connects lazily: make an unreachable database fail here, as "cannot open".
       await opened.database.db.execute(sql`SELECT 1`);
     } catch (error) {
+      // The failed query is what the operator needs to see, not a failure to close after it.
       await opened.close().catch(() => {});
       throw error;
     }

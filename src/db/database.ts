@@ -137,6 +137,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
       await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
       return async () => {
         listeners.delete(client);
+        // A listener that fails to close has lost its connection already: nothing is left to undo.
         await client.end().catch(() => {});
       };
     },
@@ -147,6 +148,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
         await client.query(script);
         await client.query('COMMIT');
       } catch (error) {
+        // The script's own error is the one to report; a failed ROLLBACK ends with the connection.
         await client.query('ROLLBACK').catch(() => {});
         throw error;
       } finally {
@@ -170,6 +172,8 @@ export async function withAdvisoryLock<T>(databaseUrl: string | undefined, key: 
     await client.query('SELECT pg_advisory_lock($1)', [key]);
     return await fn();
   } finally {
+    // An advisory lock dies with its session, so ending the connection releases it even when the
+    // unlock itself fails; neither failure may hide the outcome of fn.
     await client.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => {});
     await client.end().catch(() => {});
   }

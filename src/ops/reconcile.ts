@@ -2,19 +2,10 @@ import { inArray, sql } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import { rows, type Executor } from '../db/database.ts';
 import { scrubSecrets } from '../logging.ts';
-import {
-  cancelForeignOrder,
-  expireVerification,
-  loadVerification,
-  recoverPurchase,
-  refundWrongCapture,
-  releaseOrphanHold,
-  resolveTerminalHold,
-  settleSuspectedOrphan,
-  settleUpstream,
-  type LifecycleDeps,
-  type VerificationRow,
-} from '../verifications/lifecycle.ts';
+import { expireVerification, recoverPurchase } from '../verifications/flows.ts';
+import { loadVerification, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
+import { refundWrongCapture, releaseOrphanHold, resolveTerminalHold } from '../verifications/repairs.ts';
+import { cancelForeignOrder, settleSuspectedOrphan, settleUpstream } from '../verifications/settlement.ts';
 import { verifications } from '../verifications/schema.ts';
 import { DEADLINE_GRACE_SECONDS, PENDING_STUCK_AFTER_SECONDS } from './lifecycle-checks.ts';
 

@@ -1,3 +1,4 @@
+import type { HoldOutcome } from '../ledger/ledger.ts';
 import type { VerificationState } from './schema.ts';
 
 /**
@@ -45,6 +46,14 @@ export function deadlineFor(createdAt: Date, ttlSeconds: number, upstreamEndsAt:
 /** Whether the customer got their money back: the hold was released rather than captured. */
 export function isRefunded(state: VerificationState): boolean {
   return state === 'cancelled' || state === 'expired' || state === 'failed';
+}
+
+/** How a terminal state resolves its hold: delivered → posted, deadline → expired, cancel/failure → voided. */
+export function holdOutcomeFor(state: VerificationState): HoldOutcome | undefined {
+  if (state === 'received') return 'posted';
+  if (state === 'expired') return 'expired';
+  if (state === 'cancelled' || state === 'failed') return 'voided';
+  return undefined;
 }
 
 /** Backoff for repeated upstream trouble on one row: 2 s, 4 s, 8 s … capped at 5 minutes. */

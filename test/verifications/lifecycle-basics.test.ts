@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { engines } from '../support/db.ts';
 import { lifecycleHarness, type LifecycleHarness } from '../support/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { cancelVerification, loadVerification } from '../../src/verifications/lifecycle.ts';
+import { cancelVerification } from '../../src/verifications/flows.ts';
+import { loadVerification } from '../../src/verifications/lifecycle.ts';
 import { isDomainError } from '../../src/errors.ts';
 import { SandboxProvider } from '../../src/providers/sandbox.ts';
 

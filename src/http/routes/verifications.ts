@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../../errors.ts';
 import { decodeCursor } from '../../ledger/ledger.ts';
-import { cancelVerification } from '../../verifications/lifecycle.ts';
+import { cancelVerification } from '../../verifications/flows.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
 import type { VerificationRuntime } from '../../verifications/runtime.ts';
