@@ -10,7 +10,7 @@ import { prepareDatabase, startWorker } from '../src/server.ts';
 import { cancelVerification } from '../src/verifications/flows.ts';
 import { loadVerification } from '../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../src/verifications/purchase.ts';
-import { createVerificationRuntime } from '../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../src/runtime.ts';
 import type { BenchReport } from './report.ts';
 import { createScratch, dropScratch, withClient } from './support/postgres.ts';
 import { createCustomers, type BenchCustomer } from './support/seed.ts';

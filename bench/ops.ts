@@ -8,7 +8,7 @@ import { checkLedgerInvariants } from '../src/ops/invariants.ts';
 import { checkLifecycleInvariants } from '../src/ops/lifecycle-checks.ts';
 import { reconcile, type ReconcileReport } from '../src/ops/reconcile.ts';
 import { prepareDatabase } from '../src/server.ts';
-import { createVerificationRuntime } from '../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../src/runtime.ts';
 import type { BenchReport } from './report.ts';
 import { createScratch, dropScratch, withClient } from './support/postgres.ts';
 import { runCli } from './support/server.ts';

@@ -9,7 +9,7 @@ import {
   PASSWORD_MAX_LENGTH,
   PASSWORD_MIN_LENGTH,
 } from '../accounts/policy.ts';
-import { systemClock, type Clock } from '../clock.ts';
+import { systemClock } from '../clock.ts';
 import { ConfigError, loadConfig, redactUrl, type Config } from '../config.ts';
 import { DataDirLockedError } from '../db/lock.ts';
 import { scrubSecrets } from '../logging.ts';
@@ -17,18 +17,10 @@ import { formatMinor } from '../money.ts';
 import { parseMajorAmount } from './amount.ts';
 import type { UserRow } from './backend.ts';
 import { CommandFailure, UsageError } from './errors.ts';
+import type { CliIo } from './io.ts';
 import { registerCatalogueCommands } from './catalogue.ts';
 import { registerOpsCommands } from './ops.ts';
 
-/** What a CLI run may touch: injected so tests run commands in-process and capture the output. */
-export interface CliIo {
-  env: Record<string, string | undefined>;
-  stdout(text: string): void;
-  stderr(text: string): void;
-  /** Resolves when the process is asked to stop (SIGINT/SIGTERM); `serve` runs until then. */
-  waitForShutdown(): Promise<string>;
-  clock?: Clock;
-}
 
 const line = (text: string) => `${text}\n`;
 

@@ -12,7 +12,7 @@ import { formatDiagnose, formatReconcile } from '../ops/format.ts';
 import type { ReconcileReport } from '../ops/reconcile.ts';
 import type { OpenedDatabase } from '../server.ts';
 import { CommandFailure, UsageError } from './errors.ts';
-import type { CliIo } from './main.ts';
+import type { CliIo } from './io.ts';
 
 /**
  * `namaskah reconcile` and `namaskah diagnose` (DESIGN §7). They work whether or not a server runs:
@@ -171,7 +171,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
         const bar = progressBar();
         try {
           const { prepareDatabase } = await import('../server.ts');
-          const { createVerificationRuntime } = await import('../verifications/runtime.ts');
+          const { createVerificationRuntime } = await import('../runtime.ts');
           const { reconcile, recordReconcileRun } = await import('../ops/reconcile.ts');
           await prepareDatabase(opened.database, config, clock.now());
           const ctx: AppContext = { config, database: opened.database, clock, logger: toolLogger(config) };

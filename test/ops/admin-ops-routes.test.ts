@@ -3,14 +3,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import type { FastifyPluginAsync } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { seedSandboxCatalogue } from '../../src/catalogue/catalogue.ts';
 import { rows } from '../../src/db/database.ts';
-import { adminOpsRoutes } from '../../src/http/routes/admin-ops.ts';
 import { creditWallet } from '../../src/ledger/ledger.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { createVerificationRuntime, type VerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime, type VerificationRuntime } from '../../src/runtime.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { engines } from '../support/db.ts';
 import { call, login, registerUser, type TestUser } from '../support/http.ts';
@@ -43,15 +41,10 @@ for (const engine of engines) {
     let customer: TestUser;
 
     before(async () => {
-      // The lead wires these routes into the server; until then (or in any case) register them here once.
-      const ops: FastifyPluginAsync = async (instance) => {
-        if (!instance.hasRoute({ method: 'GET', url: '/v1/admin/diagnose' })) await instance.register(adminOpsRoutes(runtime));
-      };
       app = await startTestApp({
         engine,
         worker: false,
         runtime: (ctx) => (runtime = createVerificationRuntime(ctx, { workerId: 'ops-routes' })),
-        extraRoutes: [ops],
       });
       admin = await login(app.url, app.admin.email, app.admin.password);
       customer = await registerUser(app.url);

@@ -16,7 +16,7 @@ import { creditWallet, openWallet } from '../../src/ledger/ledger.ts';
 import { openConfiguredDatabase, prepareDatabase } from '../../src/server.ts';
 import { recordMessages, type LifecycleDeps } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { createVerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../../src/runtime.ts';
 import { engines } from '../support/db.ts';
 import { lifecycleHarness } from '../support/lifecycle.ts';
 

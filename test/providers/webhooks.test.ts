@@ -15,7 +15,7 @@ import { ManualClock } from '../../src/clock.ts';
 import { rows } from '../../src/db/database.ts';
 import { signTextVerifiedWebhook } from '../../src/providers/textverified/webhook.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
-import { createVerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../../src/runtime.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { engines } from '../support/db.ts';
 import { startFakeTextVerified, type FakeSms, type FakeTextVerified, type FakeTextVerifiedOptions } from '../support/fake-textverified.ts';

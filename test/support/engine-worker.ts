@@ -19,7 +19,7 @@ import { loadConfig } from '../../src/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { SandboxProvider } from '../../src/providers/sandbox.ts';
 import type { OrderCheck, OrderRef, Provider } from '../../src/providers/provider.ts';
-import { createVerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../../src/runtime.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 

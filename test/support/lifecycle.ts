@@ -9,7 +9,8 @@ import { firstRow } from '../../src/db/database.ts';
 import { seedSandboxCatalogue } from '../../src/catalogue/catalogue.ts';
 import { creditWallet, openWallet, walletOf } from '../../src/ledger/ledger.ts';
 import type { Provider } from '../../src/providers/provider.ts';
-import { createVerificationRuntime, type VerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createProvider } from '../../src/providers/registry.ts';
+import { createVerificationRuntime, type VerificationRuntime } from '../../src/runtime.ts';
 import type { FaultPoint, LifecycleDeps } from '../../src/verifications/lifecycle.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
@@ -22,6 +23,8 @@ export interface LifecycleHarness {
   clock: ManualClock;
   config: Config;
   runtime: VerificationRuntime;
+  /** The upstream behind the runtime's breaker (the configured sandbox unless a provider was given). */
+  upstream: Provider;
   deps: LifecycleDeps;
   /** Creates a customer with `funds` minor units in their wallet. */
   customer(funds: number): Promise<string>;
@@ -95,13 +98,15 @@ export async function lifecycleHarness(
   });
   const ctx: AppContext = { config, database: t.database, clock, logger: pino({ level: 'silent' }) };
   await seedSandboxCatalogue(t.database.db);
-  const runtime = createVerificationRuntime(ctx, { provider: options.provider, faults: options.faults, workerId: 'test-worker' });
+  const upstream = options.provider ?? createProvider(config, clock);
+  const runtime = createVerificationRuntime(ctx, { provider: upstream, faults: options.faults, workerId: 'test-worker' });
   return {
     t,
     ctx,
     clock,
     config,
     runtime,
+    upstream,
     deps: runtime.deps,
     async customer(funds) {
       const email = `c-${randomUUID()}@example.com`;

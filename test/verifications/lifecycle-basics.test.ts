@@ -66,7 +66,7 @@ for (const engine of engines) {
       await h.runtime.engine.tick();
       const row = await loadVerification(h.t.database.db, out.row.id);
       assert.equal(row?.state, 'waiting');
-      assert.equal((h.runtime.upstream as SandboxProvider).purchases.get(out.row.id), 1);
+      assert.equal((h.upstream as SandboxProvider).purchases.get(out.row.id), 1);
       h.clock.advance(2000);
       await h.runtime.engine.tick();
       assert.equal((await loadVerification(h.t.database.db, out.row.id))?.state, 'received');

@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { diagnose } from '../../ops/diagnose.ts';
 import { problemKinds, reconcile, recordReconcileRun } from '../../ops/reconcile.ts';
 import { verificationStates } from '../../verifications/schema.ts';
-import type { VerificationRuntime } from '../../verifications/runtime.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security, Timestamp } from '../schemas.ts';
@@ -69,53 +68,53 @@ export const ReconcileSchema = z
   })
   .meta({ id: 'ReconcileReport' });
 
-export function adminOpsRoutes(runtime: VerificationRuntime): FastifyPluginAsyncZod {
-  return async (app) => {
-    const { ctx } = app;
+const adminOpsRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { ctx, lifecycle } = app;
 
-    app.get('/v1/admin/diagnose', {
-      preValidation: requireAdmin,
-      schema: {
-        tags: ['admin', 'operations'],
-        summary: 'Prove the ledger and lifecycle invariants on the live database (read-only)',
-        security: Security,
-        response: { 200: DiagnoseSchema, ...problemResponses(401, 403) },
-      },
-      handler: async (request) => {
-        await requireAdmin(request);
-        return diagnose({ database: ctx.database, clock: ctx.clock, config: ctx.config, breaker: runtime.breaker });
-      },
-    });
+  app.get('/v1/admin/diagnose', {
+    preValidation: requireAdmin,
+    schema: {
+      tags: ['admin', 'operations'],
+      summary: 'Prove the ledger and lifecycle invariants on the live database (read-only)',
+      security: Security,
+      response: { 200: DiagnoseSchema, ...problemResponses(401, 403) },
+    },
+    handler: async (request) => {
+      await requireAdmin(request);
+      return diagnose({ database: ctx.database, clock: ctx.clock, config: ctx.config, breaker: lifecycle.breaker });
+    },
+  });
 
-    app.post('/v1/admin/reconcile', {
-      preValidation: requireAdmin,
-      schema: {
-        tags: ['admin', 'operations'],
-        summary: 'Find money problems of the last N days; with execute, repair them through the settlement code',
-        security: Security,
-        body: z.strictObject({
-          days: z.number().int().min(1).max(3650),
-          execute: z.boolean(),
-          user: z.string().trim().min(3).max(254).optional().describe("only this customer's verifications (email)"),
-        }),
-        response: { 200: ReconcileSchema, ...problemResponses(400, 401, 403) },
-      },
-      handler: async (request) => {
-        const admin = await requireAdmin(request);
-        const report = await reconcile(runtime.deps, {
-          days: request.body.days,
-          execute: request.body.execute,
-          userEmail: request.body.user,
-        });
-        await recordReconcileRun(
-          ctx.database.db,
-          report,
-          admin.via === 'ops' ? { actorId: null, actor: 'cli' } : { actorId: admin.userId, actor: 'admin' },
-          ctx.clock.now(),
-        );
-        request.log.info({ execute: report.execute, found: report.found.length, repaired: report.repaired, remaining: report.remaining }, 'reconcile run');
-        return report;
-      },
-    });
-  };
-}
+  app.post('/v1/admin/reconcile', {
+    preValidation: requireAdmin,
+    schema: {
+      tags: ['admin', 'operations'],
+      summary: 'Find money problems of the last N days; with execute, repair them through the settlement code',
+      security: Security,
+      body: z.strictObject({
+        days: z.number().int().min(1).max(3650),
+        execute: z.boolean(),
+        user: z.string().trim().min(3).max(254).optional().describe("only this customer's verifications (email)"),
+      }),
+      response: { 200: ReconcileSchema, ...problemResponses(400, 401, 403) },
+    },
+    handler: async (request) => {
+      const admin = await requireAdmin(request);
+      const report = await reconcile(lifecycle, {
+        days: request.body.days,
+        execute: request.body.execute,
+        userEmail: request.body.user,
+      });
+      await recordReconcileRun(
+        ctx.database.db,
+        report,
+        admin.via === 'ops' ? { actorId: null, actor: 'cli' } : { actorId: admin.userId, actor: 'admin' },
+        ctx.clock.now(),
+      );
+      request.log.info({ execute: report.execute, found: report.found.length, repaired: report.repaired, remaining: report.remaining }, 'reconcile run');
+      return report;
+    },
+  });
+};
+
+export default adminOpsRoutes;
