@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { firstRow, pgConstraint, pgErrorCode, rows, type Executor } from '../db/database.ts';
+import { publish } from '../events/bus.ts';
 import { toMinor, type Minor } from '../money.ts';
 import { LedgerError } from './errors.ts';
 
@@ -7,7 +8,8 @@ import { LedgerError } from './errors.ts';
  * The only module that writes the ledger tables. Every function takes the caller's executor so a
  * money movement commits or rolls back together with the state change it belongs to. The rules
  * (no overdraft, one resolution per hold, immutable journal, balances cached by triggers) are
- * enforced by the database; this module turns their violations into LedgerErrors.
+ * enforced by the database; this module turns their violations into LedgerErrors. Every movement
+ * of a wallet also announces itself to the wallet's owner (walletMoved), in the same transaction.
  */
 
 export type SystemAccount = 'funding' | 'revenue' | 'adjustments';
@@ -39,6 +41,8 @@ export interface Transfer {
 export interface Hold {
   id: string;
   accountId: string;
+  /** The wallet's owner (null for a hold on a system account). */
+  userId: string | null;
   amountMinor: Minor;
   verificationId: string | null;
   expiresAt: Date;
@@ -93,6 +97,15 @@ function translate(error: unknown): never {
     throw new LedgerError('hold_already_resolved', 'hold is already resolved');
   }
   throw error;
+}
+
+/**
+ * The one place a wallet's live `wallet` event is published: every movement (credit, hold, capture,
+ * release, correction) calls it with the transaction that makes the movement, so an open dashboard
+ * hears of each one exactly when it commits, and of none that rolls back.
+ */
+async function walletMoved(ex: Executor, userId: string | null): Promise<void> {
+  if (userId) await publish(ex, { userId, kind: 'wallet', id: userId });
 }
 
 /** Creates the installation's system accounts once. */
@@ -222,6 +235,7 @@ export async function creditWallet(ex: Executor, request: CreditRequest): Promis
     row.kind === fields.kind &&
     row.reason === fields.reason;
   if (!same) throw new LedgerError('idempotency_key_reused', 'this idempotency key was used for a different transfer');
+  if (!replayed) await walletMoved(ex, request.userId);
   return { transfer: toTransfer(row), replayed };
 }
 
@@ -245,9 +259,11 @@ export async function placeHold(ex: Executor, request: HoldRequest): Promise<Hol
           VALUES (${wallet}, ${request.amountMinor}, ${request.verificationId}, ${request.expiresAt}, ${request.actor}, ${request.now})
           RETURNING id, created_at`,
     );
+    await walletMoved(ex, request.userId);
     return {
       id: row!.id,
       accountId: wallet,
+      userId: request.userId,
       amountMinor: toMinor(request.amountMinor),
       verificationId: request.verificationId,
       expiresAt: request.expiresAt,
@@ -283,6 +299,7 @@ export async function postHold(ex: Executor, request: ResolveRequest): Promise<T
           FROM ledger_holds h WHERE h.id = ${hold.id}
           RETURNING *`,
     );
+    await walletMoved(ex, hold.userId);
     return toTransfer(row!);
   } catch (error) {
     translate(error);
@@ -291,7 +308,7 @@ export async function postHold(ex: Executor, request: ResolveRequest): Promise<T
 
 /** Releases a hold back to the available balance, once: voided (cancel, failure) or expired (deadline). */
 export async function releaseHold(ex: Executor, request: ResolveRequest & { outcome: 'voided' | 'expired' }): Promise<void> {
-  await findHold(ex, request.holdId);
+  const hold = await findHold(ex, request.holdId);
   try {
     await ex.execute(sql`
       INSERT INTO ledger_hold_resolutions (hold_id, outcome, actor, reason, created_at)
@@ -299,6 +316,7 @@ export async function releaseHold(ex: Executor, request: ResolveRequest & { outc
   } catch (error) {
     translate(error);
   }
+  await walletMoved(ex, hold.userId);
 }
 
 export function voidHold(ex: Executor, request: ResolveRequest): Promise<void> {
@@ -341,30 +359,34 @@ export async function refundCharge(
     reason: request.reason,
     now: request.now,
   });
+  if (!replayed) await walletMoved(ex, (await findHold(ex, request.holdId)).userId);
   return { transfer: toTransfer(row), replayed };
 }
 
 export async function findHold(ex: Executor, holdId: string): Promise<Hold> {
   const row = await firstRow<{
-    id: string;
+    hold_id: string;
     account_id: string;
+    user_id: string | null;
     amount_minor: number;
     verification_id: string | null;
     expires_at: Date;
-    created_at: Date;
+    held_at: Date;
     outcome: HoldOutcome | null;
   }>(
     ex,
-    sql`SELECT h.*, r.outcome FROM ledger_holds h LEFT JOIN ledger_hold_resolutions r ON r.hold_id = h.id WHERE h.id = ${holdId}`,
+    sql`SELECT hold_id, account_id, user_id, amount_minor, verification_id, expires_at, held_at, outcome
+        FROM ledger_hold_outcomes WHERE hold_id = ${holdId}`,
   );
   if (!row) throw new LedgerError('unknown_hold', `no hold ${holdId}`);
   return {
-    id: row.id,
+    id: row.hold_id,
     accountId: row.account_id,
+    userId: row.user_id,
     amountMinor: toMinor(row.amount_minor),
     verificationId: row.verification_id,
     expiresAt: new Date(row.expires_at),
-    createdAt: new Date(row.created_at),
+    createdAt: new Date(row.held_at),
     outcome: row.outcome,
   };
 }

@@ -126,7 +126,6 @@ async function announce(tx: Tx, row: VerificationRow, change: TransitionChange):
   const laterRefund = row.state === 'cancelled' || row.state === 'expired' || (row.state === 'failed' && change.actor !== 'customer');
   if (laterRefund) await notifyRefund(tx, row, row.priceMinor, change.now);
   await publish(tx, { userId: row.userId, kind: 'verification', id: row.id });
-  if (row.state !== 'waiting') await publish(tx, { userId: row.userId, kind: 'wallet', id: row.userId });
 }
 
 export async function lockVerification(tx: Tx, id: string): Promise<VerificationRow | undefined> {

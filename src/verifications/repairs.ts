@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import { firstRow } from '../db/database.ts';
-import { publish } from '../events/bus.ts';
 import { expireHold, findHold, postHold, refundCharge, voidHold, type HoldOutcome } from '../ledger/ledger.ts';
 import { formatMinor } from '../money.ts';
 import { lockVerification, notifyRefund, recordEvent, type LifecycleDeps } from './lifecycle.ts';
@@ -34,7 +33,6 @@ export async function resolveTerminalHold(deps: LifecycleDeps, id: string, actor
     else await voidHold(tx, request);
     await recordEvent(tx, row.id, row.state, actor, `unresolved hold ${outcome === 'posted' ? 'captured' : 'released'} (${outcome})`, now);
     if (outcome !== 'posted') await notifyRefund(tx, row, row.priceMinor, now);
-    await publish(tx, { userId: row.userId, kind: 'wallet', id: row.userId });
     return outcome;
   });
 }
@@ -60,7 +58,6 @@ export async function refundWrongCapture(deps: LifecycleDeps, id: string, actor:
     if (replayed) return undefined;
     await recordEvent(tx, row.id, row.state, actor, `charge of ${formatMinor(transfer.amountMinor, row.currency)} refunded by correction transfer`, now);
     await notifyRefund(tx, row, transfer.amountMinor, now);
-    await publish(tx, { userId: row.userId, kind: 'wallet', id: row.userId });
     return transfer.amountMinor;
   });
 }

@@ -15,25 +15,26 @@ const FLOORS: readonly (readonly string[])[] = [
   // from the configuration, the clock and the database handle below them).
   ['clock', 'money', 'config', 'errors', 'db'],
   ['context', 'logging'],
-  // 2, domain modules that need nothing but the ground: upstream adapters, live events, the ledger,
-  //    webhook replay protection.
-  ['providers', 'events', 'ledger', 'webhooks'],
-  // 3, domain modules over those: accounts (open a wallet), the catalogue (the sandbox's offers),
+  // 2, what needs nothing but the ground: upstream adapters and the live-event bus.
+  ['providers', 'events'],
+  // 3, the ledger (which announces every wallet movement as a live event) and webhook replay protection.
+  ['ledger', 'webhooks'],
+  // 4, domain modules over those: accounts (open a wallet), the catalogue (the sandbox's offers),
   //    notifications (published as live events).
   ['accounts', 'catalogue', 'notifications'],
-  // 4, the verification lifecycle.
+  // 5, the verification lifecycle.
   ['verifications'],
-  // 5, the background engine that drives it.
+  // 6, the background engine that drives it.
   ['engine'],
-  // 6, operations: diagnose, reconcile, metrics.
+  // 7, operations: diagnose, reconcile, metrics.
   ['ops'],
-  // 7, the HTTP API.
+  // 8, the HTTP API.
   ['http'],
-  // 8 and 9, the composition root: the runtime (provider, breaker, engine, live events) and the
+  // 9 and 10, the composition root: the runtime (provider, breaker, engine, live events) and the
   //    server that wires it with the database and the API.
   ['runtime'],
   ['server'],
-  // 10, the command line, which starts the composition root.
+  // 11, the command line, which starts the composition root.
   ['cli'],
 ];
 
@@ -156,8 +157,8 @@ describe('the import graph of src/', () => {
     ]);
     assert.deepEqual(cycles(broken), [['cli/a.ts', 'cli/b.ts'], ['db/database.ts', 'ledger/ledger.ts']].map((c) => c.sort()).reverse());
     assert.deepEqual(floorViolations(broken, FLOORS), [
-      'src/db/database.ts (floor 0) imports src/ledger/ledger.ts on floor 2, above',
-      'src/ledger/ledger.ts (floor 2) imports src/webhooks/deliveries.ts on the same floor (2)',
+      'src/db/database.ts (floor 0) imports src/ledger/ledger.ts on floor 3, above',
+      'src/ledger/ledger.ts (floor 3) imports src/webhooks/deliveries.ts on the same floor (3)',
       'src/plugins/x.ts: unit "plugins" is on no floor',
     ]);
   });
