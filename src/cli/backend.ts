@@ -3,6 +3,7 @@ import { readOpsToken } from '../accounts/ops-token.ts';
 import { createUser, findUserByEmail, listUsers, normalizeEmail, type Role } from '../accounts/users.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
+import { decodeCursor } from '../db/keyset.ts';
 import { DataDirLockedError } from '../db/lock.ts';
 import { isDomainError } from '../errors.ts';
 import { isLedgerError } from '../ledger/errors.ts';
@@ -73,7 +74,7 @@ export async function openAdminBackend(config: Config, clock: Clock): Promise<Ad
     await opened.close();
     throw error;
   }
-  const page = async (cursor?: string) => listUsers(database.db, { cursor, limit: 500 });
+  const page = async (cursor?: string) => listUsers(database.db, { after: cursor ? decodeCursor(cursor) : undefined, limit: 500 });
   const toRow = (u: Awaited<ReturnType<typeof listUsers>>['items'][number]): UserRow => ({
     id: u.id,
     email: u.email,

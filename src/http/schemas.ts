@@ -48,6 +48,4 @@ export const IdempotencyHeaders = z.looseObject({
     .describe('makes the request safe to retry: a retry returns the first outcome'),
 });
 
-export const Cursor = z.string().min(1).max(300).describe('opaque: the next_cursor of the previous page');
-
 export const Security: { [scheme: string]: string[] }[] = [{ bearerAuth: [] }, { cookieAuth: [] }];

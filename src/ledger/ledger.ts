@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { firstRow, pgConstraint, pgErrorCode, rows, type Executor } from '../db/database.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
 import { publish } from '../events/bus.ts';
 import { toMinor, type Minor } from '../money.ts';
 import { LedgerError } from './errors.ts';
@@ -410,27 +411,10 @@ export interface HistoryPage {
   nextCursor: string | null;
 }
 
-function encodeCursor(at: Date, id: string): string {
-  return Buffer.from(`${at.toISOString()}|${id}`).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): { at: Date; id: string } | undefined {
-  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const at = new Date(iso ?? '');
-  if (!id || Number.isNaN(at.getTime())) return undefined;
-  return { at, id };
-}
-
 /** The customer's money history, newest first, as the types customers understand. */
-export async function walletHistory(
-  ex: Executor,
-  userId: string,
-  options: { cursor?: string; limit: number },
-): Promise<HistoryPage> {
+export async function walletHistory(ex: Executor, userId: string, options: { after?: Keyset; limit: number }): Promise<HistoryPage> {
   const wallet = await walletAccountId(ex, userId);
-  const after = options.cursor ? decodeCursor(options.cursor) : undefined;
-  if (options.cursor && !after) throw new RangeError('invalid cursor');
-  const before = after ? sql`AND (created_at, id) < (${after.at}, ${after.id})` : sql``;
+  const before = options.after ? sql`AND (created_at, id) < (${options.after.at}, ${options.after.id}::uuid)` : sql``;
   const found = await rows<{
     id: string;
     type: HistoryType;
@@ -441,35 +425,38 @@ export async function walletHistory(
     created_at: Date;
   }>(
     ex,
-    sql`SELECT * FROM (
-          SELECT t.id::text AS id,
-                 CASE WHEN t.kind = 'verification_charge' THEN 'verification_charge' ELSE t.kind END AS type,
+    // A release has no row of its own: its entry's id is derived from its hold's, so that it is
+    // stable and a UUID like every other entry's (the page key is (created_at, id)).
+    sql`SELECT id::text AS id, type, amount_minor, gross_minor, verification_id, reason, created_at FROM (
+          SELECT t.id, t.kind AS type,
                  CASE WHEN t.kind = 'verification_charge' THEN 0
                       WHEN t.credit_account_id = ${wallet} THEN t.amount_minor ELSE -t.amount_minor END AS amount_minor,
                  t.amount_minor AS gross_minor, t.verification_id, t.reason, t.created_at
           FROM ledger_transfers t
           WHERE t.debit_account_id = ${wallet} OR t.credit_account_id = ${wallet}
           UNION ALL
-          SELECT h.id::text, 'verification_hold', -h.amount_minor, h.amount_minor, h.verification_id, NULL, h.created_at
-          FROM ledger_holds h WHERE h.account_id = ${wallet}
+          SELECT o.hold_id, 'verification_hold', -o.amount_minor, o.amount_minor, o.verification_id, NULL, o.held_at
+          FROM ledger_hold_outcomes o WHERE o.account_id = ${wallet}
           UNION ALL
-          SELECT 'r' || h.id::text, 'verification_refund', h.amount_minor, h.amount_minor, h.verification_id, r.reason, r.created_at
-          FROM ledger_hold_resolutions r JOIN ledger_holds h ON h.id = r.hold_id
-          WHERE h.account_id = ${wallet} AND r.outcome IN ('voided', 'expired')
+          SELECT md5('release:' || o.hold_id::text)::uuid, 'verification_refund', o.amount_minor, o.amount_minor, o.verification_id,
+                 o.resolution_reason, o.resolved_at
+          FROM ledger_hold_outcomes o WHERE o.account_id = ${wallet} AND o.outcome IN ('voided', 'expired')
         ) entries
         WHERE true ${before}
         ORDER BY created_at DESC, id DESC
         LIMIT ${options.limit + 1}`,
   );
-  const page = found.slice(0, options.limit).map((r) => ({
-    id: r.id,
-    type: r.type,
-    amountMinor: Number(r.amount_minor),
-    grossMinor: Number(r.gross_minor),
-    verificationId: r.verification_id,
-    reason: r.reason,
-    createdAt: new Date(r.created_at),
-  }));
-  const last = page[page.length - 1];
-  return { items: page, nextCursor: found.length > options.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  const page = pageOf(found, options.limit, (r) => ({ at: new Date(r.created_at), id: r.id }));
+  return {
+    items: page.items.map((r) => ({
+      id: r.id,
+      type: r.type,
+      amountMinor: Number(r.amount_minor),
+      grossMinor: Number(r.gross_minor),
+      verificationId: r.verification_id,
+      reason: r.reason,
+      createdAt: new Date(r.created_at),
+    })),
+    nextCursor: page.nextCursor,
+  };
 }

@@ -1,5 +1,6 @@
-import { and, desc, eq, isNull, lt, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
 import { publish } from '../events/bus.ts';
 import { notifications, type NotificationKind } from './schema.ts';
 
@@ -41,18 +42,26 @@ export function notificationView(n: NotificationRow) {
   };
 }
 
-export async function listNotifications(ex: Executor, userId: string, options: { limit: number; before?: Date }) {
-  const items = await ex
+/** A page of the customer's notifications, newest first, with the count of unread ones. */
+export async function listNotifications(ex: Executor, userId: string, options: { limit: number; after?: Keyset }) {
+  const { after } = options;
+  const found = await ex
     .select()
     .from(notifications)
-    .where(and(eq(notifications.userId, userId), options.before ? lt(notifications.createdAt, options.before) : undefined))
+    .where(
+      and(
+        eq(notifications.userId, userId),
+        after ? sql`(${notifications.createdAt}, ${notifications.id}) < (${after.at}, ${after.id}::uuid)` : undefined,
+      ),
+    )
     .orderBy(desc(notifications.createdAt), desc(notifications.id))
-    .limit(options.limit);
+    .limit(options.limit + 1);
+  const page = pageOf(found, options.limit, (n) => ({ at: n.createdAt, id: n.id }));
   const [unread] = await ex
     .select({ n: sql<number>`count(*)::int` })
     .from(notifications)
     .where(and(eq(notifications.userId, userId), isNull(notifications.readAt)));
-  return { items, unread: Number(unread?.n ?? 0) };
+  return { items: page.items, nextCursor: page.nextCursor, unread: Number(unread?.n ?? 0) };
 }
 
 export async function findNotification(ex: Executor, userId: string, id: string): Promise<NotificationRow | undefined> {

@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
-import { decodeCursor } from '../ledger/ledger.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
 import { users } from '../accounts/schema.ts';
 import { verificationEvents, verificationMessages, verifications, type VerificationState } from './schema.ts';
 import type { VerificationRow } from './lifecycle.ts';
@@ -74,14 +74,13 @@ export interface VerificationFilter {
   state?: VerificationState;
   service?: string;
   email?: string;
-  cursor?: string;
+  after?: Keyset;
   limit: number;
 }
 
 /** A page of verifications, newest first, with a cursor for the next page. */
 export async function listVerifications(ex: Executor, filter: VerificationFilter) {
-  const after = filter.cursor ? decodeCursor(filter.cursor) : undefined;
-  if (filter.cursor && !after) throw new RangeError('invalid cursor');
+  const { after } = filter;
   const conditions: (SQL | undefined)[] = [
     filter.userId ? eq(verifications.userId, filter.userId) : undefined,
     filter.state ? eq(verifications.state, filter.state) : undefined,
@@ -98,13 +97,10 @@ export async function listVerifications(ex: Executor, filter: VerificationFilter
     .where(and(...conditions))
     .orderBy(desc(verifications.createdAt), desc(verifications.id))
     .limit(filter.limit + 1);
-  const page = found.slice(0, filter.limit);
+  const page = pageOf(found, filter.limit, (f) => ({ at: f.row.createdAt, id: f.row.id }));
   const views = await viewsOf(
     ex,
-    page.map((f) => f.row),
+    page.items.map((f) => f.row),
   );
-  const last = page[page.length - 1];
-  const nextCursor =
-    found.length > filter.limit && last ? Buffer.from(`${last.row.createdAt.toISOString()}|${last.row.id}`).toString('base64url') : null;
-  return { items: views.map((v, i) => ({ ...v, user_email: page[i]!.email })), nextCursor };
+  return { items: views.map((v, i) => ({ ...v, user_email: page.items[i]!.email })), nextCursor: page.nextCursor };
 }

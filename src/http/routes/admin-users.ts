@@ -4,7 +4,8 @@ import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwor
 import { createUser, listUsers } from '../../accounts/users.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, MinorUnits, Security, Timestamp, UserSchema, userBody } from '../schemas.ts';
+import { Cursor } from '../../db/keyset.ts';
+import { MinorUnits, Security, Timestamp, UserSchema, userBody } from '../schemas.ts';
 
 const AdminUserSchema = z.object({
   id: z.uuid(),
@@ -38,7 +39,8 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request) => {
       await requireAdmin(request);
-      const page = await listUsers(ctx.database.db, request.query);
+      const { cursor, ...filter } = request.query;
+      const page = await listUsers(ctx.database.db, { ...filter, after: cursor });
       return {
         items: page.items.map((u) => ({
           id: u.id,

@@ -1,12 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { DomainError } from '../../errors.ts';
-import { decodeCursor } from '../../ledger/ledger.ts';
+import { Cursor } from '../../db/keyset.ts';
 import { verificationStates } from '../../verifications/schema.ts';
 import { listVerifications } from '../../verifications/view.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, Security } from '../schemas.ts';
+import { Security } from '../schemas.ts';
 import { VerificationSchema } from '../verification-schemas.ts';
 
 /** GET /v1/admin/verifications: search every customer's verifications. */
@@ -33,8 +32,7 @@ const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
     handler: async (request) => {
       await requireAdmin(request);
       const { cursor, ...filter } = request.query;
-      if (cursor !== undefined && !decodeCursor(cursor)) throw new DomainError('validation_failed', 'cursor is not valid');
-      const page = await listVerifications(ctx.database.db, { ...filter, cursor });
+      const page = await listVerifications(ctx.database.db, { ...filter, after: cursor });
       return { items: page.items, next_cursor: page.nextCursor };
     },
   });

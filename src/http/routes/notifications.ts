@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { Cursor } from '../../db/keyset.ts';
 import { DomainError } from '../../errors.ts';
 import { listNotifications, markRead, notificationView } from '../../notifications/notifications.ts';
 import { requireUser } from '../auth.ts';
@@ -28,13 +29,19 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
       tags: ['notifications'],
       summary: 'Your notifications, newest first',
       security: Security,
-      querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(100).default(50) }),
-      response: { 200: z.object({ items: z.array(NotificationSchema), unread: z.number().int() }), ...problemResponses(400, 401) },
+      querystring: z.strictObject({ cursor: Cursor.optional(), limit: z.coerce.number().int().min(1).max(100).default(50) }),
+      response: {
+        200: z.object({ items: z.array(NotificationSchema), next_cursor: z.string().nullable(), unread: z.number().int() }),
+        ...problemResponses(400, 401),
+      },
     },
     handler: async (request) => {
       const me = await requireUser(request);
-      const { items, unread } = await listNotifications(ctx.database.db, me.userId, { limit: request.query.limit });
-      return { items: items.map(notificationView), unread };
+      const { items, nextCursor, unread } = await listNotifications(ctx.database.db, me.userId, {
+        limit: request.query.limit,
+        after: request.query.cursor,
+      });
+      return { items: items.map(notificationView), next_cursor: nextCursor, unread };
     },
   });
 

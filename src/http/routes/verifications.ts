@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../../errors.ts';
-import { decodeCursor } from '../../ledger/ledger.ts';
+import { Cursor } from '../../db/keyset.ts';
 import { cancelVerification } from '../../verifications/flows.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
@@ -9,7 +9,7 @@ import { verificationStates } from '../../verifications/schema.ts';
 import { findCustomerVerification, listVerifications, viewOf } from '../../verifications/view.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, Security } from '../schemas.ts';
+import { Security } from '../schemas.ts';
 import { VerificationId, VerificationPageSchema, VerificationSchema } from '../verification-schemas.ts';
 
 /** Buying, reading and cancelling verifications. Thin: the lifecycle decides everything. */
@@ -69,8 +69,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
     handler: async (request) => {
       const me = await requireUser(request);
       const { state, cursor, limit } = request.query;
-      if (cursor !== undefined && !decodeCursor(cursor)) throw new DomainError('validation_failed', 'cursor is not valid');
-      const page = await listVerifications(ctx.database.db, { userId: me.userId, state, cursor, limit });
+      const page = await listVerifications(ctx.database.db, { userId: me.userId, state, after: cursor, limit });
       return { items: page.items.map(({ user_email: _email, ...v }) => v), next_cursor: page.nextCursor };
     },
   });

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { DomainError } from '../../errors.ts';
-import { decodeCursor, walletHistory, walletOf } from '../../ledger/ledger.ts';
+import { Cursor } from '../../db/keyset.ts';
+import { walletHistory, walletOf } from '../../ledger/ledger.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, MinorUnits, Security, Timestamp, WalletSchema, walletBody } from '../schemas.ts';
+import { MinorUnits, Security, Timestamp, WalletSchema, walletBody } from '../schemas.ts';
 
 const HistoryItem = z.object({
   id: z.string(),
@@ -52,8 +52,7 @@ const walletRoutes: FastifyPluginAsyncZod = async (app) => {
     handler: async (request) => {
       const me = await requireUser(request);
       const { cursor, limit } = request.query;
-      if (cursor !== undefined && !decodeCursor(cursor)) throw new DomainError('validation_failed', 'cursor is not valid');
-      const page = await walletHistory(ctx.database.db, me.userId, { cursor, limit });
+      const page = await walletHistory(ctx.database.db, me.userId, { after: cursor, limit });
       return {
         items: page.items.map((i) => ({
           id: i.id,
