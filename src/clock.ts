@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /** The one source of time. Domain code takes a Clock; only this module reads the wall clock. */
 export interface Clock {
   now(): Date;
@@ -30,3 +32,6 @@ export class ManualClock implements Clock {
 export function libraryClockMs(): number {
   return Date.now();
 }
+
+/** How an instant is written on the wire (API answers, reports): RFC 3339, from Date.toISOString. */
+export const Timestamp = z.iso.datetime({ offset: true }).describe('RFC 3339 timestamp');

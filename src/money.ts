@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * Money is an integer count of minor units (cents). JavaScript numbers hold integers exactly up to
  * 2^53, far above any wallet; every value is checked on the way in so a float never becomes money.
@@ -17,3 +19,6 @@ export function formatMinor(amount: number, currency: string): string {
   const cents = String(abs % 100).padStart(2, '0');
   return `${sign}${major}.${cents} ${currency}`;
 }
+
+/** How an amount is written on the wire (API answers, reports): integer minor units. */
+export const MinorUnits = z.number().int().describe('integer amount in minor units (cents)');

@@ -15,7 +15,7 @@ import { DataDirLockedError } from '../db/lock.ts';
 import { scrubSecrets } from '../logging.ts';
 import { formatMinor } from '../money.ts';
 import { parseMajorAmount } from './amount.ts';
-import type { UserRow } from './backend.ts';
+import type { AdminUserResource } from '../accounts/resource.ts';
 import { CommandFailure, UsageError } from './errors.ts';
 import type { CliIo } from './io.ts';
 import { registerCatalogueCommands } from './catalogue.ts';
@@ -135,7 +135,7 @@ function buildProgram(io: CliIo): Command {
     .action(async (options: { json?: boolean }) => {
       const config = configFrom(io);
       const backend = await (await import('./backend.ts')).openAdminBackend(config, clock);
-      let rows: UserRow[];
+      let rows: AdminUserResource[];
       try {
         rows = await backend.listUsers();
       } finally {

@@ -30,18 +30,6 @@ export async function notify(
 
 export type NotificationRow = typeof notifications.$inferSelect;
 
-export function notificationView(n: NotificationRow) {
-  return {
-    id: n.id,
-    kind: n.kind,
-    verification_id: n.verificationId,
-    title: n.title,
-    body: n.body,
-    created_at: n.createdAt.toISOString(),
-    read_at: n.readAt ? n.readAt.toISOString() : null,
-  };
-}
-
 /** A page of the customer's notifications, newest first, with the count of unread ones. */
 export async function listNotifications(ex: Executor, userId: string, options: { limit: number; after?: Keyset }) {
   const { after } = options;

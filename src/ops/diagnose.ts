@@ -5,8 +5,9 @@ import { firstRow, rows, type Database, type Executor } from '../db/database.ts'
 import type { ProviderBreaker } from '../providers/breaker.ts';
 import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
-import { checkLedgerInvariants, type Check } from './invariants.ts';
+import { checkLedgerInvariants } from './invariants.ts';
 import { checkLifecycleInvariants } from './lifecycle-checks.ts';
+import type { DiagnoseReport, WorkerReport } from './reports.ts';
 
 /**
  * `diagnose`: a read-only report on a live database (DESIGN §7). `ok` is false exactly when an
@@ -15,7 +16,6 @@ import { checkLifecycleInvariants } from './lifecycle-checks.ts';
  * statement, so the report costs a handful of passes over the tables however large they are.
  * Nothing in it comes from the configuration's secrets: no connection string, key or password.
  */
-export type { Check };
 
 export interface DiagnoseDeps {
   database: Database;
@@ -23,39 +23,6 @@ export interface DiagnoseDeps {
   config: Config;
   /** The provider breaker of this process; without one the state is reported as unknown. */
   breaker?: ProviderBreaker;
-}
-
-export interface WorkerReport {
-  id: string;
-  started_at: string;
-  last_tick_at: string;
-  /** Ticked recently enough to be considered running. */
-  alive: boolean;
-}
-
-export interface DiagnoseReport {
-  ok: boolean;
-  generated_at: string;
-  checks: Check[];
-  states: Record<VerificationState, number>;
-  last_24h: {
-    purchases: number;
-    received: number;
-    expired: number;
-    cancelled: number;
-    failed: number;
-    /** Shares of the verifications created in the last 24 h that have finished; null when none has. */
-    success_rate: number | null;
-    timeout_rate: number | null;
-    refund_rate: number | null;
-  };
-  top_failing_services: { provider: string; service: string; purchases: number; failures: number; failure_rate: number }[];
-  breakers: Record<string, string>;
-  engine: { lag_seconds: number; workers: WorkerReport[] };
-  /** Messages that arrived after their verification was cancelled or expired: shown, never charged. */
-  late_sms: number;
-  /** Upstream orders voided for the customer and not yet cancelled upstream (amount: their cost caps). */
-  upstream_settlement_owed: { count: number; amount_minor: number; orphans_suspected: number };
 }
 
 /** A worker that has not ticked for this long is reported as not alive. */

@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { firstRow, type Executor } from '../db/database.ts';
+import type { Check } from './reports.ts';
 
 /**
  * The ledger's invariants as read-only, set-based checks, for `diagnose` and the tests.
@@ -9,14 +10,6 @@ import { firstRow, type Executor } from '../db/database.ts';
  * however many millions of rows they hold. Details name account and hold ids only (never owners,
  * emails or connection settings), at most a few of each.
  */
-export interface Check {
-  name: string;
-  ok: boolean;
-  /** How many things violate the invariant (accounts, holds, transfers); 0 when ok. */
-  count: number;
-  detail: string;
-}
-
 const SAMPLE = 5;
 const sampleBound = sql.raw(String(SAMPLE));
 

@@ -1,6 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { firstRow, rows, type Executor } from '../db/database.ts';
-import type { Check } from './invariants.ts';
+import type { Check } from './reports.ts';
 
 /**
  * The verification lifecycle's invariants as read-only, set-based checks (DESIGN §3, §7):

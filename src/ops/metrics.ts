@@ -6,7 +6,8 @@ import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
 import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
-import { engineWorkers, type WorkerReport } from './diagnose.ts';
+import { engineWorkers } from './diagnose.ts';
+import type { WorkerReport } from './reports.ts';
 import { DEADLINE_GRACE_SECONDS } from './lifecycle-checks.ts';
 
 /**

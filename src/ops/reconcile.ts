@@ -7,6 +7,7 @@ import { loadVerification, type LifecycleDeps, type VerificationRow } from '../v
 import { refundWrongCapture, releaseOrphanHold, resolveTerminalHold } from '../verifications/repairs.ts';
 import { cancelForeignOrder, settleSuspectedOrphan, settleUpstream } from '../verifications/settlement.ts';
 import { verifications } from '../verifications/schema.ts';
+import type { Finding, ProblemKind, ReconcileReport } from './reports.ts';
 import { DEADLINE_GRACE_SECONDS, PENDING_STUCK_AFTER_SECONDS } from './lifecycle-checks.ts';
 
 /**
@@ -21,32 +22,9 @@ import { DEADLINE_GRACE_SECONDS, PENDING_STUCK_AFTER_SECONDS } from './lifecycle
  * hold is already resolved (no transition can resolve it again). A delivered verification is never
  * refunded here.
  */
-export const problemKinds = [
-  'hold_past_deadline',
-  'pending_stuck',
-  'terminal_hold_unresolved',
-  'wrongly_captured',
-  'orphan_hold',
-  'orphan_suspected',
-  'upstream_cancel_owed',
-  'upstream_orphan',
-  'received_refunded',
-  'active_hold_resolved',
-] as const;
-export type ProblemKind = (typeof problemKinds)[number];
 
 /** Kinds that reconcile reports but never repairs. */
 export const reportOnlyKinds: ReadonlySet<ProblemKind> = new Set(['received_refunded', 'active_hold_resolved']);
-
-export interface Finding {
-  kind: ProblemKind;
-  verification_id: string | null;
-  user_email: string | null;
-  /** The money at stake: the hold (or the wrongly captured charge), or for upstream kinds the order's cost cap. */
-  amount_minor: number | null;
-  detail: string;
-  repaired: boolean;
-}
 
 export interface ReconcileOptions {
   days: number;
@@ -55,20 +33,6 @@ export interface ReconcileOptions {
   onProgress?: (done: number, total: number) => void;
   /** Repairs run side by side (default: 4 on PostgreSQL, 1 on the single-connection embedded engine). */
   concurrency?: number;
-}
-
-export interface ReconcileReport {
-  window_days: number;
-  execute: boolean;
-  user_email: string | null;
-  generated_at: string;
-  found: Finding[];
-  summary: Partial<Record<ProblemKind, number>>;
-  /** Problems still present when the run ended (everything found, on a dry run). */
-  remaining: number;
-  repaired: number;
-  /** Things reconcile could not look at (e.g. the provider's order list was unavailable). */
-  warnings: string[];
 }
 
 /** A finding with what its repair needs. */

@@ -4,25 +4,10 @@ import { pageOf, type Keyset } from '../db/keyset.ts';
 import { users } from '../accounts/schema.ts';
 import { verificationEvents, verificationMessages, verifications, type VerificationState } from './schema.ts';
 import type { VerificationRow } from './lifecycle.ts';
+import type { AdminVerificationView, VerificationView } from './resource.ts';
 import { canCancel, isRefunded } from './transitions.ts';
 
-/** The verification as customers and their scripts see it (DESIGN §6). Reads only. */
-export interface VerificationView {
-  id: string;
-  service: string;
-  country: string;
-  state: VerificationState;
-  phone_number: string | null;
-  price_minor: number;
-  currency: string;
-  created_at: string;
-  expires_at: string;
-  code: string | null;
-  messages: { text: string; code: string | null; received_at: string; late: boolean }[];
-  refunded: boolean;
-  can_cancel: boolean;
-  events: { from: string | null; to: string; actor: string; reason: string | null; at: string }[];
-}
+/** Verifications as customers and their scripts see them (resource.ts). Reads only. */
 
 export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
   if (list.length === 0) return [];
@@ -79,7 +64,7 @@ export interface VerificationFilter {
 }
 
 /** A page of verifications, newest first, with a cursor for the next page. */
-export async function listVerifications(ex: Executor, filter: VerificationFilter) {
+export async function listVerifications(ex: Executor, filter: VerificationFilter): Promise<{ items: AdminVerificationView[]; nextCursor: string | null }> {
   const { after } = filter;
   const conditions: (SQL | undefined)[] = [
     filter.userId ? eq(verifications.userId, filter.userId) : undefined,

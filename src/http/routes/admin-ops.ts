@@ -1,72 +1,17 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { diagnose } from '../../ops/diagnose.ts';
-import { problemKinds, reconcile, recordReconcileRun } from '../../ops/reconcile.ts';
-import { verificationStates } from '../../verifications/schema.ts';
+import { reconcile, recordReconcileRun } from '../../ops/reconcile.ts';
+import { DiagnoseSchema, ReconcileSchema } from '../../ops/reports.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security, Timestamp } from '../schemas.ts';
+import { Security } from '../schemas.ts';
 
 /**
  * The ops tools over HTTP (DESIGN §7), for the dashboard and for the CLI when a running embedded
  * server holds the data directory: GET /v1/admin/diagnose (read-only) and POST /v1/admin/reconcile
  * (dry run, or repairs with execute: true; an executed run is audited as the calling admin).
  */
-const CheckSchema = z.object({ name: z.string(), ok: z.boolean(), count: z.number().int(), detail: z.string() }).meta({ id: 'DiagnoseCheck' });
-
-const rate = z.number().nullable();
-
-export const DiagnoseSchema = z
-  .object({
-    ok: z.boolean().describe('false when any invariant check fails'),
-    generated_at: Timestamp,
-    checks: z.array(CheckSchema),
-    states: z.object(Object.fromEntries(verificationStates.map((s) => [s, z.number().int()])) as Record<(typeof verificationStates)[number], z.ZodNumber>),
-    last_24h: z.object({
-      purchases: z.number().int(),
-      received: z.number().int(),
-      expired: z.number().int(),
-      cancelled: z.number().int(),
-      failed: z.number().int(),
-      success_rate: rate,
-      timeout_rate: rate,
-      refund_rate: rate,
-    }),
-    top_failing_services: z.array(
-      z.object({ provider: z.string(), service: z.string(), purchases: z.number().int(), failures: z.number().int(), failure_rate: z.number() }),
-    ),
-    breakers: z.record(z.string(), z.string()),
-    engine: z.object({
-      lag_seconds: z.number(),
-      workers: z.array(z.object({ id: z.string(), started_at: Timestamp, last_tick_at: Timestamp, alive: z.boolean() })),
-    }),
-    late_sms: z.number().int(),
-    upstream_settlement_owed: z.object({ count: z.number().int(), amount_minor: z.number().int(), orphans_suspected: z.number().int() }),
-  })
-  .meta({ id: 'DiagnoseReport' });
-
-export const ReconcileSchema = z
-  .object({
-    window_days: z.number().int(),
-    execute: z.boolean(),
-    user_email: z.string().nullable(),
-    generated_at: Timestamp,
-    found: z.array(
-      z.object({
-        kind: z.enum(problemKinds),
-        verification_id: z.uuid().nullable(),
-        user_email: z.string().nullable(),
-        amount_minor: z.number().int().nullable(),
-        detail: z.string(),
-        repaired: z.boolean(),
-      }),
-    ),
-    summary: z.partialRecord(z.enum(problemKinds), z.number().int()),
-    remaining: z.number().int().describe('problems still present when the run ended'),
-    repaired: z.number().int(),
-    warnings: z.array(z.string()),
-  })
-  .meta({ id: 'ReconcileReport' });
 
 const adminOpsRoutes: FastifyPluginAsyncZod = async (app) => {
   const { ctx, lifecycle } = app;

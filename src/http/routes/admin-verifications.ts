@@ -6,7 +6,7 @@ import { listVerifications } from '../../verifications/view.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
-import { VerificationSchema } from '../verification-schemas.ts';
+import { AdminVerificationSchema } from '../../verifications/resource.ts';
 
 /** GET /v1/admin/verifications: search every customer's verifications. */
 const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -25,7 +25,7 @@ const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
         limit: z.coerce.number().int().min(1).max(100).default(50),
       }),
       response: {
-        200: z.object({ items: z.array(VerificationSchema.extend({ user_email: z.string() })), next_cursor: z.string().nullable() }),
+        200: z.object({ items: z.array(AdminVerificationSchema), next_cursor: z.string().nullable() }),
         ...problemResponses(400, 401, 403),
       },
     },

@@ -1,11 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { BusEvent } from '../../events/bus.ts';
 import { walletOf } from '../../ledger/ledger.ts';
-import { findNotification, notificationView } from '../../notifications/notifications.ts';
+import { findNotification } from '../../notifications/notifications.ts';
+import { notificationResource } from '../../notifications/resource.ts';
 import { findCustomerVerification, viewOf } from '../../verifications/view.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security, walletBody } from '../schemas.ts';
+import { walletResource } from '../../ledger/resource.ts';
+import { Security } from '../schemas.ts';
 
 const HEARTBEAT_MS = 15_000;
 
@@ -47,9 +49,9 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
               if (row) send('verification', await viewOf(db, row));
             } else if (event.kind === 'notification') {
               const row = await findNotification(db, me.userId, event.id);
-              if (row) send('notification', notificationView(row));
+              if (row) send('notification', notificationResource(row));
             } else {
-              send('wallet', walletBody(await walletOf(db, me.userId)));
+              send('wallet', walletResource(await walletOf(db, me.userId)));
             }
           })
           .catch((error: unknown) => request.log.warn({ err: error }, 'event stream delivery failed'));

@@ -2,22 +2,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { Cursor } from '../../db/keyset.ts';
 import { DomainError } from '../../errors.ts';
-import { listNotifications, markRead, notificationView } from '../../notifications/notifications.ts';
+import { listNotifications, markRead } from '../../notifications/notifications.ts';
+import { NotificationSchema, notificationResource } from '../../notifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security, Timestamp } from '../schemas.ts';
-
-export const NotificationSchema = z
-  .object({
-    id: z.uuid(),
-    kind: z.enum(['code_received', 'refund_issued']),
-    verification_id: z.uuid().nullable(),
-    title: z.string(),
-    body: z.string(),
-    created_at: Timestamp,
-    read_at: Timestamp.nullable(),
-  })
-  .meta({ id: 'Notification' });
+import { Security } from '../schemas.ts';
 
 /** In-app notifications: one when a code arrives, one when a refund is issued. */
 const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -41,7 +30,7 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
         limit: request.query.limit,
         after: request.query.cursor,
       });
-      return { items: items.map(notificationView), next_cursor: nextCursor, unread };
+      return { items: items.map(notificationResource), next_cursor: nextCursor, unread };
     },
   });
 
@@ -58,7 +47,7 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
       const me = await requireUser(request);
       const row = await markRead(ctx.database.db, me.userId, request.params.id, ctx.clock.now());
       if (!row) throw new DomainError('not_found', 'no such notification');
-      return notificationView(row);
+      return notificationResource(row);
     },
   });
 };

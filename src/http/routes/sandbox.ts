@@ -10,7 +10,7 @@ import { viewOf } from '../../verifications/view.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
-import { VerificationSchema } from '../verification-schemas.ts';
+import { VerificationSchema } from '../../verifications/resource.ts';
 
 /**
  * POST /v1/sandbox/sms: deliver a message to one of your sandbox numbers by hand, as the upstream

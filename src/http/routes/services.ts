@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { listOffers } from '../../catalogue/catalogue.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { MinorUnits, Security } from '../schemas.ts';
+import { MinorUnits } from '../../money.ts';
+import { Security } from '../schemas.ts';
 
 /** GET /v1/services: the catalogue with customer prices. */
 const serviceRoutes: FastifyPluginAsyncZod = async (app) => {

@@ -10,7 +10,9 @@ import { findCustomerVerification, listVerifications, viewOf } from '../../verif
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
-import { VerificationId, VerificationPageSchema, VerificationSchema } from '../verification-schemas.ts';
+import { VerificationSchema } from '../../verifications/resource.ts';
+
+const VerificationId = z.strictObject({ id: z.uuid() });
 
 /** Buying, reading and cancelling verifications. Thin: the lifecycle decides everything. */
 const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -64,7 +66,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
         cursor: Cursor.optional(),
         limit: z.coerce.number().int().min(1).max(100).default(20),
       }),
-      response: { 200: VerificationPageSchema, ...problemResponses(400, 401) },
+      response: { 200: z.object({ items: z.array(VerificationSchema), next_cursor: z.string().nullable() }), ...problemResponses(400, 401) },
     },
     handler: async (request) => {
       const me = await requireUser(request);

@@ -1,8 +1,12 @@
 import { z } from 'zod';
-import { verificationStates } from '../verifications/schema.ts';
-import { MinorUnits, Timestamp } from './schemas.ts';
+import { Timestamp } from '../clock.ts';
+import { MinorUnits } from '../money.ts';
+import { verificationStates } from './schema.ts';
 
-/** The verification as the API returns it (DESIGN §6); the dashboard's timeline reads `events`. */
+/**
+ * The verification as the API returns it (docs/api.md): one schema for validation, OpenAPI and the
+ * type view.ts builds; the dashboard's timeline reads `events`.
+ */
 export const VerificationSchema = z
   .object({
     id: z.uuid(),
@@ -23,10 +27,8 @@ export const VerificationSchema = z
     ),
   })
   .meta({ id: 'Verification' });
+export type VerificationView = z.output<typeof VerificationSchema>;
 
-export const VerificationPageSchema = z.object({
-  items: z.array(VerificationSchema),
-  next_cursor: z.string().nullable(),
-});
-
-export const VerificationId = z.strictObject({ id: z.uuid() });
+/** A verification as admins search them: with its customer's email. */
+export const AdminVerificationSchema = VerificationSchema.extend({ user_email: z.string() }).meta({ id: 'AdminVerification' });
+export type AdminVerificationView = z.output<typeof AdminVerificationSchema>;
