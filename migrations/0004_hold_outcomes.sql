@@ -8,11 +8,10 @@
 --   correction_*    the correction transfer that gave a wrongly captured charge back (at most one
 --                   per charge: its idempotency key is derived from the charge, see chargeRefundKey
 --                   in src/ledger/ledger.ts).
--- Every join is on a unique key, so PostgreSQL drops the joins a query does not read.
+-- Every join is a LEFT JOIN on a unique key, so PostgreSQL drops the joins a query does not read.
 CREATE VIEW ledger_hold_outcomes AS
 SELECT h.id                 AS hold_id,
        h.account_id,
-       a.user_id,
        h.verification_id,
        h.amount_minor,
        h.created_at         AS held_at,
@@ -28,7 +27,6 @@ SELECT h.id                 AS hold_id,
        corr.amount_minor    AS correction_minor,
        corr.created_at      AS corrected_at
 FROM ledger_holds h
-JOIN ledger_accounts a ON a.id = h.account_id
 LEFT JOIN ledger_hold_resolutions r ON r.hold_id = h.id
 LEFT JOIN ledger_transfers c ON c.hold_id = h.id
 LEFT JOIN ledger_transfers corr ON corr.idempotency_key = 'charge-refund:' || c.id::text;

@@ -376,8 +376,8 @@ export async function findHold(ex: Executor, holdId: string): Promise<Hold> {
     outcome: HoldOutcome | null;
   }>(
     ex,
-    sql`SELECT hold_id, account_id, user_id, amount_minor, verification_id, expires_at, held_at, outcome
-        FROM ledger_hold_outcomes WHERE hold_id = ${holdId}`,
+    sql`SELECT o.hold_id, o.account_id, a.user_id, o.amount_minor, o.verification_id, o.expires_at, o.held_at, o.outcome
+        FROM ledger_hold_outcomes o JOIN ledger_accounts a ON a.id = o.account_id WHERE o.hold_id = ${holdId}`,
   );
   if (!row) throw new LedgerError('unknown_hold', `no hold ${holdId}`);
   return {

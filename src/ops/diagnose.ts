@@ -8,6 +8,7 @@ import { verificationStates, type VerificationState } from '../verifications/sch
 import { checkLedgerInvariants } from './invariants.ts';
 import { checkLifecycleInvariants } from './lifecycle-checks.ts';
 import type { DiagnoseReport, WorkerReport } from './reports.ts';
+import { problemRules } from './rules.ts';
 
 /**
  * `diagnose`: a read-only report on a live database (DESIGN §7). `ok` is false exactly when an
@@ -99,13 +100,14 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
         LIMIT 5`,
   );
 
+  const rules = problemRules(now);
   const upstream = await firstRow<{ owed: number; owed_minor: string; suspected: number; late: number }>(
     ex,
-    sql`SELECT count(*) FILTER (WHERE upstream_status = 'cancel_owed')::int AS owed,
-               coalesce(sum(max_cost_minor) FILTER (WHERE upstream_status = 'cancel_owed'), 0)::text AS owed_minor,
-               count(*) FILTER (WHERE upstream_status = 'orphan_suspected')::int AS suspected,
+    sql`SELECT count(*) FILTER (WHERE ${rules.upstreamCancelOwed})::int AS owed,
+               coalesce(sum(v.max_cost_minor) FILTER (WHERE ${rules.upstreamCancelOwed}), 0)::text AS owed_minor,
+               count(*) FILTER (WHERE ${rules.orphanSuspected})::int AS suspected,
                (SELECT count(*) FROM verification_messages WHERE late)::int AS late
-        FROM verifications WHERE upstream_status IN ('cancel_owed', 'orphan_suspected')`,
+        FROM verifications v WHERE ${rules.upstreamCancelOwed} OR ${rules.orphanSuspected}`,
   );
 
   const lag = await engineLagSeconds(ex, now);

@@ -77,10 +77,10 @@ async function heldMatchesHolds(ex: Executor): Promise<Check> {
   const v = await violations(
     ex,
     sql`WITH pending AS (
-          SELECT h.account_id, sum(h.amount_minor) AS held
-          FROM ledger_holds h
-          WHERE NOT EXISTS (SELECT 1 FROM ledger_hold_resolutions r WHERE r.hold_id = h.id)
-          GROUP BY h.account_id
+          SELECT o.account_id, sum(o.amount_minor) AS held
+          FROM ledger_hold_outcomes o
+          WHERE o.outcome IS NULL
+          GROUP BY o.account_id
         ), bad AS (
           SELECT a.id, a.held_minor, coalesce(p.held, 0) AS held
           FROM ledger_accounts a LEFT JOIN pending p ON p.account_id = a.id
@@ -118,23 +118,20 @@ async function availableNonnegative(ex: Executor): Promise<Check> {
 async function postedHoldsHaveOneCharge(ex: Executor): Promise<Check> {
   const v = await violations(
     ex,
+    // A hold has at most one transfer naming it (ledger_transfers.hold_id is unique), so "exactly one
+    // matching charge" is: its charge exists, is of its amount and comes from its account.
     sql`WITH bad AS (
-          SELECT 'hold ' || h.id::text || ' posted with ' || count(t.id) || ' matching charges' AS what
-          FROM ledger_hold_resolutions r
-          JOIN ledger_holds h ON h.id = r.hold_id
-          LEFT JOIN ledger_transfers t
-            ON t.hold_id = h.id AND t.kind = 'verification_charge'
-           AND t.amount_minor = h.amount_minor AND t.debit_account_id = h.account_id
-          WHERE r.outcome = 'posted'
-          GROUP BY h.id
-          HAVING count(t.id) <> 1
+          SELECT 'hold ' || o.hold_id::text || ' posted with 0 matching charges' AS what
+          FROM ledger_hold_outcomes o
+          WHERE o.outcome = 'posted'
+            AND (o.charge_id IS NULL OR o.charge_minor <> o.amount_minor OR o.charge_account_id <> o.account_id)
           UNION ALL
           SELECT 'transfer ' || t.id::text || ' (' || t.kind || ') for hold ' || coalesce(t.hold_id::text, 'none')
-                 || ' resolved ' || coalesce(r.outcome, 'never')
+                 || ' resolved ' || coalesce(o.outcome, 'never')
           FROM ledger_transfers t
-          LEFT JOIN ledger_hold_resolutions r ON r.hold_id = t.hold_id
+          LEFT JOIN ledger_hold_outcomes o ON o.hold_id = t.hold_id
           WHERE (t.kind = 'verification_charge' OR t.hold_id IS NOT NULL)
-            AND (t.kind <> 'verification_charge' OR r.outcome IS DISTINCT FROM 'posted')
+            AND (t.kind <> 'verification_charge' OR o.outcome IS DISTINCT FROM 'posted')
         )
         SELECT count(*)::int AS count, array_to_string((array_agg(what ORDER BY what))[1:${sampleBound}], '; ') AS sample
         FROM bad`,

@@ -8,7 +8,7 @@ import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { engineWorkers } from './diagnose.ts';
 import type { WorkerReport } from './reports.ts';
-import { DEADLINE_GRACE_SECONDS } from './lifecycle-checks.ts';
+import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
 
 /**
  * Domain series for GET /metrics (DESIGN §7). Everything is read from the database when Prometheus
@@ -117,10 +117,9 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: `Verifications still pending or waiting more than ${DEADLINE_GRACE_SECONDS} s past their deadline (should be 0)`,
     registers: [registry],
     async collect() {
-      const graceNow = new Date(deps.clock.now().getTime() - DEADLINE_GRACE_SECONDS * 1000);
       const row = await firstRow<{ n: number }>(
         deps.database.db,
-        sql`SELECT count(*)::int AS n FROM verifications WHERE state IN ('pending', 'waiting') AND expires_at < ${graceNow}`,
+        sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).pastDeadline}`,
       );
       this.set(Number(row?.n ?? 0));
     },
@@ -133,7 +132,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     async collect() {
       const row = await firstRow<{ n: number }>(
         deps.database.db,
-        sql`SELECT count(*)::int AS n FROM verifications WHERE upstream_status = 'cancel_owed'`,
+        sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).upstreamCancelOwed}`,
       );
       this.set(Number(row?.n ?? 0));
     },
