@@ -89,7 +89,7 @@ for (const engine of engines) {
         ['/v1/admin/users/{id}/credit', 'post'],
         ['/health', 'get'],
         ['/metrics', 'get'],
-      ]) {
+      ] as const) {
         assert.ok(spec.paths[path]?.[method], `${method.toUpperCase()} ${path} documented`);
       }
       const credit = spec.paths['/v1/admin/users/{id}/credit'].post;

@@ -375,7 +375,7 @@ for (const engine of engines) {
           release();
         } else if (mode === 'both at once') {
           // Let the poller go after a varying number of event-loop turns into the webhook's handling.
-          const turns = [0, 2, 5, 10, 20, 40][Math.floor(round / modes.length) % 6];
+          const turns = [0, 2, 5, 10, 20, 40][Math.floor(round / modes.length) % 6]!;
           [res] = await Promise.all([post(raw), afterTurns(turns).then(release)]);
         } else {
           release();
