@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { ManualClock, systemClock } from '../src/clock.ts';
+import { systemClock } from '../src/clock.ts';
+import { ManualClock } from '../test/support/clock.ts';
 import { loadConfig, type Config } from '../src/config.ts';
 import type { AppContext } from '../src/context.ts';
 import { openDatabase, type Database } from '../src/db/database.ts';

@@ -14,7 +14,6 @@ import { acquireDataDirLock, DataDirLockedError, readLock, type DataDirLock } fr
 import { migrate } from './db/migrate.ts';
 import { buildApp, type HealthCheck } from './http/app.ts';
 import { createMetricsRegistry } from './http/metrics.ts';
-import type { RoutePlugin } from './http/routes/index.ts';
 import { ensureSystemAccounts } from './ledger/ledger.ts';
 import { createLogger } from './logging.ts';
 import { seedSandboxCatalogue } from './catalogue/catalogue.ts';
@@ -90,14 +89,6 @@ export async function prepareDatabase(database: Database, config: Config, now: D
   return applied;
 }
 
-/** GET /health entries of the lifecycle: engine lag with its workers, and the provider's breaker. */
-export function lifecycleHealthChecks(runtime: VerificationRuntime, ctx: AppContext): Record<string, HealthCheck> {
-  return {
-    engine: () => engineHealth(ctx),
-    breakers: async () => breakerHealth([runtime.breaker]),
-  };
-}
-
 export interface StartServerOptions {
   clock?: Clock;
   /** false: API only (`serve --no-worker`); the engine is not started. */
@@ -105,8 +96,6 @@ export interface StartServerOptions {
   logger?: Logger;
   /** Where the first admin's generated password is shown once (default: stdout). */
   print?: (text: string) => void;
-  extraRoutes?: RoutePlugin[];
-  healthChecks?: Record<string, HealthCheck>;
   /** Replaces the configured provider (tests: a scripted upstream). */
   runtime?: (ctx: AppContext) => VerificationRuntime;
 }
@@ -176,14 +165,17 @@ export async function startServer(config: Config, options: StartServerOptions = 
 
     const metrics = createMetricsRegistry();
     registerDomainMetrics(metrics, { database, clock, breakers: [runtime.breaker] });
-    const healthChecks: Record<string, HealthCheck> = { ...lifecycleHealthChecks(runtime, ctx), ...options.healthChecks };
+    // GET /health: engine lag with its workers, and the provider's breaker (besides the database).
+    const healthChecks: Record<string, HealthCheck> = {
+      engine: () => engineHealth(ctx),
+      breakers: async () => breakerHealth([runtime.breaker]),
+    };
     const opsToken = config.DATABASE_URL ? undefined : newOpsToken();
     const app = buildApp(ctx, {
       lifecycle: runtime.deps,
       hub: runtime.hub,
       metrics,
       healthChecks,
-      extraRoutes: options.extraRoutes,
       ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
     });
     cleanups.push(() => app.close());

@@ -42,17 +42,6 @@ export async function seedSandboxCatalogue(ex: Executor): Promise<void> {
   await ex.insert(services).values(rows).onConflictDoNothing();
 }
 
-/** Adds or updates one offer (operators, real providers). */
-export async function upsertOffer(ex: Executor, offer: Offer): Promise<void> {
-  await ex
-    .insert(services)
-    .values(offer)
-    .onConflictDoUpdate({
-      target: [services.provider, services.service, services.country],
-      set: { name: offer.name, priceMinor: offer.priceMinor, costMinor: offer.costMinor, enabled: offer.enabled },
-    });
-}
-
 /**
  * The customer's price for an upstream cost: cost × (1 + markupPercent / 100), rounded up to a whole
  * minor unit, in integer arithmetic (never below 1). markupPercent is a whole, non-negative number.

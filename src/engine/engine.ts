@@ -203,7 +203,7 @@ export class Engine {
 }
 
 /** Runs `work` over the items with at most `limit` in flight at once. */
-export async function eachConcurrently<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+async function eachConcurrently<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const lanes = Array.from({ length: Math.min(Math.max(1, limit), items.length) }, async () => {
     while (next < items.length) await work(items[next++]!);

@@ -21,7 +21,7 @@ import type { LifecycleDeps } from '../verifications/lifecycle.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
 import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
 import { errorToProblem, problem, sendProblem } from './problem.ts';
-import { apiRoutes, type RoutePlugin } from './routes/index.ts';
+import { apiRoutes } from './routes/index.ts';
 
 export type HealthCheck = () => Promise<unknown>;
 
@@ -42,8 +42,6 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   lifecycle: LifecycleDeps;
   hub: EventHub;
-  /** Routes registered after the API's own (src/http/routes/index.ts). */
-  extraRoutes?: RoutePlugin[];
   healthChecks?: Record<string, HealthCheck>;
   metrics?: Registry;
   /** The local operator token accepted as an admin bearer (embedded mode; see src/accounts/ops-token.ts). */
@@ -149,7 +147,6 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   for (const route of apiRoutes(config)) app.register(route);
-  for (const route of options.extraRoutes ?? []) app.register(route);
 
   const staticDir = options.staticDir === undefined ? DEFAULT_STATIC_DIR : options.staticDir;
   if (staticDir && existsSync(staticDir)) {

@@ -308,7 +308,7 @@ export async function postHold(ex: Executor, request: ResolveRequest): Promise<T
 }
 
 /** Releases a hold back to the available balance, once: voided (cancel, failure) or expired (deadline). */
-export async function releaseHold(ex: Executor, request: ResolveRequest & { outcome: 'voided' | 'expired' }): Promise<void> {
+async function releaseHold(ex: Executor, request: ResolveRequest & { outcome: 'voided' | 'expired' }): Promise<void> {
   const hold = await findHold(ex, request.holdId);
   try {
     await ex.execute(sql`
@@ -329,7 +329,7 @@ export function expireHold(ex: Executor, request: ResolveRequest): Promise<void>
 }
 
 /** The idempotency key of the correction that refunds one charge: at most one per charge, ever. */
-export function chargeRefundKey(chargeId: string): string {
+function chargeRefundKey(chargeId: string): string {
   return `charge-refund:${chargeId}`;
 }
 

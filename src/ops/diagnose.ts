@@ -27,7 +27,7 @@ export interface DiagnoseDeps {
 }
 
 /** A worker that has not ticked for this long is reported as not alive. */
-export function workerSilenceMs(config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>): number {
+function workerSilenceMs(config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>): number {
   return Math.max(30_000, config.ENGINE_TICK_MS * 20, config.LEASE_SECONDS * 1000);
 }
 

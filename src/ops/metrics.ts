@@ -23,7 +23,7 @@ export interface DomainMetricsDeps {
   breakers?: ProviderBreaker[];
 }
 
-export const breakerStateValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2, isolated: 2 };
+const breakerStateValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2, isolated: 2 };
 
 export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDeps): void {
   // Prometheus scrapes every family at once: the families built on the state counts share one
@@ -160,7 +160,7 @@ export interface EngineHealthDeps {
  * The engine is unhealthy when due work has waited this long for a worker: the deadline promise is
  * a refund within expires_at + 60 s.
  */
-export const MAX_HEALTHY_LAG_SECONDS = DEADLINE_GRACE_SECONDS;
+const MAX_HEALTHY_LAG_SECONDS = DEADLINE_GRACE_SECONDS;
 
 /** For GET /health: how far behind the background engine is, and which workers tick. */
 export async function engineHealth(deps: EngineHealthDeps): Promise<{ ok: boolean; lag_seconds: number; workers: WorkerReport[] }> {

@@ -8,7 +8,7 @@ import { verificationStates } from '../verifications/schema.ts';
  */
 
 /** What reconcile finds (src/ops/reconcile.ts says what each is and how it is repaired). */
-export const problemKinds = [
+const problemKinds = [
   'hold_past_deadline',
   'pending_stuck',
   'terminal_hold_unresolved',
@@ -23,10 +23,10 @@ export const problemKinds = [
 export type ProblemKind = (typeof problemKinds)[number];
 
 /** One invariant check: `count` things violate it (0 when ok); `detail` names a few of them by id. */
-export const CheckSchema = z.object({ name: z.string(), ok: z.boolean(), count: z.number().int(), detail: z.string() }).meta({ id: 'DiagnoseCheck' });
+const CheckSchema = z.object({ name: z.string(), ok: z.boolean(), count: z.number().int(), detail: z.string() }).meta({ id: 'DiagnoseCheck' });
 export type Check = z.output<typeof CheckSchema>;
 
-export const WorkerSchema = z.object({
+const WorkerSchema = z.object({
   id: z.string(),
   started_at: Timestamp,
   last_tick_at: Timestamp,
@@ -69,7 +69,7 @@ export const DiagnoseSchema = z
 export type DiagnoseReport = z.output<typeof DiagnoseSchema>;
 
 
-export const FindingSchema = z.object({
+const FindingSchema = z.object({
   kind: z.enum(problemKinds),
   verification_id: z.uuid().nullable(),
   user_email: z.string().nullable(),

@@ -31,7 +31,7 @@ export interface PurchaseOutcome {
 }
 
 /** How a definite upstream failure is told to the customer. */
-export function failureAnswer(error: ProviderError): { code: ErrorCode; status: number; message: string } {
+function failureAnswer(error: ProviderError): { code: ErrorCode; status: number; message: string } {
   switch (error.code) {
     case 'no_numbers':
       return { code: 'no_numbers', status: 503, message: 'no numbers are available for this service right now; you were not charged' };

@@ -12,10 +12,10 @@ import { minorUnits as minor, timestamptz as at } from '../db/columns.ts';
 export const verificationStates = ['pending', 'waiting', 'received', 'cancelled', 'expired', 'failed'] as const;
 export type VerificationState = (typeof verificationStates)[number];
 
-export const actors = ['customer', 'poller', 'sweeper', 'webhook', 'admin', 'reconciler', 'recovery'] as const;
+const actors = ['customer', 'poller', 'sweeper', 'webhook', 'admin', 'reconciler', 'recovery'] as const;
 export type Actor = (typeof actors)[number];
 
-export const upstreamStatuses = ['none', 'open', 'completed', 'cancelled', 'cancel_owed', 'reported', 'absent', 'orphan_suspected'] as const;
+const upstreamStatuses = ['none', 'open', 'completed', 'cancelled', 'cancel_owed', 'reported', 'absent', 'orphan_suspected'] as const;
 export type UpstreamStatus = (typeof upstreamStatuses)[number];
 
 export const verifications = pgTable('verifications', {

@@ -30,8 +30,6 @@ export function isTerminal(state: VerificationState): boolean {
   return Object.keys(moves[state]).length === 0;
 }
 
-export const activeStates: readonly VerificationState[] = ['pending', 'waiting'];
-
 /** Whether a customer may cancel now: only a live number with no code yet. */
 export function canCancel(state: VerificationState): boolean {
   return state === 'waiting';

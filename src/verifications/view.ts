@@ -9,7 +9,7 @@ import { canCancel, isRefunded } from './transitions.ts';
 
 /** Verifications as customers and their scripts see them (resource.ts). Reads only. */
 
-export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
+async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
   if (list.length === 0) return [];
   const ids = list.map((r) => r.id);
   const messages = await ex

@@ -1,7 +1,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { engines } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { assertProblem, login, registerUser, type ApiResponse, type TestUser } from '../support/http.ts';

@@ -6,7 +6,7 @@ import { engines } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { assertProblem, call, login, openEventStream, registerUser, type TestUser } from '../support/http.ts';
 import { rows } from '../../src/db/database.ts';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 
 /** Purchase, read, cancel and live events over HTTP: happy paths, errors, security. */
 for (const engine of engines) {

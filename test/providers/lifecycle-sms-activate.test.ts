@@ -14,7 +14,7 @@ import { rows } from '../../src/db/database.ts';
 import { isDomainError, type DomainError } from '../../src/errors.ts';
 import { listOffers, syncCatalogue } from '../../src/catalogue/catalogue.ts';
 import { reconcile } from '../../src/ops/reconcile.ts';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createProvider } from '../../src/providers/registry.ts';
 import { SmsActivateProvider } from '../../src/providers/sms-activate/adapter.ts';

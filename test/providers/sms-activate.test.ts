@@ -2,7 +2,7 @@ import { test, describe, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { ProviderError, type LookupRequest, type PurchaseRequest } from '../../src/providers/provider.ts';
 import { SmsActivateProvider, type SmsActivateOptions } from '../../src/providers/sms-activate/adapter.ts';
 import { startFakeSmsActivate, type FakeSmsActivateOptions } from '../support/fake-sms-activate.ts';

@@ -2,7 +2,7 @@ import { test, describe, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { ProviderError, type PurchaseRequest } from '../../src/providers/provider.ts';
 import { TextVerifiedProvider, type TextVerifiedOptions } from '../../src/providers/textverified/adapter.ts';
 import { startFakeTextVerified, type FakeTextVerified, type FakeTextVerifiedOptions } from '../support/fake-textverified.ts';

@@ -11,7 +11,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { rows } from '../../src/db/database.ts';
 import { signTextVerifiedWebhook } from '../../src/providers/textverified/webhook.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';

@@ -9,8 +9,6 @@ import { loadConfig, type Config } from '../../src/config.ts';
 import type { AppContext } from '../../src/context.ts';
 import { openDatabase, type Engine } from '../../src/db/database.ts';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
-import type { HealthCheck } from '../../src/http/app.ts';
-import type { RoutePlugin } from '../../src/http/routes/index.ts';
 import { createLogger } from '../../src/logging.ts';
 import { embeddedDatabasePath, startServer, type RunningServer, type StartServerOptions } from '../../src/server.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
@@ -23,8 +21,6 @@ export interface TestAppOptions {
   env?: Record<string, string>;
   clock?: Clock;
   worker?: boolean;
-  extraRoutes?: RoutePlugin[];
-  healthChecks?: Record<string, HealthCheck>;
   /** Replaces the verification runtime (e.g. a scripted upstream). */
   runtime?: StartServerOptions['runtime'];
   /** Capture the server's log lines (they are silent otherwise, unless env.LOG_LEVEL says so). */
@@ -122,8 +118,6 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     server = await startServer(config, {
       clock: options.clock,
       worker: options.worker,
-      extraRoutes: options.extraRoutes,
-      healthChecks: options.healthChecks,
       runtime: options.runtime,
       logger,
       print: () => {},

@@ -14,7 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pino from 'pino';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from './clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { SandboxProvider } from '../../src/providers/sandbox.ts';

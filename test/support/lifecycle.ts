@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from './clock.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { AppContext } from '../../src/context.ts';
 import type { Engine as DbEngine } from '../../src/db/database.ts';
