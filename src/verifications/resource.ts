@@ -1,11 +1,18 @@
+import { and, asc, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
+import { users } from '../accounts/schema.ts';
 import { Timestamp } from '../clock.ts';
+import type { Executor } from '../db/database.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
 import { MinorUnits } from '../money.ts';
-import { verificationStates } from './schema.ts';
+import type { VerificationRow } from './lifecycle.ts';
+import { verificationEvents, verificationMessages, verifications, verificationStates, type VerificationState } from './schema.ts';
+import { canCancel, isRefunded } from './transitions.ts';
 
 /**
- * The verification as the API returns it (docs/api.md): one schema for validation, OpenAPI and the
- * type view.ts builds; the dashboard's timeline reads `events`.
+ * The verification as customers, their scripts and admins see it (docs/api.md): one schema for
+ * validation, OpenAPI and the type the reads below build; the dashboard's timeline reads `events`.
+ * Reads only: state changes go through lifecycle.ts.
  */
 export const VerificationSchema = z
   .object({
@@ -32,3 +39,85 @@ export type VerificationView = z.output<typeof VerificationSchema>;
 /** A verification as admins search them: with its customer's email. */
 export const AdminVerificationSchema = VerificationSchema.extend({ user_email: z.string() }).meta({ id: 'AdminVerification' });
 export type AdminVerificationView = z.output<typeof AdminVerificationSchema>;
+
+
+async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
+  if (list.length === 0) return [];
+  const ids = list.map((r) => r.id);
+  const messages = await ex
+    .select()
+    .from(verificationMessages)
+    .where(inArray(verificationMessages.verificationId, ids))
+    .orderBy(asc(verificationMessages.receivedAt), asc(verificationMessages.id));
+  const events = await ex
+    .select()
+    .from(verificationEvents)
+    .where(inArray(verificationEvents.verificationId, ids))
+    .orderBy(asc(verificationEvents.id));
+  return list.map((row) => ({
+    id: row.id,
+    service: row.service,
+    country: row.country,
+    state: row.state,
+    phone_number: row.phoneNumber,
+    price_minor: row.priceMinor,
+    currency: row.currency,
+    created_at: row.createdAt.toISOString(),
+    expires_at: row.expiresAt.toISOString(),
+    code: row.code,
+    messages: messages
+      .filter((m) => m.verificationId === row.id)
+      .map((m) => ({ text: m.text, code: m.code, received_at: m.receivedAt.toISOString(), late: m.late })),
+    refunded: isRefunded(row.state),
+    can_cancel: canCancel(row.state),
+    events: events
+      .filter((e) => e.verificationId === row.id)
+      .map((e) => ({ from: e.fromState, to: e.toState, actor: e.actor, reason: e.reason, at: e.createdAt.toISOString() })),
+  }));
+}
+
+export async function viewOf(ex: Executor, row: VerificationRow): Promise<VerificationView> {
+  return (await viewsOf(ex, [row]))[0]!;
+}
+
+/** One of the customer's verifications; another customer's is simply not found. */
+export async function findCustomerVerification(ex: Executor, userId: string, id: string): Promise<VerificationRow | undefined> {
+  const [row] = await ex.select().from(verifications).where(and(eq(verifications.id, id), eq(verifications.userId, userId)));
+  return row;
+}
+
+export interface VerificationFilter {
+  userId?: string;
+  state?: VerificationState;
+  service?: string;
+  email?: string;
+  after?: Keyset;
+  limit: number;
+}
+
+/** A page of verifications, newest first, with a cursor for the next page. */
+export async function listVerifications(ex: Executor, filter: VerificationFilter): Promise<{ items: AdminVerificationView[]; nextCursor: string | null }> {
+  const { after } = filter;
+  const conditions: (SQL | undefined)[] = [
+    filter.userId ? eq(verifications.userId, filter.userId) : undefined,
+    filter.state ? eq(verifications.state, filter.state) : undefined,
+    filter.service ? eq(verifications.service, filter.service) : undefined,
+    filter.email ? eq(users.email, filter.email.toLowerCase()) : undefined,
+    after
+      ? or(lt(verifications.createdAt, after.at), and(eq(verifications.createdAt, after.at), lt(verifications.id, after.id)))
+      : undefined,
+  ];
+  const found = await ex
+    .select({ row: verifications, email: users.email })
+    .from(verifications)
+    .innerJoin(users, eq(users.id, verifications.userId))
+    .where(and(...conditions))
+    .orderBy(desc(verifications.createdAt), desc(verifications.id))
+    .limit(filter.limit + 1);
+  const page = pageOf(found, filter.limit, (f) => ({ at: f.row.createdAt, id: f.row.id }));
+  const views = await viewsOf(
+    ex,
+    page.items.map((f) => f.row),
+  );
+  return { items: views.map((v, i) => ({ ...v, user_email: page.items[i]!.email })), nextCursor: page.nextCursor };
+}

@@ -6,7 +6,7 @@ import { ScriptedProvider } from '../support/scripted-provider.ts';
 import { assertLifecycleConsistent, verificationMoney } from '../support/lifecycle-invariants.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
-import { viewOf } from '../../src/verifications/view.ts';
+import { viewOf } from '../../src/verifications/resource.ts';
 import { ProviderError } from '../../src/providers/provider.ts';
 
 /** Fails the test instead of hanging it when a tick never finishes (real time, not the domain clock). */

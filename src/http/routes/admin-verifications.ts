@@ -2,11 +2,10 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { Cursor } from '../../db/keyset.ts';
 import { verificationStates } from '../../verifications/schema.ts';
-import { listVerifications } from '../../verifications/view.ts';
+import { AdminVerificationSchema, listVerifications } from '../../verifications/resource.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
-import { AdminVerificationSchema } from '../../verifications/resource.ts';
 
 /** GET /v1/admin/verifications: search every customer's verifications. */
 const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {

@@ -3,7 +3,7 @@ import type { BusEvent } from '../../events/bus.ts';
 import { walletOf } from '../../ledger/ledger.ts';
 import { findNotification } from '../../notifications/notifications.ts';
 import { notificationResource } from '../../notifications/resource.ts';
-import { findCustomerVerification, viewOf } from '../../verifications/view.ts';
+import { findCustomerVerification, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { walletResource } from '../../ledger/resource.ts';

@@ -6,11 +6,10 @@ import { DomainError } from '../../errors.ts';
 import { parseCode } from '../../providers/sandbox.ts';
 import { recordMessages } from '../../verifications/lifecycle.ts';
 import { verifications } from '../../verifications/schema.ts';
-import { viewOf } from '../../verifications/view.ts';
+import { VerificationSchema, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
-import { VerificationSchema } from '../../verifications/resource.ts';
 
 /**
  * POST /v1/sandbox/sms: deliver a message to one of your sandbox numbers by hand, as the upstream

@@ -6,11 +6,10 @@ import { cancelVerification } from '../../verifications/flows.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
 import { verificationStates } from '../../verifications/schema.ts';
-import { findCustomerVerification, listVerifications, viewOf } from '../../verifications/view.ts';
+import { findCustomerVerification, listVerifications, VerificationSchema, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
-import { VerificationSchema } from '../../verifications/resource.ts';
 
 const VerificationId = z.strictObject({ id: z.uuid() });
 
