@@ -20,7 +20,7 @@ import { envInt, formatLoad, LoadSampler, log, median, percentileSorted, round, 
 /**
  * deadline — N verifications (10,000 by default) waiting at once, all with the same deadline, then
  * the real background engine (`startWorker`, default ENGINE_TICK_MS / POLL_INTERVAL_MS, real clock)
- * expires them. DESIGN §12: refunds issued within expires_at + 60 s at p99.
+ * expires them. The target (docs/architecture.md, "Performance targets"): refunds within expires_at + 60 s at p99.
  *
  * The verifications are bought through the lifecycle's own purchase function in this process,
  * with a clock held still at the start of the batch so every one of them shares one deadline (the

@@ -16,8 +16,8 @@ import { runCli } from './support/server.ts';
 import { envInt, formatLoad, log, median, round, table, withLoad, type LoadReport } from './support/stats.ts';
 
 /**
- * ops — `reconcile --dry-run` and `diagnose` over 1,000,000 verifications on PostgreSQL (DESIGN
- * §12: seconds, not minutes). The data is made with set-based INSERT … SELECT generate_series,
+ * ops — `reconcile --dry-run` and `diagnose` over 1,000,000 verifications on PostgreSQL (target,
+ * docs/architecture.md "Performance targets": seconds, not minutes). The data is made with set-based INSERT … SELECT generate_series,
  * consistent with the ledger's rules: every verification has one hold of its price on its owner's
  * wallet, terminal ones are resolved as their state says (received → posted with one charge,
  * expired → expired, cancelled/failed → voided), waiting ones are recent and unresolved. The

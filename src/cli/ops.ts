@@ -14,7 +14,7 @@ import { CommandFailure, UsageError } from './errors.ts';
 import type { CliIo } from './io.ts';
 
 /**
- * `namaskah reconcile` and `namaskah diagnose` (DESIGN §7). They work whether or not a server runs:
+ * `namaskah reconcile` and `namaskah diagnose` (docs/operations.md). They work whether or not a server runs:
  *
  *   - PostgreSQL (DATABASE_URL): they open the database directly, beside any running processes;
  *   - embedded, data directory locked by a running server: they ask that server over HTTP (the URL

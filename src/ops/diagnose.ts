@@ -11,7 +11,7 @@ import type { DiagnoseReport, WorkerReport } from './reports.ts';
 import { problemRules } from './rules.ts';
 
 /**
- * `diagnose`: a read-only report on a live database (DESIGN §7). `ok` is false exactly when an
+ * `diagnose`: a read-only report on a live database (docs/operations.md). `ok` is false exactly when an
  * invariant check fails; the rest (counts, rates, breaker states, engine lag, late SMS, upstream
  * settlement owed) are facts for the operator and never fail it. Every check is one set-based
  * statement, so the report costs a handful of passes over the tables however large they are.

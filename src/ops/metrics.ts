@@ -11,7 +11,7 @@ import type { WorkerReport } from './reports.ts';
 import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
 
 /**
- * Domain series for GET /metrics (DESIGN §7). Everything is read from the database when Prometheus
+ * Domain series for GET /metrics (docs/operations.md). Everything is read from the database when Prometheus
  * scrapes, with one cheap statement per family, so the numbers are the same whichever process
  * (API, worker) answers and survive restarts. Counters are counts of terminal states, which never
  * go down: a verification that reached one never leaves it.

@@ -11,7 +11,7 @@ import { decideReplay, fingerprint } from './idempotency.ts';
 import { assignNumber, failPurchase, fault, markPurchaseUncertain, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 
 /**
- * Purchase, exactly as DESIGN §3: (1) one transaction stores the verification as pending and places
+ * Purchase (docs/architecture.md, "The flows"): (1) one transaction stores the verification as pending and places
  * the hold; (2) the upstream call happens outside any transaction; (3) one transaction records the
  * outcome — waiting, failed with the hold voided, or still pending for recovery when the outcome is
  * unknown. The customer is never charged for a purchase that did not happen.

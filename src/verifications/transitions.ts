@@ -2,7 +2,7 @@ import type { HoldOutcome } from '../ledger/ledger.ts';
 import type { VerificationState } from './schema.ts';
 
 /**
- * The verification state machine (DESIGN §3) as plain data. Every transition moves the hold in a
+ * The verification state machine (docs/architecture.md, "The state machine") as plain data. Every transition moves the hold in a
  * fixed way, so the money outcome follows from the state and nothing else:
  *
  *   pending → waiting     number assigned, hold stays

@@ -21,7 +21,7 @@ describe('verification state machine', () => {
     'waiting→expired': 'expire',
   };
 
-  test('exactly the five transitions of DESIGN §3 exist, each moving the hold one fixed way', () => {
+  test('exactly the five transitions of the state machine exist, each moving the hold one fixed way', () => {
     for (const from of verificationStates) {
       for (const to of verificationStates) {
         assert.equal(holdMoveFor(from, to), allowed[`${from}→${to}`], `${from} → ${to}`);

@@ -8,7 +8,7 @@ import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
 
 /**
- * The ops tools over HTTP (DESIGN §7), for the dashboard and for the CLI when a running embedded
+ * The ops tools over HTTP (docs/operations.md), for the dashboard and for the CLI when a running embedded
  * server holds the data directory: GET /v1/admin/diagnose (read-only) and POST /v1/admin/reconcile
  * (dry run, or repairs with execute: true; an executed run is audited as the calling admin).
  */
