@@ -37,6 +37,14 @@ function checkEmail(email: string): string {
   return normalizeEmail(email);
 }
 
+/** Says what runs where, then runs until SIGINT/SIGTERM and stops it. */
+async function runUntilShutdown(io: CliIo, running: { close(): Promise<void> }, banner: string): Promise<void> {
+  io.stderr(line(`${banner}; Ctrl-C stops it`));
+  const signal = await io.waitForShutdown();
+  io.stderr(line(`${signal}: shutting down`));
+  await running.close();
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
   return rows.map((r) => r.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd()).join('\n');
@@ -59,10 +67,7 @@ function buildProgram(io: CliIo): Command {
       const config = configFrom(io);
       const { startServer } = await import('../server.ts');
       const server = await startServer(config, { clock, worker: options.worker, print: io.stdout });
-      io.stderr(line(`namaskah is serving at ${server.url} (${where(config)}); Ctrl-C stops it`));
-      const signal = await io.waitForShutdown();
-      io.stderr(line(`${signal}: shutting down`));
-      await server.close();
+      await runUntilShutdown(io, server, `namaskah is serving at ${server.url} (${where(config)})`);
     });
 
   program
@@ -72,10 +77,7 @@ function buildProgram(io: CliIo): Command {
       const config = configFrom(io);
       const { startWorker } = await import('../server.ts');
       const worker = await startWorker(config, { clock });
-      io.stderr(line(`namaskah worker ${worker.runtime.engine.workerId} running on ${where(config)}; Ctrl-C stops it`));
-      const signal = await io.waitForShutdown();
-      io.stderr(line(`${signal}: shutting down`));
-      await worker.close();
+      await runUntilShutdown(io, worker, `namaskah worker ${worker.runtime.engine.workerId} running on ${where(config)}`);
     });
 
   program

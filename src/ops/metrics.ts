@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
@@ -26,6 +26,8 @@ export interface DomainMetricsDeps {
 const breakerStateValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2, isolated: 2 };
 
 export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDeps): void {
+  const countOf = async (query: SQL): Promise<number> => Number((await firstRow<{ n: number }>(deps.database.db, query))?.n ?? 0);
+
   // Prometheus scrapes every family at once: the families built on the state counts share one
   // statement while it runs, and the next scrape asks again.
   let inFlight: Promise<Record<VerificationState, number>> | undefined;
@@ -117,11 +119,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: `Verifications still pending or waiting more than ${DEADLINE_GRACE_SECONDS} s past their deadline (should be 0)`,
     registers: [registry],
     async collect() {
-      const row = await firstRow<{ n: number }>(
-        deps.database.db,
-        sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).pastDeadline}`,
-      );
-      this.set(Number(row?.n ?? 0));
+      this.set(await countOf(sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).pastDeadline}`));
     },
   });
 
@@ -130,11 +128,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: 'Upstream orders refunded to the customer and not yet cancelled upstream',
     registers: [registry],
     async collect() {
-      const row = await firstRow<{ n: number }>(
-        deps.database.db,
-        sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).upstreamCancelOwed}`,
-      );
-      this.set(Number(row?.n ?? 0));
+      this.set(await countOf(sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).upstreamCancelOwed}`));
     },
   });
 
@@ -143,9 +137,9 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: 'Messages that arrived after their verification was cancelled or expired (shown, never charged)',
     registers: [registry],
     async collect() {
-      const row = await firstRow<{ n: number }>(deps.database.db, sql`SELECT count(*)::int AS n FROM verification_messages WHERE late`);
+      const late = await countOf(sql`SELECT count(*)::int AS n FROM verification_messages WHERE late`);
       this.reset();
-      this.inc(Number(row?.n ?? 0));
+      this.inc(late);
     },
   });
 }

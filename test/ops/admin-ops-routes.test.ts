@@ -1,7 +1,5 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { seedSandboxCatalogue } from '../../src/catalogue/catalogue.ts';
@@ -12,26 +10,10 @@ import { createVerificationRuntime, type VerificationRuntime } from '../../src/r
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { engines } from '../support/db.ts';
 import { call, login, registerUser, type TestUser } from '../support/http.ts';
+import { runNamaskah } from '../support/cli.ts';
 
 /** GET /v1/admin/diagnose and POST /v1/admin/reconcile, and the CLI reaching a running embedded server through them. */
-const BIN = fileURLToPath(new URL('../../bin/namaskah.mjs', import.meta.url));
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-
-function namaskah(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: REPO,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const namaskah = (args: string[], env: Record<string, string>) => runNamaskah(args, { NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env });
 
 for (const engine of engines) {
   describe(`admin ops routes [${engine}]`, () => {

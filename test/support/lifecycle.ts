@@ -17,6 +17,16 @@ import { freshDatabase, type TestDatabase } from './db.ts';
 
 export const START = '2026-03-01T12:00:00Z';
 
+/** The lifecycle's timing in tests, shared by the harness and the engine worker processes. */
+export const LIFECYCLE_TEST_ENV: Record<string, string> = {
+  LOG_LEVEL: 'silent',
+  VERIFICATION_TTL_SECONDS: '600',
+  POLL_INTERVAL_MS: '1000',
+  SANDBOX_DELAY_MS: '5000',
+  SANDBOX_FAILURE_RATE: '0',
+  PURCHASE_TIMEOUT_SECONDS: '30',
+};
+
 export interface LifecycleHarness {
   t: TestDatabase;
   ctx: AppContext;
@@ -84,12 +94,7 @@ export async function lifecycleHarness(
   const clock = new ManualClock(START);
   const t = await freshDatabase(engine, { now: clock.now() });
   const config = loadConfig({
-    LOG_LEVEL: 'silent',
-    VERIFICATION_TTL_SECONDS: '600',
-    POLL_INTERVAL_MS: '1000',
-    SANDBOX_DELAY_MS: '5000',
-    SANDBOX_FAILURE_RATE: '0',
-    PURCHASE_TIMEOUT_SECONDS: '30',
+    ...LIFECYCLE_TEST_ENV,
     MAX_ACTIVE_VERIFICATIONS: '1000',
     PURCHASES_PER_MINUTE: '100000',
     BREAKER_FAILURE_THRESHOLD: '3',

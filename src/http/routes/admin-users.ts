@@ -5,8 +5,7 @@ import { AdminUserSchema, adminUserResource, UserSchema, userResource } from '..
 import { createUser, listUsers } from '../../accounts/users.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor } from '../../db/keyset.ts';
-import { Security } from '../schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
 
 /** GET /v1/admin/users (with balances), POST /v1/admin/users (create an account; audited). */
@@ -21,11 +20,10 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
       security: Security,
       querystring: z.object({
         query: z.string().max(254).optional().describe('part of the email'),
-        cursor: Cursor.optional(),
-        limit: z.coerce.number().int().min(1).max(200).default(50),
+        ...pageQuery({ max: 200, default: 50 }),
       }),
       response: {
-        200: z.object({ items: z.array(AdminUserSchema), next_cursor: z.string().nullable() }),
+        200: Page(AdminUserSchema),
         ...problemResponses(400, 401, 403),
       },
     },

@@ -1,11 +1,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { Cursor } from '../../db/keyset.ts';
 import { verificationStates } from '../../verifications/schema.ts';
 import { AdminVerificationSchema, listVerifications } from '../../verifications/resource.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security } from '../schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
 /** GET /v1/admin/verifications: search every customer's verifications. */
 const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -20,11 +19,10 @@ const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
         state: z.enum(verificationStates).optional(),
         email: z.string().trim().min(1).max(254).optional(),
         service: z.string().trim().min(1).max(64).optional(),
-        cursor: Cursor.optional(),
-        limit: z.coerce.number().int().min(1).max(100).default(50),
+        ...pageQuery({ max: 100, default: 50 }),
       }),
       response: {
-        200: z.object({ items: z.array(AdminVerificationSchema), next_cursor: z.string().nullable() }),
+        200: Page(AdminVerificationSchema),
         ...problemResponses(400, 401, 403),
       },
     },

@@ -1,12 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { Cursor } from '../../db/keyset.ts';
 import { DomainError } from '../../errors.ts';
 import { listNotifications, markRead } from '../../notifications/notifications.ts';
 import { NotificationSchema, notificationResource } from '../../notifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security } from '../schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
 /** In-app notifications: one when a code arrives, one when a refund is issued. */
 const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -18,9 +17,9 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
       tags: ['notifications'],
       summary: 'Your notifications, newest first',
       security: Security,
-      querystring: z.strictObject({ cursor: Cursor.optional(), limit: z.coerce.number().int().min(1).max(100).default(50) }),
+      querystring: z.strictObject(pageQuery({ max: 100, default: 50 })),
       response: {
-        200: z.object({ items: z.array(NotificationSchema), next_cursor: z.string().nullable(), unread: z.number().int() }),
+        200: Page(NotificationSchema).extend({ unread: z.number().int() }),
         ...problemResponses(400, 401),
       },
     },

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../../errors.ts';
-import { Cursor } from '../../db/keyset.ts';
 import { cancelVerification } from '../../verifications/flows.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
@@ -9,7 +8,7 @@ import { verificationStates } from '../../verifications/schema.ts';
 import { findCustomerVerification, listVerifications, VerificationSchema, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security } from '../schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
 const VerificationId = z.strictObject({ id: z.uuid() });
 
@@ -62,10 +61,9 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       security: Security,
       querystring: z.strictObject({
         state: z.enum(verificationStates).optional(),
-        cursor: Cursor.optional(),
-        limit: z.coerce.number().int().min(1).max(100).default(20),
+        ...pageQuery({ max: 100, default: 20 }),
       }),
-      response: { 200: z.object({ items: z.array(VerificationSchema), next_cursor: z.string().nullable() }), ...problemResponses(400, 401) },
+      response: { 200: Page(VerificationSchema), ...problemResponses(400, 401) },
     },
     handler: async (request) => {
       const me = await requireUser(request);

@@ -1,11 +1,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { Cursor } from '../../db/keyset.ts';
 import { walletHistory, walletOf } from '../../ledger/ledger.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { HistoryItemSchema, historyItemResource, WalletSchema, walletResource } from '../../ledger/resource.ts';
-import { Security } from '../schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
 
 /** GET /v1/wallet and /v1/wallet/transactions. */
@@ -33,11 +32,10 @@ const walletRoutes: FastifyPluginAsyncZod = async (app) => {
       summary: 'Wallet history, newest first',
       security: Security,
       querystring: z.object({
-        cursor: Cursor.optional(),
-        limit: z.coerce.number().int().min(1).max(100).default(20),
+        ...pageQuery({ max: 100, default: 20 }),
       }),
       response: {
-        200: z.object({ items: z.array(HistoryItemSchema), next_cursor: z.string().nullable() }),
+        200: Page(HistoryItemSchema),
         ...problemResponses(400, 401),
       },
     },
