@@ -279,7 +279,7 @@ export async function reconcile(deps: LifecycleDeps, options: ReconcileOptions):
             ({ repaired, note } = await repair(deps, p, p.verification_id ? rowsById.get(p.verification_id) : undefined));
           } catch (error) {
             note = `repair failed: ${scrubSecrets(error instanceof Error ? error.message : String(error))}`;
-            deps.logger.warn({ kind: p.kind, verification: p.verification_id, err: note }, 'reconcile repair failed');
+            deps.logger.warn({ kind: p.kind, verification: p.verification_id, err: error }, 'reconcile repair failed');
           }
         }
         results[index] = { ...finding, detail: note ? `${finding.detail}; ${note}` : finding.detail, repaired };
