@@ -106,18 +106,19 @@ function postedHoldsHaveOneCharge(ex: Executor): Promise<Check> {
     ex,
     'posted_holds_have_one_charge',
     // A hold has at most one transfer naming it (ledger_transfers.hold_id is unique), so "exactly one
-    // matching charge" is: its charge exists, is of its amount and comes from its account.
-    sql`SELECT 'hold ' || o.hold_id::text || ' posted with 0 matching charges' AS what
+    // matching charge" is: its charge exists, is of its amount and comes from its account; and a
+    // transfer naming a hold is the view's charge_id of that hold. The last part reads transfers
+    // alone: a charge without a hold, or another kind of transfer naming one.
+    sql`SELECT CASE WHEN o.outcome = 'posted' THEN 'hold ' || o.hold_id::text || ' posted with 0 matching charges'
+                    ELSE 'transfer ' || o.charge_id::text || ' (verification_charge) for hold ' || o.hold_id::text
+                         || ' resolved ' || coalesce(o.outcome, 'never') END AS what
         FROM ledger_hold_outcomes o
-        WHERE o.outcome = 'posted'
-          AND (o.charge_id IS NULL OR o.charge_minor <> o.amount_minor OR o.charge_account_id <> o.account_id)
+        WHERE (o.outcome = 'posted' AND (o.charge_id IS NULL OR o.charge_minor <> o.amount_minor OR o.charge_account_id <> o.account_id))
+           OR (o.charge_id IS NOT NULL AND o.outcome IS DISTINCT FROM 'posted')
         UNION ALL
-        SELECT 'transfer ' || t.id::text || ' (' || t.kind || ') for hold ' || coalesce(t.hold_id::text, 'none')
-               || ' resolved ' || coalesce(o.outcome, 'never')
+        SELECT 'transfer ' || t.id::text || ' (' || t.kind || ') ' || coalesce('for hold ' || t.hold_id::text, 'without a hold')
         FROM ledger_transfers t
-        LEFT JOIN ledger_hold_outcomes o ON o.hold_id = t.hold_id
-        WHERE (t.kind = 'verification_charge' OR t.hold_id IS NOT NULL)
-          AND (t.kind <> 'verification_charge' OR o.outcome IS DISTINCT FROM 'posted')`,
+        WHERE (t.kind = 'verification_charge') <> (t.hold_id IS NOT NULL)`,
     'holds or charges out of step',
     'every posted hold has exactly one charge of its amount',
   );

@@ -30,6 +30,8 @@ interface VerificationCheck {
   violates: SQL;
   what: string;
   okText: string;
+  /** The violation includes a verification whose hold row is missing altogether. */
+  missingHold?: boolean;
 }
 
 function verificationChecks(now: Date): VerificationCheck[] {
@@ -82,6 +84,7 @@ function verificationChecks(now: Date): VerificationCheck[] {
           OR o.account_id IS DISTINCT FROM a.id`,
       what: "verifications whose hold is not exactly one hold of price_minor on the owner's wallet",
       okText: "each verification has one hold of its price on its owner's wallet",
+      missingHold: true,
     },
   ];
 }
@@ -95,6 +98,15 @@ function describeViolations(count: number, sample: string[] | null, what: string
 const FROM_VERIFICATIONS = sql`
   FROM verifications v
   LEFT JOIN ledger_hold_outcomes o ON o.hold_id = v.hold_id
+  LEFT JOIN ledger_accounts a ON a.user_id = v.user_id`;
+
+// For the few ids of a failing check. Every verification's hold exists (a foreign key), so an inner
+// join finds the same rows, and it lets PostgreSQL drop the joins the check does not read: the ids
+// cost a walk of an index instead of a pass over the view. The outer form is kept for the one check
+// whose violation may be a hold row that is missing.
+const SAMPLE_FROM_VERIFICATIONS = sql`
+  FROM verifications v
+  JOIN ledger_hold_outcomes o ON o.hold_id = v.hold_id
   LEFT JOIN ledger_accounts a ON a.user_id = v.user_id`;
 
 /** Runs the lifecycle invariants; read-only, safe on a live database. */
@@ -116,7 +128,8 @@ export async function checkLifecycleInvariants(ex: Executor, now: Date): Promise
     if (count > 0) {
       const found = await rows<{ id: string }>(
         ex,
-        sql`SELECT v.id::text AS id ${FROM_VERIFICATIONS} WHERE ${c.violates} ORDER BY v.id LIMIT ${sql.raw(String(SAMPLE))}`,
+        sql`SELECT v.id::text AS id ${c.missingHold ? FROM_VERIFICATIONS : SAMPLE_FROM_VERIFICATIONS} WHERE ${c.violates}
+            ORDER BY v.id LIMIT ${sql.raw(String(SAMPLE))}`,
       );
       sample = found.map((f) => f.id);
     }
