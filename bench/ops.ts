@@ -3,20 +3,21 @@ import { loadConfig } from '../src/config.ts';
 import type { AppContext } from '../src/context.ts';
 import { openDatabase } from '../src/db/database.ts';
 import { createLogger } from '../src/logging.ts';
-import { diagnose, type DiagnoseReport } from '../src/ops/diagnose.ts';
+import { diagnose } from '../src/ops/diagnose.ts';
+import type { DiagnoseReport, ReconcileReport } from '../src/ops/reports.ts';
 import { checkLedgerInvariants } from '../src/ops/invariants.ts';
 import { checkLifecycleInvariants } from '../src/ops/lifecycle-checks.ts';
-import { reconcile, type ReconcileReport } from '../src/ops/reconcile.ts';
+import { reconcile } from '../src/ops/reconcile.ts';
 import { prepareDatabase } from '../src/server.ts';
-import { createVerificationRuntime } from '../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../src/runtime.ts';
 import type { BenchReport } from './report.ts';
 import { createScratch, dropScratch, withClient } from './support/postgres.ts';
 import { runCli } from './support/server.ts';
 import { envInt, formatLoad, log, median, round, table, withLoad, type LoadReport } from './support/stats.ts';
 
 /**
- * ops — `reconcile --dry-run` and `diagnose` over 1,000,000 verifications on PostgreSQL (DESIGN
- * §12: seconds, not minutes). The data is made with set-based INSERT … SELECT generate_series,
+ * ops — `reconcile --dry-run` and `diagnose` over 1,000,000 verifications on PostgreSQL (target,
+ * docs/architecture.md "Performance targets": seconds, not minutes). The data is made with set-based INSERT … SELECT generate_series,
  * consistent with the ledger's rules: every verification has one hold of its price on its owner's
  * wallet, terminal ones are resolved as their state says (received → posted with one charge,
  * expired → expired, cancelled/failed → voided), waiting ones are recent and unresolved. The

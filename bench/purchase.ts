@@ -15,7 +15,7 @@ import { envInt, formatLoad, log, median, round, table, withLoad, type LoadRepor
 
 /**
  * purchase — POST /v1/verifications throughput over HTTP, sandbox provider, on PostgreSQL, against
- * pgbench's TPC-B rate on the same server measured in the same run (DESIGN §12: purchases ≥ 0.25 ×
+ * pgbench's TPC-B rate on the same server measured in the same run (docs/architecture.md, "Performance targets": purchases ≥ 0.25 ×
  * TPC-B tps). Rounds interleave the baseline and the purchase run so both see the same machine.
  * The server runs in its own process; the load generator is this process. Each round measures
  * `namaskah serve` (API and engine in one process, the default deployment) and then

@@ -1,7 +1,7 @@
 /** What each benchmark hands back to bench/run.ts. */
 export interface BenchReport {
   name: string;
-  /** Whether the DESIGN §12 target was met in this run. */
+  /** Whether the performance target (docs/architecture.md) was met in this run. */
   ok: boolean;
   /** One line for the final summary. */
   summary: string;

@@ -43,7 +43,7 @@ CREATE TABLE verifications (
   lease_owner          text,
   lease_until          timestamptz,
   check_failures       integer NOT NULL DEFAULT 0,
-  -- What we still owe the upstream (or it owes us): see DESIGN §3 "Upstream settlement".
+  -- What we still owe the upstream (or it owes us): see docs/architecture.md, "The flows" (upstream settlement).
   upstream_status      text NOT NULL DEFAULT 'none'
                        CHECK (upstream_status IN ('none', 'open', 'completed', 'cancelled', 'cancel_owed', 'reported', 'absent', 'orphan_suspected')),
   upstream_next_at     timestamptz,

@@ -1,6 +1,6 @@
 import { resolve, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ensureFirstAdmin } from './accounts/admin.ts';
@@ -14,12 +14,11 @@ import { acquireDataDirLock, DataDirLockedError, readLock, type DataDirLock } fr
 import { migrate } from './db/migrate.ts';
 import { buildApp, type HealthCheck } from './http/app.ts';
 import { createMetricsRegistry } from './http/metrics.ts';
-import { lifecycleRoutes } from './http/lifecycle-routes.ts';
 import { ensureSystemAccounts } from './ledger/ledger.ts';
 import { createLogger } from './logging.ts';
 import { seedSandboxCatalogue } from './catalogue/catalogue.ts';
 import { breakerHealth, engineHealth, registerDomainMetrics } from './ops/metrics.ts';
-import { createVerificationRuntime, type VerificationRuntime } from './verifications/runtime.ts';
+import { createVerificationRuntime, type VerificationRuntime } from './runtime.ts';
 
 /** The embedded database's files live in DATA_DIR/pglite; the lock and ops token beside them. */
 export function embeddedDataDir(config: Pick<Config, 'DATA_DIR'>): string {
@@ -90,34 +89,13 @@ export async function prepareDatabase(database: Database, config: Config, now: D
   return applied;
 }
 
-/** GET /health entries of the lifecycle: engine lag with its workers, and the provider's breaker. */
-export function lifecycleHealthChecks(runtime: VerificationRuntime, ctx: AppContext): Record<string, HealthCheck> {
-  return {
-    engine: () => engineHealth(ctx),
-    breakers: async () => breakerHealth([runtime.breaker]),
-  };
-}
-
-/** What background work gets besides the context, to report on itself. */
-export interface BackgroundServices {
-  metrics: Registry;
-  /** Add entries to appear in GET /health. */
-  healthChecks: Record<string, HealthCheck>;
-}
-
-/** Starts background work; resolves to the function that stops it. */
-export type Background = (ctx: AppContext, services: BackgroundServices) => Promise<() => Promise<void>>;
-
 export interface StartServerOptions {
   clock?: Clock;
-  /** false: API only (`serve --no-worker`); background work is not started. */
+  /** false: API only (`serve --no-worker`); the engine is not started. */
   worker?: boolean;
-  background?: Background;
   logger?: Logger;
   /** Where the first admin's generated password is shown once (default: stdout). */
   print?: (text: string) => void;
-  extraRoutes?: FastifyPluginAsync<any, any, any, any>[];
-  healthChecks?: Record<string, HealthCheck>;
   /** Replaces the configured provider (tests: a scripted upstream). */
   runtime?: (ctx: AppContext) => VerificationRuntime;
 }
@@ -187,12 +165,17 @@ export async function startServer(config: Config, options: StartServerOptions = 
 
     const metrics = createMetricsRegistry();
     registerDomainMetrics(metrics, { database, clock, breakers: [runtime.breaker] });
-    const healthChecks: Record<string, HealthCheck> = { ...lifecycleHealthChecks(runtime, ctx), ...options.healthChecks };
+    // GET /health: engine lag with its workers, and the provider's breaker (besides the database).
+    const healthChecks: Record<string, HealthCheck> = {
+      engine: () => engineHealth(ctx),
+      breakers: async () => breakerHealth([runtime.breaker]),
+    };
     const opsToken = config.DATABASE_URL ? undefined : newOpsToken();
     const app = buildApp(ctx, {
+      lifecycle: runtime.deps,
+      hub: runtime.hub,
       metrics,
       healthChecks,
-      extraRoutes: [...lifecycleRoutes(runtime, config), ...(options.extraRoutes ?? [])],
       ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
     });
     cleanups.push(() => app.close());
@@ -209,7 +192,6 @@ export async function startServer(config: Config, options: StartServerOptions = 
     if (options.worker !== false) {
       runtime.engine.start();
       cleanups.push(() => runtime.engine.stop());
-      if (options.background) cleanups.push(await options.background(ctx, { metrics, healthChecks }));
     }
     logger.info({ url, worker: options.worker !== false }, 'namaskah listening');
 

@@ -1,10 +1,11 @@
-import { bigserial, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigserial, jsonb, pgTable, text, uuid } from 'drizzle-orm/pg-core';
+import { timestamptz as at } from '../db/columns.ts';
 
-const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+/** Accounts, credentials and the admin audit log; only src/accounts writes them. */
 
 export const users = pgTable('users', {
   id: uuid('id').primaryKey().defaultRandom(),
-  email: text('email').notNull().unique(),
+  email: text('email').notNull(),
   passwordHash: text('password_hash').notNull(),
   role: text('role', { enum: ['customer', 'admin'] }).notNull().default('customer'),
   createdAt: at('created_at').notNull(),
@@ -12,8 +13,8 @@ export const users = pgTable('users', {
 
 export const sessions = pgTable('sessions', {
   id: uuid('id').primaryKey().defaultRandom(),
-  userId: uuid('user_id').notNull().references(() => users.id),
-  tokenHash: text('token_hash').notNull().unique(),
+  userId: uuid('user_id').notNull(),
+  tokenHash: text('token_hash').notNull(),
   csrfToken: text('csrf_token').notNull(),
   createdAt: at('created_at').notNull(),
   expiresAt: at('expires_at').notNull(),
@@ -22,10 +23,10 @@ export const sessions = pgTable('sessions', {
 
 export const apiKeys = pgTable('api_keys', {
   id: uuid('id').primaryKey().defaultRandom(),
-  userId: uuid('user_id').notNull().references(() => users.id),
+  userId: uuid('user_id').notNull(),
   name: text('name').notNull(),
   prefix: text('prefix').notNull(),
-  keyHash: text('key_hash').notNull().unique(),
+  keyHash: text('key_hash').notNull(),
   createdAt: at('created_at').notNull(),
   lastUsedAt: at('last_used_at'),
   revokedAt: at('revoked_at'),
@@ -33,7 +34,7 @@ export const apiKeys = pgTable('api_keys', {
 
 export const auditLog = pgTable('audit_log', {
   id: bigserial('id', { mode: 'number' }).primaryKey(),
-  actorId: uuid('actor_id').references(() => users.id),
+  actorId: uuid('actor_id'),
   actor: text('actor').notNull(),
   action: text('action').notNull(),
   subjectId: uuid('subject_id'),

@@ -1,5 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
 import { rows, type Database, type Executor } from '../db/database.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
 import { DomainError } from '../errors.ts';
 import { openWallet } from '../ledger/ledger.ts';
 import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords.ts';
@@ -112,29 +113,15 @@ export interface UserPage {
   nextCursor: string | null;
 }
 
-function encodeCursor(at: Date, id: string): string {
-  return Buffer.from(`${at.toISOString()}|${id}`).toString('base64url');
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-export function decodeUserCursor(cursor: string): { at: Date; id: string } | undefined {
-  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const at = new Date(iso ?? '');
-  if (!id || !UUID.test(id) || Number.isNaN(at.getTime())) return undefined;
-  return { at, id };
-}
-
 /** Users with their wallet balances, newest first; `query` matches part of the email. */
 export async function listUsers(
   ex: Executor,
-  options: { query?: string; cursor?: string; limit: number },
+  options: { query?: string; after?: Keyset; limit: number },
 ): Promise<UserPage> {
-  const after = options.cursor ? decodeUserCursor(options.cursor) : undefined;
-  if (options.cursor && !after) throw new DomainError('validation_failed', 'cursor is not valid');
+  const { after } = options;
   const needle = options.query ? normalizeEmail(options.query).replace(/[\\%_]/g, (c) => `\\${c}`) : '';
   const match = needle ? sql`AND u.email LIKE ${`%${needle}%`} ESCAPE '\\'` : sql``;
-  const page = after ? sql`AND (u.created_at, u.id) < (${after.at}, ${after.id}::uuid)` : sql``;
+  const older = after ? sql`AND (u.created_at, u.id) < (${after.at}, ${after.id}::uuid)` : sql``;
   const found = await rows<{
     id: string;
     email: string;
@@ -146,11 +133,12 @@ export async function listUsers(
     ex,
     sql`SELECT u.id, u.email, u.role, u.created_at, a.posted_minor, a.held_minor
         FROM users u LEFT JOIN ledger_accounts a ON a.user_id = u.id
-        WHERE true ${match} ${page}
+        WHERE true ${match} ${older}
         ORDER BY u.created_at DESC, u.id DESC
         LIMIT ${options.limit + 1}`,
   );
-  const items = found.slice(0, options.limit).map((r) => {
+  const page = pageOf(found, options.limit, (r) => ({ at: new Date(r.created_at), id: r.id }));
+  const items = page.items.map((r) => {
     const balance = Number(r.posted_minor ?? 0);
     const held = Number(r.held_minor ?? 0);
     return {
@@ -163,6 +151,5 @@ export async function listUsers(
       availableMinor: balance - held,
     };
   });
-  const last = items[items.length - 1];
-  return { items, nextCursor: found.length > options.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  return { items, nextCursor: page.nextCursor };
 }

@@ -2,7 +2,7 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../db/database.ts';
 import type { CatalogueEntry, Provider } from '../providers/provider.ts';
 import { sandboxCountries, sandboxServices } from '../providers/sandbox.ts';
-import { services } from '../verifications/schema.ts';
+import { services } from './schema.ts';
 
 /**
  * The catalogue: what customers can buy from the configured provider and at what price. The
@@ -40,17 +40,6 @@ export async function seedSandboxCatalogue(ex: Executor): Promise<void> {
     })),
   );
   await ex.insert(services).values(rows).onConflictDoNothing();
-}
-
-/** Adds or updates one offer (operators, real providers). */
-export async function upsertOffer(ex: Executor, offer: Offer): Promise<void> {
-  await ex
-    .insert(services)
-    .values(offer)
-    .onConflictDoUpdate({
-      target: [services.provider, services.service, services.country],
-      set: { name: offer.name, priceMinor: offer.priceMinor, costMinor: offer.costMinor, enabled: offer.enabled },
-    });
 }
 
 /**

@@ -1,12 +1,15 @@
 import { creditUserWallet } from '../accounts/admin.ts';
 import { readOpsToken } from '../accounts/ops-token.ts';
+import { adminUserResource, type AdminUserResource } from '../accounts/resource.ts';
 import { createUser, findUserByEmail, listUsers, normalizeEmail, type Role } from '../accounts/users.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
+import { decodeCursor } from '../db/keyset.ts';
 import { DataDirLockedError } from '../db/lock.ts';
 import { isDomainError } from '../errors.ts';
 import { isLedgerError } from '../ledger/errors.ts';
 import { walletOf } from '../ledger/ledger.ts';
+import { walletResource, type WalletResource } from '../ledger/resource.ts';
 import { embeddedDataDir, openConfiguredDatabase, prepareDatabase } from '../server.ts';
 import { CommandFailure } from './errors.ts';
 
@@ -15,35 +18,18 @@ import { CommandFailure } from './errors.ts';
  * directory no one holds) or through a running embedded server's admin API, authenticated by the
  * local operator token it wrote into DATA_DIR (src/accounts/ops-token.ts).
  */
-export interface UserRow {
-  id: string;
-  email: string;
-  role: Role;
-  created_at: string;
-  balance_minor: number;
-  held_minor: number;
-  available_minor: number;
-}
-
-export interface WalletView {
-  balance_minor: number;
-  held_minor: number;
-  available_minor: number;
-  currency: string;
-}
-
 export interface AdminBackend {
   /** "the database" or "the server at …", for messages. */
   readonly via: string;
   createUser(input: { email: string; password: string; role: Role }): Promise<{ id: string; email: string; role: Role }>;
-  listUsers(): Promise<UserRow[]>;
-  findUser(email: string): Promise<UserRow | undefined>;
+  listUsers(): Promise<AdminUserResource[]>;
+  findUser(email: string): Promise<AdminUserResource | undefined>;
   credit(input: {
     userId: string;
     amountMinor: number;
     reason: string;
     idempotencyKey?: string;
-  }): Promise<{ transferId: string; replayed: boolean; wallet: WalletView }>;
+  }): Promise<{ transferId: string; replayed: boolean; wallet: WalletResource }>;
   close(): Promise<void>;
 }
 
@@ -73,16 +59,7 @@ export async function openAdminBackend(config: Config, clock: Clock): Promise<Ad
     await opened.close();
     throw error;
   }
-  const page = async (cursor?: string) => listUsers(database.db, { cursor, limit: 500 });
-  const toRow = (u: Awaited<ReturnType<typeof listUsers>>['items'][number]): UserRow => ({
-    id: u.id,
-    email: u.email,
-    role: u.role,
-    created_at: u.createdAt.toISOString(),
-    balance_minor: u.balanceMinor,
-    held_minor: u.heldMinor,
-    available_minor: u.availableMinor,
-  });
+  const page = async (cursor?: string) => listUsers(database.db, { after: cursor ? decodeCursor(cursor) : undefined, limit: 500 });
   return {
     via: 'the database',
     async createUser(input) {
@@ -94,11 +71,11 @@ export async function openAdminBackend(config: Config, clock: Clock): Promise<Ad
       return { id: user.id, email: user.email, role: user.role };
     },
     async listUsers() {
-      const all: UserRow[] = [];
+      const all: AdminUserResource[] = [];
       let cursor: string | undefined;
       do {
         const result = await page(cursor);
-        all.push(...result.items.map(toRow));
+        all.push(...result.items.map(adminUserResource));
         cursor = result.nextCursor ?? undefined;
       } while (cursor);
       return all;
@@ -107,28 +84,11 @@ export async function openAdminBackend(config: Config, clock: Clock): Promise<Ad
       const user = await findUserByEmail(database.db, email);
       if (!user) return undefined;
       const wallet = await walletOf(database.db, user.id);
-      return {
-        id: user.id,
-        email: user.email,
-        role: user.role,
-        created_at: user.createdAt.toISOString(),
-        balance_minor: wallet.balanceMinor,
-        held_minor: wallet.heldMinor,
-        available_minor: wallet.availableMinor,
-      };
+      return adminUserResource({ ...user, balanceMinor: wallet.balanceMinor, heldMinor: wallet.heldMinor, availableMinor: wallet.availableMinor });
     },
     async credit(input) {
       const result = await creditUserWallet(database, { ...input, actor: { kind: 'operator' }, now: clock.now() }).catch(asFailure);
-      return {
-        transferId: result.transferId,
-        replayed: result.replayed,
-        wallet: {
-          balance_minor: result.wallet.balanceMinor,
-          held_minor: result.wallet.heldMinor,
-          available_minor: result.wallet.availableMinor,
-          currency: result.wallet.currency,
-        },
-      };
+      return { transferId: result.transferId, replayed: result.replayed, wallet: walletResource(result.wallet) };
     },
     close: () => opened.close(),
   };
@@ -169,13 +129,13 @@ function httpBackend(baseUrl: string, token: string): AdminBackend {
     return { body: parsed as T, headers: response.headers };
   }
 
-  async function* pages(query: string): AsyncGenerator<UserRow[]> {
+  async function* pages(query: string): AsyncGenerator<AdminUserResource[]> {
     let cursor: string | null = null;
     do {
       const params = new URLSearchParams({ limit: '200' });
       if (query) params.set('query', query);
       if (cursor) params.set('cursor', cursor);
-      const { body } = await request<{ items: UserRow[]; next_cursor: string | null }>('GET', `/v1/admin/users?${params}`);
+      const { body } = await request<{ items: AdminUserResource[]; next_cursor: string | null }>('GET', `/v1/admin/users?${params}`);
       yield body.items;
       cursor = body.next_cursor;
     } while (cursor);
@@ -188,7 +148,7 @@ function httpBackend(baseUrl: string, token: string): AdminBackend {
       return body.user;
     },
     async listUsers() {
-      const all: UserRow[] = [];
+      const all: AdminUserResource[] = [];
       for await (const items of pages('')) all.push(...items);
       return all;
     },
@@ -201,7 +161,7 @@ function httpBackend(baseUrl: string, token: string): AdminBackend {
       return undefined;
     },
     async credit(input) {
-      const { body } = await request<{ transfer_id: string; replayed: boolean; wallet: WalletView }>(
+      const { body } = await request<{ transfer_id: string; replayed: boolean; wallet: WalletResource }>(
         'POST',
         `/v1/admin/users/${input.userId}/credit`,
         { amount_minor: input.amountMinor, reason: input.reason },

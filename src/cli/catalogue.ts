@@ -4,7 +4,7 @@ import { loadConfig } from '../config.ts';
 import { DataDirLockedError } from '../db/lock.ts';
 import { formatMinor } from '../money.ts';
 import { CommandFailure, UsageError } from './errors.ts';
-import type { CliIo } from './main.ts';
+import type { CliIo } from './io.ts';
 
 /**
  * `namaskah services list|sync`: the catalogue customers buy from. `sync` fills it from the

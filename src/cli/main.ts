@@ -9,26 +9,18 @@ import {
   PASSWORD_MAX_LENGTH,
   PASSWORD_MIN_LENGTH,
 } from '../accounts/policy.ts';
-import { systemClock, type Clock } from '../clock.ts';
+import { systemClock } from '../clock.ts';
 import { ConfigError, loadConfig, redactUrl, type Config } from '../config.ts';
 import { DataDirLockedError } from '../db/lock.ts';
 import { scrubSecrets } from '../logging.ts';
 import { formatMinor } from '../money.ts';
 import { parseMajorAmount } from './amount.ts';
-import type { UserRow } from './backend.ts';
+import type { AdminUserResource } from '../accounts/resource.ts';
 import { CommandFailure, UsageError } from './errors.ts';
+import type { CliIo } from './io.ts';
 import { registerCatalogueCommands } from './catalogue.ts';
 import { registerOpsCommands } from './ops.ts';
 
-/** What a CLI run may touch: injected so tests run commands in-process and capture the output. */
-export interface CliIo {
-  env: Record<string, string | undefined>;
-  stdout(text: string): void;
-  stderr(text: string): void;
-  /** Resolves when the process is asked to stop (SIGINT/SIGTERM); `serve` runs until then. */
-  waitForShutdown(): Promise<string>;
-  clock?: Clock;
-}
 
 const line = (text: string) => `${text}\n`;
 
@@ -43,6 +35,14 @@ function where(config: Config): string {
 function checkEmail(email: string): string {
   if (!isValidEmail(email)) throw new UsageError(`"${email}" is not a valid email address`);
   return normalizeEmail(email);
+}
+
+/** Says what runs where, then runs until SIGINT/SIGTERM and stops it. */
+async function runUntilShutdown(io: CliIo, running: { close(): Promise<void> }, banner: string): Promise<void> {
+  io.stderr(line(`${banner}; Ctrl-C stops it`));
+  const signal = await io.waitForShutdown();
+  io.stderr(line(`${signal}: shutting down`));
+  await running.close();
 }
 
 function table(rows: string[][]): string {
@@ -67,10 +67,7 @@ function buildProgram(io: CliIo): Command {
       const config = configFrom(io);
       const { startServer } = await import('../server.ts');
       const server = await startServer(config, { clock, worker: options.worker, print: io.stdout });
-      io.stderr(line(`namaskah is serving at ${server.url} (${where(config)}); Ctrl-C stops it`));
-      const signal = await io.waitForShutdown();
-      io.stderr(line(`${signal}: shutting down`));
-      await server.close();
+      await runUntilShutdown(io, server, `namaskah is serving at ${server.url} (${where(config)})`);
     });
 
   program
@@ -80,10 +77,7 @@ function buildProgram(io: CliIo): Command {
       const config = configFrom(io);
       const { startWorker } = await import('../server.ts');
       const worker = await startWorker(config, { clock });
-      io.stderr(line(`namaskah worker ${worker.runtime.engine.workerId} running on ${where(config)}; Ctrl-C stops it`));
-      const signal = await io.waitForShutdown();
-      io.stderr(line(`${signal}: shutting down`));
-      await worker.close();
+      await runUntilShutdown(io, worker, `namaskah worker ${worker.runtime.engine.workerId} running on ${where(config)}`);
     });
 
   program
@@ -143,7 +137,7 @@ function buildProgram(io: CliIo): Command {
     .action(async (options: { json?: boolean }) => {
       const config = configFrom(io);
       const backend = await (await import('./backend.ts')).openAdminBackend(config, clock);
-      let rows: UserRow[];
+      let rows: AdminUserResource[];
       try {
         rows = await backend.listUsers();
       } finally {

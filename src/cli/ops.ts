@@ -7,15 +7,14 @@ import { loadConfig, type Config } from '../config.ts';
 import type { AppContext } from '../context.ts';
 import { DataDirLockedError } from '../db/lock.ts';
 import { createLogger, scrubSecrets } from '../logging.ts';
-import type { DiagnoseReport } from '../ops/diagnose.ts';
 import { formatDiagnose, formatReconcile } from '../ops/format.ts';
-import type { ReconcileReport } from '../ops/reconcile.ts';
+import type { DiagnoseReport, ReconcileReport } from '../ops/reports.ts';
 import type { OpenedDatabase } from '../server.ts';
 import { CommandFailure, UsageError } from './errors.ts';
-import type { CliIo } from './main.ts';
+import type { CliIo } from './io.ts';
 
 /**
- * `namaskah reconcile` and `namaskah diagnose` (DESIGN §7). They work whether or not a server runs:
+ * `namaskah reconcile` and `namaskah diagnose` (docs/operations.md). They work whether or not a server runs:
  *
  *   - PostgreSQL (DATABASE_URL): they open the database directly, beside any running processes;
  *   - embedded, data directory locked by a running server: they ask that server over HTTP (the URL
@@ -52,6 +51,7 @@ async function access(config: Config, clock: Clock): Promise<Access> {
       // A pool connects lazily: make an unreachable database fail here, as "cannot open".
       await opened.database.db.execute(sql`SELECT 1`);
     } catch (error) {
+      // The failed query is what the operator needs to see, not a failure to close after it.
       await opened.close().catch(() => {});
       throw error;
     }
@@ -170,7 +170,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
         const bar = progressBar();
         try {
           const { prepareDatabase } = await import('../server.ts');
-          const { createVerificationRuntime } = await import('../verifications/runtime.ts');
+          const { createVerificationRuntime } = await import('../runtime.ts');
           const { reconcile, recordReconcileRun } = await import('../ops/reconcile.ts');
           await prepareDatabase(opened.database, config, clock.now());
           const ctx: AppContext = { config, database: opened.database, clock, logger: toolLogger(config) };

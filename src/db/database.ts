@@ -4,11 +4,12 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations, SQL } from 'drizzle-orm';
 import pg from 'pg';
-import * as schema from './schema.ts';
 
-export type Schema = typeof schema;
-export type Db = PgDatabase<PgQueryResultHKT, Schema>;
-export type Tx = PgTransaction<PgQueryResultHKT, Schema, ExtractTablesWithRelations<Schema>>;
+// No schema is registered with Drizzle: the code uses its query builder over the tables each module
+// declares (and SQL), never the relational query API, so this floor knows no domain table.
+type NoSchema = Record<string, never>;
+export type Db = PgDatabase<PgQueryResultHKT, NoSchema>;
+export type Tx = PgTransaction<PgQueryResultHKT, NoSchema, ExtractTablesWithRelations<NoSchema>>;
 /** The root handle or a transaction handle. Inside a transaction, always pass the transaction. */
 export type Executor = Db | Tx;
 
@@ -80,7 +81,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 async function openPglite(dataDir: string | undefined): Promise<Database> {
   const client = dataDir ? new PGlite(dataDir) : new PGlite();
   await client.waitReady;
-  const db = drizzlePglite({ client, schema }) as unknown as Db;
+  const db = drizzlePglite({ client }) as unknown as Db;
   return {
     engine: 'pglite',
     db,
@@ -110,7 +111,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, types });
   // An idle client losing its connection must not crash the process.
   pool.on('error', () => {});
-  const db = drizzlePg({ client: pool, schema }) as unknown as Db;
+  const db = drizzlePg({ client: pool }) as unknown as Db;
   const listeners = new Set<pg.Client>();
   return {
     engine: 'postgres',
@@ -136,6 +137,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
       await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
       return async () => {
         listeners.delete(client);
+        // A listener that fails to close has lost its connection already: nothing is left to undo.
         await client.end().catch(() => {});
       };
     },
@@ -146,6 +148,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
         await client.query(script);
         await client.query('COMMIT');
       } catch (error) {
+        // The script's own error is the one to report; a failed ROLLBACK ends with the connection.
         await client.query('ROLLBACK').catch(() => {});
         throw error;
       } finally {
@@ -169,6 +172,8 @@ export async function withAdvisoryLock<T>(databaseUrl: string | undefined, key: 
     await client.query('SELECT pg_advisory_lock($1)', [key]);
     return await fn();
   } finally {
+    // An advisory lock dies with its session, so ending the connection releases it even when the
+    // unlock itself fails; neither failure may hide the outcome of fn.
     await client.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => {});
     await client.end().catch(() => {});
   }

@@ -31,7 +31,7 @@ export function lockPath(dataDir: string): string {
   return join(dataDir, 'namaskah.lock');
 }
 
-export function isAlive(pid: number): boolean {
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,17 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, forgetWorker, heartbeat, releaseLease } from '../verifications/queue.ts';
-import {
-  checkUpstream,
-  describe,
-  expireVerification,
-  orderRef,
-  recordMessages,
-  recoverPurchase,
-  settleUpstream,
-  type LifecycleDeps,
-  type VerificationRow,
-} from '../verifications/lifecycle.ts';
+import { claimDue, forgetWorker, heartbeat, releaseLease } from './queue.ts';
+import { checkUpstream, expireVerification, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
+import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
+import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
 
 /**
@@ -52,7 +44,7 @@ export class Engine {
     this.stopped = false;
     const loop = async () => {
       if (this.stopped) return;
-      this.running = this.tick().catch((error) => this.deps.logger.error({ err: describe(error) }, 'engine tick failed'));
+      this.running = this.tick().catch((error: unknown) => this.deps.logger.error({ err: error }, 'engine tick failed'));
       await this.running;
       if (!this.stopped) this.timer = setTimeout(loop, this.deps.config.ENGINE_TICK_MS);
     };
@@ -63,7 +55,12 @@ export class Engine {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
-    await forgetWorker(this.deps.database.db, this.workerId).catch(() => {});
+    try {
+      await forgetWorker(this.deps.database.db, this.workerId);
+    } catch (error) {
+      // Stopping goes on (the database may be closing too); a worker left listed stops ticking and shows as not alive.
+      this.deps.logger.warn({ err: error, worker: this.workerId }, 'could not remove this worker from engine_workers');
+    }
   }
 
   /** One pass over everything that is due now. Tests call this directly with an injected clock. */
@@ -110,7 +107,7 @@ export class Engine {
         checkFailures: failures,
       });
     } catch (error) {
-      this.deps.logger.error({ verification: row.id, err: describe(error) }, 'recovery failed');
+      this.deps.logger.error({ verification: row.id, err: error }, 'recovery failed');
       await this.retryLater(row);
     }
   }
@@ -122,7 +119,7 @@ export class Engine {
       if (after?.state === 'received') report.captured++;
       await releaseLease(this.deps.database.db, row.id, this.workerId, { nextCheckAt: null });
     } catch (error) {
-      this.deps.logger.error({ verification: row.id, err: describe(error) }, 'expiry failed');
+      this.deps.logger.error({ verification: row.id, err: error }, 'expiry failed');
       await this.retryLater(row);
     }
   }
@@ -135,7 +132,8 @@ export class Engine {
     if (clock.now().getTime() < windowEnds) {
       // An open breaker or a failed check only postpones the look: a late SMS is never dropped
       // because the upstream had a bad moment. The watch ends with the window or once one is stored.
-      const result = breaker.isOpen() ? undefined : await checkUpstream(this.deps, row, 'poller').catch(() => undefined);
+      const messages = breaker.isOpen() ? undefined : await upstreamMessages(this.deps, row, 'looking for a late SMS failed');
+      const result = messages && messages.length > 0 ? await recordMessages(this.deps, row.id, messages, 'poller') : undefined;
       if (!result || result.stored === 0) next = new Date(Math.min(windowEnds, clock.now().getTime() + config.POLL_INTERVAL_MS));
     }
     await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: next });
@@ -170,7 +168,7 @@ export class Engine {
         }
         list = missing;
       } catch (error) {
-        this.deps.logger.warn({ err: describe(error) }, 'batched poll failed; polling one by one');
+        this.deps.logger.warn({ err: error }, 'batched poll failed; polling one by one');
       }
     }
     await eachConcurrently(list, this.deps.config.ENGINE_CONCURRENCY, async (row) => {
@@ -179,7 +177,7 @@ export class Engine {
         if (result?.captured) report.captured++;
         await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row), checkFailures: 0 });
       } catch (error) {
-        this.deps.logger.warn({ verification: row.id, err: describe(error) }, 'poll failed');
+        this.deps.logger.warn({ verification: row.id, err: error }, 'poll failed');
         await this.retryLater(row);
       }
     });
@@ -195,14 +193,17 @@ export class Engine {
     const failures = row.checkFailures + 1;
     const at = this.deps.clock.now().getTime() + backoffMs(failures);
     const next = row.state === 'waiting' ? Math.min(at, row.expiresAt.getTime()) : at;
-    await releaseLease(this.deps.database.db, row.id, this.workerId, { nextCheckAt: new Date(next), checkFailures: failures }).catch(
-      () => {},
-    );
+    try {
+      await releaseLease(this.deps.database.db, row.id, this.workerId, { nextCheckAt: new Date(next), checkFailures: failures });
+    } catch (error) {
+      // The lease then lapses on its own and another tick takes the row again.
+      this.deps.logger.error({ verification: row.id, err: error }, 'could not give a row back after a failure');
+    }
   }
 }
 
 /** Runs `work` over the items with at most `limit` in flight at once. */
-export async function eachConcurrently<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+async function eachConcurrently<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const lanes = Array.from({ length: Math.min(Math.max(1, limit), items.length) }, async () => {
     while (next < items.length) await work(items[next++]!);

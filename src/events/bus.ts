@@ -49,12 +49,6 @@ export class EventHub {
     };
   }
 
-  subscriberCount(): number {
-    let n = 0;
-    for (const set of this.listeners.values()) n += set.size;
-    return n;
-  }
-
   async stop(): Promise<void> {
     this.listeners.clear();
     await this.unlisten?.();

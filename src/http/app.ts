@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
@@ -16,16 +16,22 @@ import {
 import type { Registry } from 'prom-client';
 import type { AppContext } from '../context.ts';
 import { DomainError } from '../errors.ts';
+import type { EventHub } from '../events/bus.ts';
+import type { LifecycleDeps } from '../verifications/lifecycle.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
 import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
 import { errorToProblem, problem, sendProblem } from './problem.ts';
-import { routes } from './routes/index.ts';
+import { apiRoutes } from './routes/index.ts';
 
 export type HealthCheck = () => Promise<unknown>;
 
 declare module 'fastify' {
   interface FastifyInstance {
     ctx: AppContext;
+    /** What the verification routes buy, cancel and capture with (the provider behind its breaker, …). */
+    lifecycle: LifecycleDeps;
+    /** This process's live events, for GET /v1/events. */
+    hub: EventHub;
     /** The Prometheus registry behind GET /metrics; add series to it. */
     metrics: Registry;
     /** Checks reported by GET /health besides the database; read on every request, so entries may be added later. */
@@ -34,8 +40,8 @@ declare module 'fastify' {
 }
 
 export interface BuildAppOptions {
-  /** Route plugins of other modules, registered after the built-in ones (src/http/routes/index.ts). */
-  extraRoutes?: FastifyPluginAsync<any, any, any, any>[];
+  lifecycle: LifecycleDeps;
+  hub: EventHub;
   healthChecks?: Record<string, HealthCheck>;
   metrics?: Registry;
   /** The local operator token accepted as an admin bearer (embedded mode; see src/accounts/ops-token.ts). */
@@ -47,7 +53,7 @@ export interface BuildAppOptions {
 const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../../web/public/', import.meta.url));
 
 /** The whole HTTP application, not listening: startServer listens, tests may use inject(). */
-export function buildApp(ctx: AppContext, options: BuildAppOptions = {}): FastifyInstance {
+export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInstance {
   const { config } = ctx;
   const app = Fastify({
     loggerInstance: ctx.logger,
@@ -61,6 +67,8 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions = {}): Fastif
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorate('ctx', ctx);
+  app.decorate('lifecycle', options.lifecycle);
+  app.decorate('hub', options.hub);
   app.decorate('metrics', options.metrics ?? createMetricsRegistry());
   app.decorate('healthChecks', options.healthChecks ?? {});
 
@@ -138,8 +146,7 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions = {}): Fastif
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  for (const route of routes) app.register(route);
-  for (const route of options.extraRoutes ?? []) app.register(route);
+  for (const route of apiRoutes(config)) app.register(route);
 
   const staticDir = options.staticDir === undefined ? DEFAULT_STATIC_DIR : options.staticDir;
   if (staticDir && existsSync(staticDir)) {

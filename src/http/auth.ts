@@ -12,9 +12,9 @@ import { DomainError } from '../errors.ts';
  * (double-submit: the token is also in the readable `namaskah_csrf` cookie). A bearer token is
  * never sent by a browser on its own, so bearer requests need no CSRF token.
  */
-export const SESSION_COOKIE = 'namaskah_session';
-export const CSRF_COOKIE = 'namaskah_csrf';
-export const CSRF_HEADER = 'x-csrf-token';
+const SESSION_COOKIE = 'namaskah_session';
+const CSRF_COOKIE = 'namaskah_csrf';
+const CSRF_HEADER = 'x-csrf-token';
 
 export type { Principal };
 

@@ -1,43 +1,11 @@
 import { z } from 'zod';
 import { IDEMPOTENCY_KEY_PATTERN } from '../accounts/policy.ts';
-import type { User } from '../accounts/users.ts';
-import type { Wallet } from '../ledger/ledger.ts';
+import { Cursor } from '../db/keyset.ts';
 
-/** Shapes shared by several routes; each is both validation/serialization and an OpenAPI component. */
-
-export const Timestamp = z.iso.datetime({ offset: true }).describe('RFC 3339 timestamp');
-export const MinorUnits = z.number().int().describe('integer amount in minor units (cents)');
-
-export const UserSchema = z
-  .object({
-    id: z.uuid(),
-    email: z.string(),
-    role: z.enum(['customer', 'admin']),
-    created_at: Timestamp,
-  })
-  .meta({ id: 'User' });
-
-export const WalletSchema = z
-  .object({
-    balance_minor: MinorUnits.describe('posted balance'),
-    held_minor: MinorUnits.describe('reserved by verifications still in progress'),
-    available_minor: MinorUnits.describe('what can be spent: balance minus held'),
-    currency: z.string().length(3),
-  })
-  .meta({ id: 'Wallet' });
-
-export function userBody(user: User): z.output<typeof UserSchema> {
-  return { id: user.id, email: user.email, role: user.role, created_at: user.createdAt.toISOString() };
-}
-
-export function walletBody(wallet: Wallet): z.output<typeof WalletSchema> {
-  return {
-    balance_minor: wallet.balanceMinor,
-    held_minor: wallet.heldMinor,
-    available_minor: wallet.availableMinor,
-    currency: wallet.currency,
-  };
-}
+/**
+ * Request shapes shared by several routes. Resources (what routes answer) are declared beside their
+ * domain module (a resource.ts in the module's folder), so the domain builds exactly the type the API validates.
+ */
 
 /** Optional Idempotency-Key header; other headers pass through untouched. */
 export const IdempotencyHeaders = z.looseObject({
@@ -48,6 +16,14 @@ export const IdempotencyHeaders = z.looseObject({
     .describe('makes the request safe to retry: a retry returns the first outcome'),
 });
 
-export const Cursor = z.string().min(1).max(300).describe('opaque: the next_cursor of the previous page');
+/** The query fields every list route takes: the previous page's cursor and a bounded page size. */
+export function pageQuery(limit: { max: number; default: number }) {
+  return { cursor: Cursor.optional(), limit: z.coerce.number().int().min(1).max(limit.max).default(limit.default) };
+}
+
+/** What every list route answers: a page of items, newest first, and the cursor of the next page (null on the last). */
+export function Page<Item extends z.ZodType>(item: Item) {
+  return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+}
 
 export const Security: { [scheme: string]: string[] }[] = [{ bearerAuth: [] }, { cookieAuth: [] }];

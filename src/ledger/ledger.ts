@@ -1,5 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { firstRow, pgConstraint, pgErrorCode, rows, type Executor } from '../db/database.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
+import { publish } from '../events/bus.ts';
 import { toMinor, type Minor } from '../money.ts';
 import { LedgerError } from './errors.ts';
 
@@ -7,7 +9,8 @@ import { LedgerError } from './errors.ts';
  * The only module that writes the ledger tables. Every function takes the caller's executor so a
  * money movement commits or rolls back together with the state change it belongs to. The rules
  * (no overdraft, one resolution per hold, immutable journal, balances cached by triggers) are
- * enforced by the database; this module turns their violations into LedgerErrors.
+ * enforced by the database; this module turns their violations into LedgerErrors. Every movement
+ * of a wallet also announces itself to the wallet's owner (walletMoved), in the same transaction.
  */
 
 export type SystemAccount = 'funding' | 'revenue' | 'adjustments';
@@ -39,6 +42,8 @@ export interface Transfer {
 export interface Hold {
   id: string;
   accountId: string;
+  /** The wallet's owner (null for a hold on a system account). */
+  userId: string | null;
   amountMinor: Minor;
   verificationId: string | null;
   expiresAt: Date;
@@ -93,6 +98,15 @@ function translate(error: unknown): never {
     throw new LedgerError('hold_already_resolved', 'hold is already resolved');
   }
   throw error;
+}
+
+/**
+ * The one place a wallet's live `wallet` event is published: every movement (credit, hold, capture,
+ * release, correction) calls it with the transaction that makes the movement, so an open dashboard
+ * hears of each one exactly when it commits, and of none that rolls back.
+ */
+async function walletMoved(ex: Executor, userId: string | null): Promise<void> {
+  if (userId) await publish(ex, { userId, kind: 'wallet', id: userId });
 }
 
 /** Creates the installation's system accounts once. */
@@ -222,6 +236,7 @@ export async function creditWallet(ex: Executor, request: CreditRequest): Promis
     row.kind === fields.kind &&
     row.reason === fields.reason;
   if (!same) throw new LedgerError('idempotency_key_reused', 'this idempotency key was used for a different transfer');
+  if (!replayed) await walletMoved(ex, request.userId);
   return { transfer: toTransfer(row), replayed };
 }
 
@@ -245,9 +260,11 @@ export async function placeHold(ex: Executor, request: HoldRequest): Promise<Hol
           VALUES (${wallet}, ${request.amountMinor}, ${request.verificationId}, ${request.expiresAt}, ${request.actor}, ${request.now})
           RETURNING id, created_at`,
     );
+    await walletMoved(ex, request.userId);
     return {
       id: row!.id,
       accountId: wallet,
+      userId: request.userId,
       amountMinor: toMinor(request.amountMinor),
       verificationId: request.verificationId,
       expiresAt: request.expiresAt,
@@ -283,6 +300,7 @@ export async function postHold(ex: Executor, request: ResolveRequest): Promise<T
           FROM ledger_holds h WHERE h.id = ${hold.id}
           RETURNING *`,
     );
+    await walletMoved(ex, hold.userId);
     return toTransfer(row!);
   } catch (error) {
     translate(error);
@@ -290,8 +308,8 @@ export async function postHold(ex: Executor, request: ResolveRequest): Promise<T
 }
 
 /** Releases a hold back to the available balance, once: voided (cancel, failure) or expired (deadline). */
-export async function releaseHold(ex: Executor, request: ResolveRequest & { outcome: 'voided' | 'expired' }): Promise<void> {
-  await findHold(ex, request.holdId);
+async function releaseHold(ex: Executor, request: ResolveRequest & { outcome: 'voided' | 'expired' }): Promise<void> {
+  const hold = await findHold(ex, request.holdId);
   try {
     await ex.execute(sql`
       INSERT INTO ledger_hold_resolutions (hold_id, outcome, actor, reason, created_at)
@@ -299,6 +317,7 @@ export async function releaseHold(ex: Executor, request: ResolveRequest & { outc
   } catch (error) {
     translate(error);
   }
+  await walletMoved(ex, hold.userId);
 }
 
 export function voidHold(ex: Executor, request: ResolveRequest): Promise<void> {
@@ -310,7 +329,7 @@ export function expireHold(ex: Executor, request: ResolveRequest): Promise<void>
 }
 
 /** The idempotency key of the correction that refunds one charge: at most one per charge, ever. */
-export function chargeRefundKey(chargeId: string): string {
+function chargeRefundKey(chargeId: string): string {
   return `charge-refund:${chargeId}`;
 }
 
@@ -341,30 +360,34 @@ export async function refundCharge(
     reason: request.reason,
     now: request.now,
   });
+  if (!replayed) await walletMoved(ex, (await findHold(ex, request.holdId)).userId);
   return { transfer: toTransfer(row), replayed };
 }
 
 export async function findHold(ex: Executor, holdId: string): Promise<Hold> {
   const row = await firstRow<{
-    id: string;
+    hold_id: string;
     account_id: string;
+    user_id: string | null;
     amount_minor: number;
     verification_id: string | null;
     expires_at: Date;
-    created_at: Date;
+    held_at: Date;
     outcome: HoldOutcome | null;
   }>(
     ex,
-    sql`SELECT h.*, r.outcome FROM ledger_holds h LEFT JOIN ledger_hold_resolutions r ON r.hold_id = h.id WHERE h.id = ${holdId}`,
+    sql`SELECT o.hold_id, o.account_id, a.user_id, o.amount_minor, o.verification_id, o.expires_at, o.held_at, o.outcome
+        FROM ledger_hold_outcomes o JOIN ledger_accounts a ON a.id = o.account_id WHERE o.hold_id = ${holdId}`,
   );
   if (!row) throw new LedgerError('unknown_hold', `no hold ${holdId}`);
   return {
-    id: row.id,
+    id: row.hold_id,
     accountId: row.account_id,
+    userId: row.user_id,
     amountMinor: toMinor(row.amount_minor),
     verificationId: row.verification_id,
     expiresAt: new Date(row.expires_at),
-    createdAt: new Date(row.created_at),
+    createdAt: new Date(row.held_at),
     outcome: row.outcome,
   };
 }
@@ -388,27 +411,10 @@ export interface HistoryPage {
   nextCursor: string | null;
 }
 
-function encodeCursor(at: Date, id: string): string {
-  return Buffer.from(`${at.toISOString()}|${id}`).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): { at: Date; id: string } | undefined {
-  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const at = new Date(iso ?? '');
-  if (!id || Number.isNaN(at.getTime())) return undefined;
-  return { at, id };
-}
-
 /** The customer's money history, newest first, as the types customers understand. */
-export async function walletHistory(
-  ex: Executor,
-  userId: string,
-  options: { cursor?: string; limit: number },
-): Promise<HistoryPage> {
+export async function walletHistory(ex: Executor, userId: string, options: { after?: Keyset; limit: number }): Promise<HistoryPage> {
   const wallet = await walletAccountId(ex, userId);
-  const after = options.cursor ? decodeCursor(options.cursor) : undefined;
-  if (options.cursor && !after) throw new RangeError('invalid cursor');
-  const before = after ? sql`AND (created_at, id) < (${after.at}, ${after.id})` : sql``;
+  const before = options.after ? sql`AND (created_at, id) < (${options.after.at}, ${options.after.id}::uuid)` : sql``;
   const found = await rows<{
     id: string;
     type: HistoryType;
@@ -419,35 +425,38 @@ export async function walletHistory(
     created_at: Date;
   }>(
     ex,
-    sql`SELECT * FROM (
-          SELECT t.id::text AS id,
-                 CASE WHEN t.kind = 'verification_charge' THEN 'verification_charge' ELSE t.kind END AS type,
+    // A release has no row of its own: its entry's id is derived from its hold's, so that it is
+    // stable and a UUID like every other entry's (the page key is (created_at, id)).
+    sql`SELECT id::text AS id, type, amount_minor, gross_minor, verification_id, reason, created_at FROM (
+          SELECT t.id, t.kind AS type,
                  CASE WHEN t.kind = 'verification_charge' THEN 0
                       WHEN t.credit_account_id = ${wallet} THEN t.amount_minor ELSE -t.amount_minor END AS amount_minor,
                  t.amount_minor AS gross_minor, t.verification_id, t.reason, t.created_at
           FROM ledger_transfers t
           WHERE t.debit_account_id = ${wallet} OR t.credit_account_id = ${wallet}
           UNION ALL
-          SELECT h.id::text, 'verification_hold', -h.amount_minor, h.amount_minor, h.verification_id, NULL, h.created_at
-          FROM ledger_holds h WHERE h.account_id = ${wallet}
+          SELECT o.hold_id, 'verification_hold', -o.amount_minor, o.amount_minor, o.verification_id, NULL, o.held_at
+          FROM ledger_hold_outcomes o WHERE o.account_id = ${wallet}
           UNION ALL
-          SELECT 'r' || h.id::text, 'verification_refund', h.amount_minor, h.amount_minor, h.verification_id, r.reason, r.created_at
-          FROM ledger_hold_resolutions r JOIN ledger_holds h ON h.id = r.hold_id
-          WHERE h.account_id = ${wallet} AND r.outcome IN ('voided', 'expired')
+          SELECT md5('release:' || o.hold_id::text)::uuid, 'verification_refund', o.amount_minor, o.amount_minor, o.verification_id,
+                 o.resolution_reason, o.resolved_at
+          FROM ledger_hold_outcomes o WHERE o.account_id = ${wallet} AND o.outcome IN ('voided', 'expired')
         ) entries
         WHERE true ${before}
         ORDER BY created_at DESC, id DESC
         LIMIT ${options.limit + 1}`,
   );
-  const page = found.slice(0, options.limit).map((r) => ({
-    id: r.id,
-    type: r.type,
-    amountMinor: Number(r.amount_minor),
-    grossMinor: Number(r.gross_minor),
-    verificationId: r.verification_id,
-    reason: r.reason,
-    createdAt: new Date(r.created_at),
-  }));
-  const last = page[page.length - 1];
-  return { items: page, nextCursor: found.length > options.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  const page = pageOf(found, options.limit, (r) => ({ at: new Date(r.created_at), id: r.id }));
+  return {
+    items: page.items.map((r) => ({
+      id: r.id,
+      type: r.type,
+      amountMinor: Number(r.amount_minor),
+      grossMinor: Number(r.gross_minor),
+      verificationId: r.verification_id,
+      reason: r.reason,
+      createdAt: new Date(r.created_at),
+    })),
+    nextCursor: page.nextCursor,
+  };
 }

@@ -1,15 +1,14 @@
-import { and, desc, eq, isNull, lt, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
 import { publish } from '../events/bus.ts';
-import { notifications } from '../verifications/schema.ts';
+import { notifications, type NotificationKind } from './schema.ts';
 
 /**
  * In-app notifications. Written in the same transaction as the transition they announce; the
  * unique (verification, kind) constraint makes "exactly one code notice and one refund notice"
  * a database fact even when a transition is retried.
  */
-export type NotificationKind = 'code_received' | 'refund_issued';
-
 export async function notify(
   ex: Executor,
   input: { userId: string; verificationId: string; kind: NotificationKind; title: string; body: string; now: Date },
@@ -31,30 +30,26 @@ export async function notify(
 
 export type NotificationRow = typeof notifications.$inferSelect;
 
-export function notificationView(n: NotificationRow) {
-  return {
-    id: n.id,
-    kind: n.kind,
-    verification_id: n.verificationId,
-    title: n.title,
-    body: n.body,
-    created_at: n.createdAt.toISOString(),
-    read_at: n.readAt ? n.readAt.toISOString() : null,
-  };
-}
-
-export async function listNotifications(ex: Executor, userId: string, options: { limit: number; before?: Date }) {
-  const items = await ex
+/** A page of the customer's notifications, newest first, with the count of unread ones. */
+export async function listNotifications(ex: Executor, userId: string, options: { limit: number; after?: Keyset }) {
+  const { after } = options;
+  const found = await ex
     .select()
     .from(notifications)
-    .where(and(eq(notifications.userId, userId), options.before ? lt(notifications.createdAt, options.before) : undefined))
+    .where(
+      and(
+        eq(notifications.userId, userId),
+        after ? sql`(${notifications.createdAt}, ${notifications.id}) < (${after.at}, ${after.id}::uuid)` : undefined,
+      ),
+    )
     .orderBy(desc(notifications.createdAt), desc(notifications.id))
-    .limit(options.limit);
+    .limit(options.limit + 1);
+  const page = pageOf(found, options.limit, (n) => ({ at: n.createdAt, id: n.id }));
   const [unread] = await ex
     .select({ n: sql<number>`count(*)::int` })
     .from(notifications)
     .where(and(eq(notifications.userId, userId), isNull(notifications.readAt)));
-  return { items, unread: Number(unread?.n ?? 0) };
+  return { items: page.items, nextCursor: page.nextCursor, unread: Number(unread?.n ?? 0) };
 }
 
 export async function findNotification(ex: Executor, userId: string, id: string): Promise<NotificationRow | undefined> {

@@ -3,19 +3,20 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database, type Executor } from '../db/database.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
-import { engineLagSeconds } from '../verifications/queue.ts';
+import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
-import { checkLedgerInvariants, type Check } from './invariants.ts';
+import { checkLedgerInvariants } from './invariants.ts';
 import { checkLifecycleInvariants } from './lifecycle-checks.ts';
+import type { DiagnoseReport, WorkerReport } from './reports.ts';
+import { problemRules } from './rules.ts';
 
 /**
- * `diagnose`: a read-only report on a live database (DESIGN §7). `ok` is false exactly when an
+ * `diagnose`: a read-only report on a live database (docs/operations.md). `ok` is false exactly when an
  * invariant check fails; the rest (counts, rates, breaker states, engine lag, late SMS, upstream
  * settlement owed) are facts for the operator and never fail it. Every check is one set-based
  * statement, so the report costs a handful of passes over the tables however large they are.
  * Nothing in it comes from the configuration's secrets: no connection string, key or password.
  */
-export type { Check };
 
 export interface DiagnoseDeps {
   database: Database;
@@ -25,41 +26,8 @@ export interface DiagnoseDeps {
   breaker?: ProviderBreaker;
 }
 
-export interface WorkerReport {
-  id: string;
-  started_at: string;
-  last_tick_at: string;
-  /** Ticked recently enough to be considered running. */
-  alive: boolean;
-}
-
-export interface DiagnoseReport {
-  ok: boolean;
-  generated_at: string;
-  checks: Check[];
-  states: Record<VerificationState, number>;
-  last_24h: {
-    purchases: number;
-    received: number;
-    expired: number;
-    cancelled: number;
-    failed: number;
-    /** Shares of the verifications created in the last 24 h that have finished; null when none has. */
-    success_rate: number | null;
-    timeout_rate: number | null;
-    refund_rate: number | null;
-  };
-  top_failing_services: { provider: string; service: string; purchases: number; failures: number; failure_rate: number }[];
-  breakers: Record<string, string>;
-  engine: { lag_seconds: number; workers: WorkerReport[] };
-  /** Messages that arrived after their verification was cancelled or expired: shown, never charged. */
-  late_sms: number;
-  /** Upstream orders voided for the customer and not yet cancelled upstream (amount: their cost caps). */
-  upstream_settlement_owed: { count: number; amount_minor: number; orphans_suspected: number };
-}
-
 /** A worker that has not ticked for this long is reported as not alive. */
-export function workerSilenceMs(config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>): number {
+function workerSilenceMs(config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>): number {
   return Math.max(30_000, config.ENGINE_TICK_MS * 20, config.LEASE_SECONDS * 1000);
 }
 
@@ -132,13 +100,14 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
         LIMIT 5`,
   );
 
+  const rules = problemRules(now);
   const upstream = await firstRow<{ owed: number; owed_minor: string; suspected: number; late: number }>(
     ex,
-    sql`SELECT count(*) FILTER (WHERE upstream_status = 'cancel_owed')::int AS owed,
-               coalesce(sum(max_cost_minor) FILTER (WHERE upstream_status = 'cancel_owed'), 0)::text AS owed_minor,
-               count(*) FILTER (WHERE upstream_status = 'orphan_suspected')::int AS suspected,
+    sql`SELECT count(*) FILTER (WHERE ${rules.upstreamCancelOwed})::int AS owed,
+               coalesce(sum(v.max_cost_minor) FILTER (WHERE ${rules.upstreamCancelOwed}), 0)::text AS owed_minor,
+               count(*) FILTER (WHERE ${rules.orphanSuspected})::int AS suspected,
                (SELECT count(*) FROM verification_messages WHERE late)::int AS late
-        FROM verifications WHERE upstream_status IN ('cancel_owed', 'orphan_suspected')`,
+        FROM verifications v WHERE ${rules.upstreamCancelOwed} OR ${rules.orphanSuspected}`,
   );
 
   const lag = await engineLagSeconds(ex, now);

@@ -1,6 +1,5 @@
 import { formatMinor } from '../money.ts';
-import type { DiagnoseReport } from './diagnose.ts';
-import type { ReconcileReport } from './reconcile.ts';
+import type { DiagnoseReport, ReconcileReport } from './reports.ts';
 
 /** Plain-text renderings of the ops reports for a terminal (the JSON forms are the reports as they are). */
 

@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { firstRow, type Executor } from '../db/database.ts';
+import type { Check } from './reports.ts';
 
 /**
  * The ledger's invariants as read-only, set-based checks, for `diagnose` and the tests.
@@ -9,31 +10,24 @@ import { firstRow, type Executor } from '../db/database.ts';
  * however many millions of rows they hold. Details name account and hold ids only (never owners,
  * emails or connection settings), at most a few of each.
  */
-export interface Check {
-  name: string;
-  ok: boolean;
-  /** How many things violate the invariant (accounts, holds, transfers); 0 when ok. */
-  count: number;
-  detail: string;
-}
-
 const SAMPLE = 5;
-const sampleBound = sql.raw(String(SAMPLE));
 
-interface Violations {
-  count: number;
-  sample: string | null;
-}
-
-async function violations(ex: Executor, query: SQL): Promise<Violations> {
-  const row = await firstRow<{ count: number | string; sample: string | null }>(ex, query);
-  return { count: Number(row?.count ?? 0), sample: row?.sample ?? null };
-}
-
-function describe(v: Violations, what: string, okText: string): { ok: boolean; count: number; detail: string } {
-  if (v.count === 0) return { ok: true, count: 0, detail: okText };
-  const more = v.count > SAMPLE ? `, … (${v.count - SAMPLE} more)` : '';
-  return { ok: false, count: v.count, detail: `${v.count} ${what}: ${v.sample ?? ''}${more}` };
+/**
+ * Runs one check: `offenders` is a query with one row per thing that violates the invariant, in a
+ * column `what` that describes it (starting with its id). The check is passed when there are none;
+ * otherwise its detail names the first few.
+ */
+async function check(ex: Executor, name: string, offenders: SQL, what: string, okText: string): Promise<Check> {
+  const row = await firstRow<{ count: number | string; sample: string | null }>(
+    ex,
+    sql`WITH offenders AS (${offenders})
+        SELECT count(*)::int AS count, array_to_string((array_agg(what ORDER BY what))[1:${sql.raw(String(SAMPLE))}], '; ') AS sample
+        FROM offenders`,
+  );
+  const count = Number(row?.count ?? 0);
+  if (count === 0) return { name, ok: true, count: 0, detail: okText };
+  const more = count > SAMPLE ? `, … (${count - SAMPLE} more)` : '';
+  return { name, ok: false, count, detail: `${count} ${what}: ${row?.sample ?? ''}${more}` };
 }
 
 /** Sum of all accounts' posted balances is zero: every transfer debits one account and credits another. */
@@ -55,101 +49,79 @@ async function journalBalanced(ex: Executor): Promise<Check> {
 }
 
 /** Each account's cached posted balance equals its credits minus its debits in the journal. */
-async function postedMatchesJournal(ex: Executor): Promise<Check> {
-  const v = await violations(
+function postedMatchesJournal(ex: Executor): Promise<Check> {
+  return check(
     ex,
+    'posted_matches_journal',
     sql`WITH journal AS (
           SELECT account_id, sum(delta) AS net FROM (
             SELECT credit_account_id AS account_id, amount_minor AS delta FROM ledger_transfers
             UNION ALL
             SELECT debit_account_id, -amount_minor FROM ledger_transfers
           ) movements GROUP BY account_id
-        ), bad AS (
-          SELECT a.id, a.posted_minor, coalesce(j.net, 0) AS net
-          FROM ledger_accounts a LEFT JOIN journal j ON j.account_id = a.id
-          WHERE a.posted_minor <> coalesce(j.net, 0)
         )
-        SELECT count(*)::int AS count,
-               array_to_string((array_agg(id::text || ' cached ' || posted_minor || ' journal ' || net ORDER BY id))[1:${sampleBound}], '; ') AS sample
-        FROM bad`,
+        SELECT a.id::text || ' cached ' || a.posted_minor || ' journal ' || coalesce(j.net, 0) AS what
+        FROM ledger_accounts a LEFT JOIN journal j ON j.account_id = a.id
+        WHERE a.posted_minor <> coalesce(j.net, 0)`,
+    'accounts whose posted balance differs from the journal',
+    'every posted balance equals its journal',
   );
-  return {
-    name: 'posted_matches_journal',
-    ...describe(v, 'accounts whose posted balance differs from the journal', 'every posted balance equals its journal'),
-  };
 }
 
 /** Each account's cached held balance equals the sum of its unresolved holds. */
-async function heldMatchesHolds(ex: Executor): Promise<Check> {
-  const v = await violations(
+function heldMatchesHolds(ex: Executor): Promise<Check> {
+  return check(
     ex,
-    sql`WITH pending AS (
-          SELECT h.account_id, sum(h.amount_minor) AS held
-          FROM ledger_holds h
-          WHERE NOT EXISTS (SELECT 1 FROM ledger_hold_resolutions r WHERE r.hold_id = h.id)
-          GROUP BY h.account_id
-        ), bad AS (
-          SELECT a.id, a.held_minor, coalesce(p.held, 0) AS held
-          FROM ledger_accounts a LEFT JOIN pending p ON p.account_id = a.id
-          WHERE a.held_minor <> coalesce(p.held, 0)
+    'held_matches_holds',
+    sql`WITH unresolved AS (
+          SELECT o.account_id, sum(o.amount_minor) AS held FROM ledger_hold_outcomes o WHERE o.outcome IS NULL GROUP BY o.account_id
         )
-        SELECT count(*)::int AS count,
-               array_to_string((array_agg(id::text || ' cached ' || held_minor || ' unresolved holds ' || held ORDER BY id))[1:${sampleBound}], '; ') AS sample
-        FROM bad`,
+        SELECT a.id::text || ' cached ' || a.held_minor || ' unresolved holds ' || coalesce(u.held, 0) AS what
+        FROM ledger_accounts a LEFT JOIN unresolved u ON u.account_id = a.id
+        WHERE a.held_minor <> coalesce(u.held, 0)`,
+    'accounts whose held balance differs from their unresolved holds',
+    'every held balance equals its unresolved holds',
   );
-  return {
-    name: 'held_matches_holds',
-    ...describe(v, 'accounts whose held balance differs from their unresolved holds', 'every held balance equals its unresolved holds'),
-  };
 }
 
 /** No wallet (nor any account that may not overdraw) has a negative available balance. */
-async function availableNonnegative(ex: Executor): Promise<Check> {
-  const v = await violations(
+function availableNonnegative(ex: Executor): Promise<Check> {
+  return check(
     ex,
-    sql`SELECT count(*)::int AS count,
-               array_to_string((array_agg(id::text || ' available ' || (posted_minor - held_minor) ORDER BY id))[1:${sampleBound}], '; ') AS sample
+    'available_nonnegative',
+    sql`SELECT id::text || ' available ' || (posted_minor - held_minor) AS what
         FROM ledger_accounts
         WHERE (kind = 'wallet' OR NOT may_overdraw) AND posted_minor - held_minor < 0`,
+    'accounts with a negative available balance',
+    'no wallet has a negative available balance',
   );
-  return {
-    name: 'available_nonnegative',
-    ...describe(v, 'accounts with a negative available balance', 'no wallet has a negative available balance'),
-  };
 }
 
 /**
  * Every hold resolved 'posted' has exactly one verification_charge of the hold's amount from the
  * hold's account, and every charge (any transfer naming a hold) belongs to a hold resolved 'posted'.
  */
-async function postedHoldsHaveOneCharge(ex: Executor): Promise<Check> {
-  const v = await violations(
+function postedHoldsHaveOneCharge(ex: Executor): Promise<Check> {
+  return check(
     ex,
-    sql`WITH bad AS (
-          SELECT 'hold ' || h.id::text || ' posted with ' || count(t.id) || ' matching charges' AS what
-          FROM ledger_hold_resolutions r
-          JOIN ledger_holds h ON h.id = r.hold_id
-          LEFT JOIN ledger_transfers t
-            ON t.hold_id = h.id AND t.kind = 'verification_charge'
-           AND t.amount_minor = h.amount_minor AND t.debit_account_id = h.account_id
-          WHERE r.outcome = 'posted'
-          GROUP BY h.id
-          HAVING count(t.id) <> 1
-          UNION ALL
-          SELECT 'transfer ' || t.id::text || ' (' || t.kind || ') for hold ' || coalesce(t.hold_id::text, 'none')
-                 || ' resolved ' || coalesce(r.outcome, 'never')
-          FROM ledger_transfers t
-          LEFT JOIN ledger_hold_resolutions r ON r.hold_id = t.hold_id
-          WHERE (t.kind = 'verification_charge' OR t.hold_id IS NOT NULL)
-            AND (t.kind <> 'verification_charge' OR r.outcome IS DISTINCT FROM 'posted')
-        )
-        SELECT count(*)::int AS count, array_to_string((array_agg(what ORDER BY what))[1:${sampleBound}], '; ') AS sample
-        FROM bad`,
+    'posted_holds_have_one_charge',
+    // A hold has at most one transfer naming it (ledger_transfers.hold_id is unique), so "exactly one
+    // matching charge" is: its charge exists, is of its amount and comes from its account; and a
+    // transfer naming a hold is the view's charge_id of that hold. The last part reads transfers
+    // alone: a charge without a hold, or another kind of transfer naming one.
+    sql`SELECT CASE WHEN o.outcome = 'posted' THEN 'hold ' || o.hold_id::text || ' posted with 0 matching charges'
+                    ELSE 'transfer ' || o.charge_id::text || ' (verification_charge) for hold ' || o.hold_id::text
+                         || ' resolved ' || coalesce(o.outcome, 'never') END AS what
+        FROM ledger_hold_outcomes o
+        WHERE (o.outcome = 'posted' AND (o.charge_id IS NULL OR o.charge_minor <> o.amount_minor OR o.charge_account_id <> o.account_id))
+           OR (o.charge_id IS NOT NULL AND o.outcome IS DISTINCT FROM 'posted')
+        UNION ALL
+        SELECT 'transfer ' || t.id::text || ' (' || t.kind || ') ' || coalesce('for hold ' || t.hold_id::text, 'without a hold')
+        FROM ledger_transfers t
+        WHERE (t.kind = 'verification_charge') <> (t.hold_id IS NOT NULL)`,
+    'holds or charges out of step',
+    'every posted hold has exactly one charge of its amount',
   );
-  return {
-    name: 'posted_holds_have_one_charge',
-    ...describe(v, 'holds or charges out of step', 'every posted hold has exactly one charge of its amount'),
-  };
 }
 
 /** Runs every ledger invariant check; read-only, safe on a live database. */

@@ -1,16 +1,17 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
-import { engineLagSeconds } from '../verifications/queue.ts';
+import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
-import { engineWorkers, type WorkerReport } from './diagnose.ts';
-import { DEADLINE_GRACE_SECONDS } from './lifecycle-checks.ts';
+import { engineWorkers } from './diagnose.ts';
+import type { WorkerReport } from './reports.ts';
+import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
 
 /**
- * Domain series for GET /metrics (DESIGN §7). Everything is read from the database when Prometheus
+ * Domain series for GET /metrics (docs/operations.md). Everything is read from the database when Prometheus
  * scrapes, with one cheap statement per family, so the numbers are the same whichever process
  * (API, worker) answers and survive restarts. Counters are counts of terminal states, which never
  * go down: a verification that reached one never leaves it.
@@ -22,9 +23,11 @@ export interface DomainMetricsDeps {
   breakers?: ProviderBreaker[];
 }
 
-export const breakerStateValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2, isolated: 2 };
+const breakerStateValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2, isolated: 2 };
 
 export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDeps): void {
+  const countOf = async (query: SQL): Promise<number> => Number((await firstRow<{ n: number }>(deps.database.db, query))?.n ?? 0);
+
   // Prometheus scrapes every family at once: the families built on the state counts share one
   // statement while it runs, and the next scrape asks again.
   let inFlight: Promise<Record<VerificationState, number>> | undefined;
@@ -116,12 +119,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: `Verifications still pending or waiting more than ${DEADLINE_GRACE_SECONDS} s past their deadline (should be 0)`,
     registers: [registry],
     async collect() {
-      const graceNow = new Date(deps.clock.now().getTime() - DEADLINE_GRACE_SECONDS * 1000);
-      const row = await firstRow<{ n: number }>(
-        deps.database.db,
-        sql`SELECT count(*)::int AS n FROM verifications WHERE state IN ('pending', 'waiting') AND expires_at < ${graceNow}`,
-      );
-      this.set(Number(row?.n ?? 0));
+      this.set(await countOf(sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).pastDeadline}`));
     },
   });
 
@@ -130,11 +128,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: 'Upstream orders refunded to the customer and not yet cancelled upstream',
     registers: [registry],
     async collect() {
-      const row = await firstRow<{ n: number }>(
-        deps.database.db,
-        sql`SELECT count(*)::int AS n FROM verifications WHERE upstream_status = 'cancel_owed'`,
-      );
-      this.set(Number(row?.n ?? 0));
+      this.set(await countOf(sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).upstreamCancelOwed}`));
     },
   });
 
@@ -143,9 +137,9 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: 'Messages that arrived after their verification was cancelled or expired (shown, never charged)',
     registers: [registry],
     async collect() {
-      const row = await firstRow<{ n: number }>(deps.database.db, sql`SELECT count(*)::int AS n FROM verification_messages WHERE late`);
+      const late = await countOf(sql`SELECT count(*)::int AS n FROM verification_messages WHERE late`);
       this.reset();
-      this.inc(Number(row?.n ?? 0));
+      this.inc(late);
     },
   });
 }
@@ -160,7 +154,7 @@ export interface EngineHealthDeps {
  * The engine is unhealthy when due work has waited this long for a worker: the deadline promise is
  * a refund within expires_at + 60 s.
  */
-export const MAX_HEALTHY_LAG_SECONDS = DEADLINE_GRACE_SECONDS;
+const MAX_HEALTHY_LAG_SECONDS = DEADLINE_GRACE_SECONDS;
 
 /** For GET /health: how far behind the background engine is, and which workers tick. */
 export async function engineHealth(deps: EngineHealthDeps): Promise<{ ok: boolean; lag_seconds: number; workers: WorkerReport[] }> {

@@ -2,21 +2,13 @@ import { inArray, sql } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import { rows, type Executor } from '../db/database.ts';
 import { scrubSecrets } from '../logging.ts';
-import {
-  cancelForeignOrder,
-  expireVerification,
-  loadVerification,
-  recoverPurchase,
-  refundWrongCapture,
-  releaseOrphanHold,
-  resolveTerminalHold,
-  settleSuspectedOrphan,
-  settleUpstream,
-  type LifecycleDeps,
-  type VerificationRow,
-} from '../verifications/lifecycle.ts';
+import { expireVerification, recoverPurchase } from '../verifications/flows.ts';
+import { loadVerification, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
+import { refundWrongCapture, releaseOrphanHold, resolveTerminalHold } from '../verifications/repairs.ts';
+import { cancelForeignOrder, settleSuspectedOrphan, settleUpstream } from '../verifications/settlement.ts';
 import { verifications } from '../verifications/schema.ts';
-import { DEADLINE_GRACE_SECONDS, PENDING_STUCK_AFTER_SECONDS } from './lifecycle-checks.ts';
+import type { Finding, ProblemKind, ReconcileReport } from './reports.ts';
+import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, problemRules } from './rules.ts';
 
 /**
  * `reconcile`: finds every money problem among the verifications created in the last N days with a
@@ -30,32 +22,9 @@ import { DEADLINE_GRACE_SECONDS, PENDING_STUCK_AFTER_SECONDS } from './lifecycle
  * hold is already resolved (no transition can resolve it again). A delivered verification is never
  * refunded here.
  */
-export const problemKinds = [
-  'hold_past_deadline',
-  'pending_stuck',
-  'terminal_hold_unresolved',
-  'wrongly_captured',
-  'orphan_hold',
-  'orphan_suspected',
-  'upstream_cancel_owed',
-  'upstream_orphan',
-  'received_refunded',
-  'active_hold_resolved',
-] as const;
-export type ProblemKind = (typeof problemKinds)[number];
 
 /** Kinds that reconcile reports but never repairs. */
 export const reportOnlyKinds: ReadonlySet<ProblemKind> = new Set(['received_refunded', 'active_hold_resolved']);
-
-export interface Finding {
-  kind: ProblemKind;
-  verification_id: string | null;
-  user_email: string | null;
-  /** The money at stake: the hold (or the wrongly captured charge), or for upstream kinds the order's cost cap. */
-  amount_minor: number | null;
-  detail: string;
-  repaired: boolean;
-}
 
 export interface ReconcileOptions {
   days: number;
@@ -64,20 +33,6 @@ export interface ReconcileOptions {
   onProgress?: (done: number, total: number) => void;
   /** Repairs run side by side (default: 4 on PostgreSQL, 1 on the single-connection embedded engine). */
   concurrency?: number;
-}
-
-export interface ReconcileReport {
-  window_days: number;
-  execute: boolean;
-  user_email: string | null;
-  generated_at: string;
-  found: Finding[];
-  summary: Partial<Record<ProblemKind, number>>;
-  /** Problems still present when the run ended (everything found, on a dry run). */
-  remaining: number;
-  repaired: number;
-  /** Things reconcile could not look at (e.g. the provider's order list was unavailable). */
-  warnings: string[];
 }
 
 /** A finding with what its repair needs. */
@@ -93,14 +48,19 @@ interface CandidateRow {
   state: string;
   price_minor: number;
   max_cost_minor: number;
-  upstream_status: string;
   provider_order_id: string | null;
   expires_at: Date;
   created_at: Date;
-  purchase_until: Date | null;
   outcome: string | null;
-  charged: number | null;
-  corrected: boolean;
+  charge_minor: number | null;
+  active_hold_resolved: boolean;
+  past_deadline: boolean;
+  pending_stuck: boolean;
+  terminal_hold_unresolved: boolean;
+  received_released: boolean;
+  wrongly_captured: boolean;
+  upstream_cancel_owed: boolean;
+  orphan_suspected: boolean;
 }
 
 const PASSES = 3;
@@ -114,74 +74,68 @@ async function findProblems(deps: LifecycleDeps, options: ReconcileOptions, warn
   const ex: Executor = deps.database.db;
   const now = deps.clock.now();
   const since = new Date(now.getTime() - options.days * 86_400_000);
-  const graceNow = new Date(now.getTime() - DEADLINE_GRACE_SECONDS * 1000);
-  const stuckBefore = new Date(now.getTime() - PENDING_STUCK_AFTER_SECONDS * 1000);
+  const rules = problemRules(now);
   const email = options.userEmail?.trim().toLowerCase();
   const byUser = email ? sql`AND u.email = ${email}` : sql``;
 
+  // One pass: every rule is evaluated once per verification, in SQL, and read back as a flag.
   const candidates = await rows<CandidateRow>(
     ex,
-    sql`SELECT v.id, u.email, v.state, v.price_minor, v.max_cost_minor, v.upstream_status, v.provider_order_id,
-               v.expires_at, v.created_at, v.purchase_until, r.outcome, c.amount_minor AS charged,
-               (corr.id IS NOT NULL) AS corrected
+    sql`SELECT v.id, u.email, v.state, v.price_minor, v.max_cost_minor, v.provider_order_id, v.expires_at, v.created_at,
+               o.outcome, o.charge_minor,
+               ${rules.activeHoldResolved} AS active_hold_resolved,
+               ${rules.pastDeadline} AS past_deadline,
+               ${rules.pendingStuck} AS pending_stuck,
+               ${rules.terminalHoldUnresolved} AS terminal_hold_unresolved,
+               ${rules.receivedReleased} AS received_released,
+               ${rules.wronglyCaptured} AS wrongly_captured,
+               ${rules.upstreamCancelOwed} AS upstream_cancel_owed,
+               ${rules.orphanSuspected} AS orphan_suspected
         FROM verifications v
         JOIN users u ON u.id = v.user_id
-        LEFT JOIN ledger_hold_resolutions r ON r.hold_id = v.hold_id
-        LEFT JOIN ledger_transfers c ON c.hold_id = v.hold_id
-        LEFT JOIN ledger_transfers corr ON corr.idempotency_key = 'charge-refund:' || c.id::text
+        LEFT JOIN ledger_hold_outcomes o ON o.hold_id = v.hold_id
         WHERE v.created_at >= ${since} ${byUser}
-          AND (
-            (v.state IN ('pending', 'waiting') AND (
-               v.expires_at < ${graceNow}
-               OR r.hold_id IS NOT NULL
-               OR (v.state = 'pending' AND (v.purchase_until IS NULL OR v.purchase_until < ${now}) AND v.created_at < ${stuckBefore})))
-            OR (v.state NOT IN ('pending', 'waiting') AND (
-               r.hold_id IS NULL
-               OR (v.state = 'received' AND r.outcome <> 'posted')
-               OR (v.state <> 'received' AND r.outcome = 'posted' AND corr.id IS NULL)))
-            OR v.upstream_status IN ('cancel_owed', 'orphan_suspected'))
+          AND (${rules.activeHoldResolved} OR ${rules.pastDeadline} OR ${rules.pendingStuck} OR ${rules.terminalHoldUnresolved}
+               OR ${rules.receivedReleased} OR ${rules.wronglyCaptured} OR ${rules.upstreamCancelOwed} OR ${rules.orphanSuspected})
         ORDER BY v.created_at, v.id`,
   );
 
   const found: Problem[] = [];
   for (const v of candidates) {
     const price = Number(v.price_minor);
-    const active = v.state === 'pending' || v.state === 'waiting';
-    if (active && v.outcome !== null) {
+    if (v.active_hold_resolved) {
       found.push(problem('active_hold_resolved', v.id, v.email, price, `${v.state} verification whose hold is already ${v.outcome}; needs investigation`));
-    } else if (active && new Date(v.expires_at) < graceNow) {
+    } else if (v.past_deadline) {
       found.push(problem('hold_past_deadline', v.id, v.email, price, `${v.state} past its deadline ${new Date(v.expires_at).toISOString()}; hold unresolved`));
-    } else if (v.state === 'pending') {
+    } else if (v.pending_stuck) {
       found.push(problem('pending_stuck', v.id, v.email, price, `pending since ${new Date(v.created_at).toISOString()}, purchase not in flight`));
     }
-    if (!active && v.outcome === null) {
+    if (v.terminal_hold_unresolved) {
       found.push(problem('terminal_hold_unresolved', v.id, v.email, price, `${v.state} verification whose hold was never resolved`));
     }
-    if (v.state === 'received' && v.outcome !== null && v.outcome !== 'posted') {
+    if (v.received_released) {
       found.push(problem('received_refunded', v.id, v.email, price, `delivered, yet its hold was ${v.outcome}; report only, never taken back automatically`));
     }
-    if (!active && v.state !== 'received' && v.outcome === 'posted' && !v.corrected) {
-      found.push(problem('wrongly_captured', v.id, v.email, Number(v.charged ?? price), `${v.state} verification whose hold was captured`));
+    if (v.wrongly_captured) {
+      found.push(problem('wrongly_captured', v.id, v.email, Number(v.charge_minor ?? price), `${v.state} verification whose hold was captured`));
     }
-    if (v.upstream_status === 'cancel_owed') {
+    if (v.upstream_cancel_owed) {
       const order = v.provider_order_id ? `order ${v.provider_order_id}` : 'no order id known';
       found.push(problem('upstream_cancel_owed', v.id, v.email, Number(v.max_cost_minor), `upstream cancel owed (${order})`));
     }
-    if (v.upstream_status === 'orphan_suspected') {
+    if (v.orphan_suspected) {
       found.push(problem('orphan_suspected', v.id, v.email, Number(v.max_cost_minor), 'purchase outcome unknown when it failed; an upstream order may exist'));
     }
   }
 
   const holds = await rows<{ id: string; amount_minor: number; email: string | null; verification_id: string | null }>(
     ex,
-    sql`SELECT h.id, h.amount_minor, u.email, h.verification_id
-        FROM ledger_holds h
-        JOIN ledger_accounts a ON a.id = h.account_id
+    sql`SELECT o.hold_id AS id, o.amount_minor, u.email, o.verification_id
+        FROM ledger_hold_outcomes o
+        JOIN ledger_accounts a ON a.id = o.account_id
         LEFT JOIN users u ON u.id = a.user_id
-        WHERE h.created_at >= ${since} ${byUser}
-          AND NOT EXISTS (SELECT 1 FROM verifications v WHERE v.hold_id = h.id)
-          AND NOT EXISTS (SELECT 1 FROM ledger_hold_resolutions r WHERE r.hold_id = h.id)
-        ORDER BY h.created_at, h.id`,
+        WHERE o.held_at >= ${since} ${byUser} AND ${ORPHAN_HOLD}
+        ORDER BY o.held_at, o.hold_id`,
   );
   for (const h of holds) {
     found.push(problem('orphan_hold', h.verification_id, h.email, Number(h.amount_minor), `hold ${h.id} belongs to no verification`, h.id));
@@ -325,7 +279,7 @@ export async function reconcile(deps: LifecycleDeps, options: ReconcileOptions):
             ({ repaired, note } = await repair(deps, p, p.verification_id ? rowsById.get(p.verification_id) : undefined));
           } catch (error) {
             note = `repair failed: ${scrubSecrets(error instanceof Error ? error.message : String(error))}`;
-            deps.logger.warn({ kind: p.kind, verification: p.verification_id, err: note }, 'reconcile repair failed');
+            deps.logger.warn({ kind: p.kind, verification: p.verification_id, err: error }, 'reconcile repair failed');
           }
         }
         results[index] = { ...finding, detail: note ? `${finding.detail}; ${note}` : finding.detail, repaired };

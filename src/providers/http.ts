@@ -14,6 +14,7 @@
  */
 import type { z } from 'zod';
 import { ProviderError, type FailureKind } from './provider.ts';
+import { decimalToMinor as decimalToMinorUnits, minorToDecimal } from '../money.ts';
 
 export interface UpstreamRequest {
   method: 'GET' | 'POST';
@@ -167,8 +168,8 @@ export function validateShape<S extends z.ZodType>(schema: S, value: unknown, la
 }
 
 // ---- Decimal money at the wire edge -------------------------------------------------------------
-// Upstreams quote major units as decimals ("12.50", 0.75). They become integer minor units here and
-// nowhere else, with string arithmetic so that 0.1 + 0.2 never happens to money.
+// Upstreams quote major units as decimals ("12.50", 0.75). They become integer minor units here,
+// through the one decimal conversion (src/money.ts), so that 0.1 + 0.2 never happens to money.
 
 /**
  * Converts a non-negative decimal amount to integer minor units (2 decimals). Fractions of a minor
@@ -176,29 +177,11 @@ export function validateShape<S extends z.ZodType>(schema: S, value: unknown, la
  * round down (we never over-state our float). Returns null for anything that is not a plain decimal.
  */
 export function decimalToMinor(value: number | string, rounding: 'up' | 'down'): number | null {
-  let text: string;
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value) || value < 0) return null;
-    // Shortest round-trip form; exponent form only appears for tiny/huge values, which we reject.
-    text = String(value);
-  } else {
-    text = value.trim();
-  }
-  const match = /^(\d+)(?:\.(\d+))?$/.exec(text);
-  if (!match) return null;
-  const whole = match[1];
-  const fraction = match[2] ?? '';
-  const cents = (fraction + '00').slice(0, 2);
-  const rest = fraction.slice(2);
-  let minor = Number(whole) * 100 + Number(cents);
-  if (rounding === 'up' && /[1-9]/.test(rest)) minor += 1;
-  return Number.isSafeInteger(minor) ? minor : null;
+  return decimalToMinorUnits(value, { rounding });
 }
 
 /** Integer minor units as a decimal string in major units: 295 → "2.95". */
 export function minorToDecimalString(minor: number): string {
   if (!Number.isSafeInteger(minor) || minor < 0) throw new RangeError(`not a non-negative amount of minor units: ${minor}`);
-  const major = Math.trunc(minor / 100);
-  const cents = String(minor % 100).padStart(2, '0');
-  return `${major}.${cents}`;
+  return minorToDecimal(minor);
 }

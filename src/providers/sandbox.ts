@@ -19,7 +19,7 @@ import {
  * client reference and its delivery time from the order itself, so any number of processes (API
  * and workers) agree about every sandbox order without sharing memory.
  *
- * Scenario services behave deterministically (DESIGN §4); ordinary services deliver after a
+ * Scenario services behave deterministically (docs/providers.md); ordinary services deliver after a
  * pseudo-random delay and a configurable share never deliver.
  */
 export interface SandboxOptions {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { DomainError } from '../errors.ts';
 
 /**
- * Idempotency-Key rules for purchases (IETF draft semantics, DESIGN §3), as pure functions.
+ * Idempotency-Key rules for purchases (IETF draft semantics; docs/api.md, "Idempotency"), as pure functions.
  */
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
-import { pgConstraint, pgErrorCode } from '../db/database.ts';
+import { firstRow, pgConstraint, pgErrorCode, type Executor } from '../db/database.ts';
 import { DomainError, type ErrorCode } from '../errors.ts';
 import { findOffer } from '../catalogue/catalogue.ts';
 import { isLedgerError } from '../ledger/errors.ts';
@@ -8,19 +8,10 @@ import { placeHold } from '../ledger/ledger.ts';
 import { isProviderError, type ProviderError } from '../providers/provider.ts';
 import { verificationEvents, verifications } from './schema.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
-import {
-  assignNumber,
-  customerActivity,
-  describe,
-  failPurchase,
-  fault,
-  markPurchaseUncertain,
-  type LifecycleDeps,
-  type VerificationRow,
-} from './lifecycle.ts';
+import { assignNumber, failPurchase, fault, markPurchaseUncertain, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 
 /**
- * Purchase, exactly as DESIGN §3: (1) one transaction stores the verification as pending and places
+ * Purchase (docs/architecture.md, "The flows"): (1) one transaction stores the verification as pending and places
  * the hold; (2) the upstream call happens outside any transaction; (3) one transaction records the
  * outcome — waiting, failed with the hold voided, or still pending for recovery when the outcome is
  * unknown. The customer is never charged for a purchase that did not happen.
@@ -40,7 +31,7 @@ export interface PurchaseOutcome {
 }
 
 /** How a definite upstream failure is told to the customer. */
-export function failureAnswer(error: ProviderError): { code: ErrorCode; status: number; message: string } {
+function failureAnswer(error: ProviderError): { code: ErrorCode; status: number; message: string } {
   switch (error.code) {
     case 'no_numbers':
       return { code: 'no_numbers', status: 503, message: 'no numbers are available for this service right now; you were not charged' };
@@ -208,8 +199,8 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
       throw new DomainError(answer.code, answer.message, { verification_id: created.id }, error.retryAfterSeconds ? { 'Retry-After': String(error.retryAfterSeconds) } : {});
     }
     // Ambiguous: something may have been bought. Keep the hold; recovery resolves it.
-    deps.logger.warn({ verification: created.id, err: describe(error) }, 'purchase outcome unknown; left for recovery');
-    const pending = await markPurchaseUncertain(deps, created.id, `outcome unknown: ${describe(error).message}`);
+    deps.logger.warn({ verification: created.id, err: error }, 'purchase outcome unknown; left for recovery');
+    const pending = await markPurchaseUncertain(deps, created.id, `outcome unknown: ${error instanceof Error ? error.message : String(error)}`);
     return { status: 202, row: pending ?? created, replayed: false };
   }
   await fault(deps, 'purchase.bought');
@@ -218,4 +209,15 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   const { row } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });
   if (row.state === 'failed' || row.state === 'pending') return replayOf(row);
   return { status: 201, row, replayed: false };
+}
+
+/** Counts active verifications and recent purchases of a customer (for limits). */
+async function customerActivity(ex: Executor, userId: string, since: Date): Promise<{ active: number; recent: number }> {
+  const row = await firstRow<{ active: number; recent: number }>(
+    ex,
+    sql`SELECT count(*) FILTER (WHERE state IN ('pending', 'waiting'))::int AS active,
+               count(*) FILTER (WHERE created_at >= ${since})::int AS recent
+        FROM verifications WHERE user_id = ${userId} AND (state IN ('pending', 'waiting') OR created_at >= ${since})`,
+  );
+  return { active: Number(row?.active ?? 0), recent: Number(row?.recent ?? 0) };
 }

@@ -1,36 +1,26 @@
-import { bigint, bigserial, boolean, integer, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { users } from '../accounts/schema.ts';
-import { ledgerHolds } from '../ledger/schema.ts';
+import { bigserial, boolean, integer, pgTable, text, uuid } from 'drizzle-orm/pg-core';
+import { minorUnits as minor, timestamptz as at } from '../db/columns.ts';
 
-const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
-const minor = (name: string) => bigint(name, { mode: 'number' });
+/**
+ * The verification tables. Only the lifecycle (src/verifications) changes them, except the work-queue
+ * columns (next_check_at, lease_owner, lease_until, check_failures), which belong to the engine's
+ * queue (src/engine/queue.ts). Declarations carry what the code reads and writes — columns, types,
+ * nullability, defaults; keys, checks and foreign keys live in the SQL migrations, which a test keeps
+ * in step with these declarations.
+ */
 
 export const verificationStates = ['pending', 'waiting', 'received', 'cancelled', 'expired', 'failed'] as const;
 export type VerificationState = (typeof verificationStates)[number];
 
-export const actors = ['customer', 'poller', 'sweeper', 'webhook', 'admin', 'reconciler', 'recovery'] as const;
+const actors = ['customer', 'poller', 'sweeper', 'webhook', 'admin', 'reconciler', 'recovery'] as const;
 export type Actor = (typeof actors)[number];
 
-export const upstreamStatuses = ['none', 'open', 'completed', 'cancelled', 'cancel_owed', 'reported', 'absent', 'orphan_suspected'] as const;
+const upstreamStatuses = ['none', 'open', 'completed', 'cancelled', 'cancel_owed', 'reported', 'absent', 'orphan_suspected'] as const;
 export type UpstreamStatus = (typeof upstreamStatuses)[number];
-
-export const services = pgTable(
-  'services',
-  {
-    provider: text('provider').notNull(),
-    service: text('service').notNull(),
-    country: text('country').notNull(),
-    name: text('name').notNull(),
-    priceMinor: minor('price_minor').notNull(),
-    costMinor: minor('cost_minor').notNull(),
-    enabled: boolean('enabled').notNull().default(true),
-  },
-  (t) => [primaryKey({ columns: [t.provider, t.service, t.country] })],
-);
 
 export const verifications = pgTable('verifications', {
   id: uuid('id').primaryKey(),
-  userId: uuid('user_id').notNull().references(() => users.id),
+  userId: uuid('user_id').notNull(),
   provider: text('provider').notNull(),
   service: text('service').notNull(),
   country: text('country').notNull(),
@@ -40,7 +30,7 @@ export const verifications = pgTable('verifications', {
   currency: text('currency').notNull(),
   idempotencyKey: text('idempotency_key').notNull(),
   requestFingerprint: text('request_fingerprint').notNull(),
-  holdId: uuid('hold_id').notNull().unique().references(() => ledgerHolds.id),
+  holdId: uuid('hold_id').notNull(),
   phoneNumber: text('phone_number'),
   providerOrderId: text('provider_order_id'),
   code: text('code'),
@@ -63,7 +53,7 @@ export const verifications = pgTable('verifications', {
 
 export const verificationEvents = pgTable('verification_events', {
   id: bigserial('id', { mode: 'number' }).primaryKey(),
-  verificationId: uuid('verification_id').notNull().references(() => verifications.id),
+  verificationId: uuid('verification_id').notNull(),
   fromState: text('from_state'),
   toState: text('to_state').notNull(),
   actor: text('actor', { enum: actors }).notNull(),
@@ -73,38 +63,11 @@ export const verificationEvents = pgTable('verification_events', {
 
 export const verificationMessages = pgTable('verification_messages', {
   id: uuid('id').primaryKey().defaultRandom(),
-  verificationId: uuid('verification_id').notNull().references(() => verifications.id),
+  verificationId: uuid('verification_id').notNull(),
   providerMessageId: text('provider_message_id').notNull(),
   text: text('text').notNull(),
   code: text('code'),
   receivedAt: at('received_at').notNull(),
   late: boolean('late').notNull().default(false),
   createdAt: at('created_at').notNull(),
-});
-
-export const notifications = pgTable('notifications', {
-  id: uuid('id').primaryKey().defaultRandom(),
-  userId: uuid('user_id').notNull().references(() => users.id),
-  verificationId: uuid('verification_id').references(() => verifications.id),
-  kind: text('kind', { enum: ['code_received', 'refund_issued'] }).notNull(),
-  title: text('title').notNull(),
-  body: text('body').notNull(),
-  createdAt: at('created_at').notNull(),
-  readAt: at('read_at'),
-});
-
-export const webhookDeliveries = pgTable(
-  'webhook_deliveries',
-  {
-    provider: text('provider').notNull(),
-    eventId: text('event_id').notNull(),
-    receivedAt: at('received_at').notNull(),
-  },
-  (t) => [primaryKey({ columns: [t.provider, t.eventId] })],
-);
-
-export const engineWorkers = pgTable('engine_workers', {
-  id: text('id').primaryKey(),
-  startedAt: at('started_at').notNull(),
-  lastTickAt: at('last_tick_at').notNull(),
 });

@@ -1,7 +1,8 @@
+import type { HoldOutcome } from '../ledger/ledger.ts';
 import type { VerificationState } from './schema.ts';
 
 /**
- * The verification state machine (DESIGN §3) as plain data. Every transition moves the hold in a
+ * The verification state machine (docs/architecture.md, "The state machine") as plain data. Every transition moves the hold in a
  * fixed way, so the money outcome follows from the state and nothing else:
  *
  *   pending → waiting     number assigned, hold stays
@@ -29,8 +30,6 @@ export function isTerminal(state: VerificationState): boolean {
   return Object.keys(moves[state]).length === 0;
 }
 
-export const activeStates: readonly VerificationState[] = ['pending', 'waiting'];
-
 /** Whether a customer may cancel now: only a live number with no code yet. */
 export function canCancel(state: VerificationState): boolean {
   return state === 'waiting';
@@ -45,6 +44,14 @@ export function deadlineFor(createdAt: Date, ttlSeconds: number, upstreamEndsAt:
 /** Whether the customer got their money back: the hold was released rather than captured. */
 export function isRefunded(state: VerificationState): boolean {
   return state === 'cancelled' || state === 'expired' || state === 'failed';
+}
+
+/** How a terminal state resolves its hold: delivered → posted, deadline → expired, cancel/failure → voided. */
+export function holdOutcomeFor(state: VerificationState): HoldOutcome | undefined {
+  if (state === 'received') return 'posted';
+  if (state === 'expired') return 'expired';
+  if (state === 'cancelled' || state === 'failed') return 'voided';
+  return undefined;
 }
 
 /** Backoff for repeated upstream trouble on one row: 2 s, 4 s, 8 s … capped at 5 minutes. */

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
-import { webhookDeliveries } from '../verifications/schema.ts';
+import { webhookDeliveries } from './schema.ts';
 
 /**
  * Replay protection for signed upstream webhooks: the event ids already acted on. The only writer

@@ -6,6 +6,7 @@ import { DEFAULT_ADMIN_EMAIL, creditUserWallet, ensureFirstAdmin } from '../../s
 import { createApiKey, listApiKeys, revokeApiKey, MAX_ACTIVE_API_KEYS } from '../../src/accounts/api-keys.ts';
 import { resolveToken } from '../../src/accounts/credentials.ts';
 import { createSession, revokeSession } from '../../src/accounts/sessions.ts';
+import { decodeCursor } from '../../src/db/keyset.ts';
 import { authenticateUser, createUser, findUserByEmail, listUsers } from '../../src/accounts/users.ts';
 import { isDomainError } from '../../src/errors.ts';
 import { isLedgerError } from '../../src/ledger/errors.ts';
@@ -170,7 +171,7 @@ for (const engine of engines) {
       const page1 = await listUsers(t.database.db, { limit: 3 });
       assert.equal(page1.items.length, 3);
       assert.ok(page1.nextCursor);
-      const page2 = await listUsers(t.database.db, { limit: 3, cursor: page1.nextCursor! });
+      const page2 = await listUsers(t.database.db, { limit: 3, after: decodeCursor(page1.nextCursor!) });
       assert.equal(new Set([...page1.items, ...page2.items].map((u) => u.id)).size, page1.items.length + page2.items.length);
       const all = await listUsers(t.database.db, { limit: 1000 });
       assert.equal(all.nextCursor, null);
@@ -181,7 +182,6 @@ for (const engine of engines) {
         [['frank@example.com', 1000, 1000]],
       );
       assert.equal((await listUsers(t.database.db, { limit: 10, query: '%' })).items.length, 0, 'LIKE wildcards are literal');
-      await assert.rejects(listUsers(t.database.db, { limit: 10, cursor: 'bogus' }), code('validation_failed'));
     });
   });
 

@@ -1,6 +1,5 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,8 +12,7 @@ import { openConfiguredDatabase } from '../../src/server.ts';
 import { freshDatabase, testDatabaseUrl, type TestDatabase } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { login } from '../support/http.ts';
-
-const BIN = new URL('../../bin/namaskah.mjs', import.meta.url).pathname;
+import { runNamaskah } from '../support/cli.ts';
 
 interface Result {
   code: number;
@@ -36,25 +34,9 @@ async function cli(args: string[], env: Record<string, string>): Promise<Result>
 }
 
 /** The real executable, in its own process. */
-function bin(args: string[], env: Record<string, string>): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'silent', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`timed out: ${args.join(' ')}`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+async function bin(args: string[], env: Record<string, string>): Promise<Result> {
+  const run = await runNamaskah(args, { LOG_LEVEL: 'silent', ...env });
+  return { ...run, code: run.code ?? -1 };
 }
 
 interface Listed {

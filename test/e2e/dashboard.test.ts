@@ -55,7 +55,7 @@ let customer: Page;
 let adminContext: BrowserContext;
 let admin: Page;
 let customerEmail = '';
-const prices: Record<string, number> = {};
+const prices = {} as { test_success: number; test_timeout: number; test_no_numbers: number; [service: string]: number };
 const pageProblems: string[] = [];
 
 /** "$12.34" for 1234 (USD), "-$0.50" for -50: what the dashboard must show. */
@@ -168,7 +168,7 @@ async function buy(page: Page, service: string): Promise<void> {
   const select = page.getByLabel('Service');
   await select.waitFor();
   await select.selectOption(service);
-  await waitForText(page.locator('#price'), usd(prices[service]));
+  await waitForText(page.locator('#price'), usd(prices[service]!));
 }
 
 /** The newest card in "Your numbers". */
@@ -286,7 +286,7 @@ test('an operator credits the customer through the admin Users page', { timeout:
   await waitForText(row.locator('[data-col="available"]'), usd(CREDIT_MINOR));
   await waitForText(row.locator('[data-col="balance"]'), usd(CREDIT_MINOR));
   assert.equal(credits.length, 1);
-  const sent = credits[0];
+  const sent = credits[0]!;
   assert.match(sent.headers()['idempotency-key'] ?? '', /^[0-9a-f-]{36}$/);
   assert.deepEqual(sent.postDataJSON(), { amount_minor: CREDIT_MINOR, reason: 'E2E top-up' });
   await screenshot(admin, 'admin-users');

@@ -4,7 +4,7 @@ import { sql } from 'drizzle-orm';
 import { firstRow, rows } from '../../src/db/database.ts';
 import { engines } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
-import { assertProblem, call, login, registerUser, uniqueEmail, type TestUser } from '../support/http.ts';
+import { assertProblem, call, login, openEventStream, registerUser, uniqueEmail, type TestUser } from '../support/http.ts';
 
 interface Snapshot {
   wallet: { balance_minor: number; held_minor: number; available_minor: number };
@@ -86,6 +86,32 @@ for (const engine of engines) {
           ['topup', 1250, 'welcome bonus'],
         ],
       );
+    });
+
+    test("a credit reaches the customer's open event stream as a wallet event with the new balance", { timeout: 30_000 }, async () => {
+      const listener = await registerUser(app.url, { email: uniqueEmail('listener') });
+      const stream = await openEventStream(app.url, listener.token);
+      try {
+        await stream.next('ready');
+        const credited = await admin.client.post(creditPath(listener.id), { amount_minor: 730, reason: 'top-up seen live' });
+        assert.equal(credited.status, 201, credited.text);
+        const live = await stream.next('wallet', (w) => w.balance_minor === 730);
+        assert.deepEqual(live, { balance_minor: 730, held_minor: 0, available_minor: 730, currency: 'USD' });
+        const key = { headers: { 'idempotency-key': 'live-once' } };
+        assert.equal((await admin.client.post(creditPath(listener.id), { amount_minor: -30, reason: 'fee' }, key)).status, 201);
+        await stream.next('wallet', (w) => w.balance_minor === 700);
+        // A replay moves no money, so it announces nothing. Events arrive in commit order, so once the
+        // next movement's event is here, an event of the replay would have come before it.
+        assert.equal((await admin.client.post(creditPath(listener.id), { amount_minor: -30, reason: 'fee' }, key)).status, 201);
+        assert.equal((await admin.client.post(creditPath(listener.id), { amount_minor: 5, reason: 'marker' })).status, 201);
+        await stream.next('wallet', (w) => w.balance_minor === 705);
+        assert.deepEqual(
+          stream.seen.filter((e) => e.event === 'wallet').map((e) => e.data.balance_minor),
+          [730, 700, 705],
+        );
+      } finally {
+        stream.close();
+      }
     });
 
     test('an adjustment below the available balance is 402 and changes nothing', async () => {

@@ -1,6 +1,6 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,26 +11,7 @@ import { opsTokenPath } from '../../src/accounts/ops-token.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { seedEmbeddedDatabase, startTestApp, type TestApp } from '../support/app.ts';
 import { call } from '../support/http.ts';
-
-const BIN = new URL('../../bin/namaskah.mjs', import.meta.url).pathname;
-
-function runBin(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`timed out: namaskah ${args.join(' ')}\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { runNamaskah } from '../support/cli.ts';
 
 /** The embedded data directory: one process at a time, stale locks taken over only when the pid is dead. */
 describe('embedded data-dir lock', () => {
@@ -64,7 +45,7 @@ describe('embedded data-dir lock', () => {
   });
 
   test('a second process (namaskah serve) on the same DATA_DIR exits 1 and says who holds it', async () => {
-    const result = await runBin(['serve'], { DATA_DIR: app.dataDir!, PORT: '0', LOG_LEVEL: 'silent' });
+    const result = await runNamaskah(['serve'], { DATA_DIR: app.dataDir!, PORT: '0', LOG_LEVEL: 'silent' });
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, new RegExp(`data directory .* is in use by process ${process.pid} \\(namaskah serving at ${app.url.replace(/[.]/g, '\\.')}\\)`));
     assert.equal((await call(app.url, 'GET', '/health')).status, 200);

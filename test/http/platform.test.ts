@@ -5,6 +5,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { engines } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { assertProblem, call, login, registerUser } from '../support/http.ts';
+import { buildApp } from '../../src/http/app.ts';
 
 const LEAKY_URL = 'postgres://app:hunter2-db-secret@db.internal:5432/namaskah';
 
@@ -24,12 +25,10 @@ for (const engine of engines) {
       app = await startTestApp({
         engine,
         env: { TRUST_PROXY: 'true', COOKIE_SECURE: 'auto' },
-        extraRoutes: [explodingRoutes],
-        healthChecks: {
-          breaker: async () => ({ ok: breakerState === 'closed', state: breakerState }),
-        },
         logDestination: { write: (line: string) => void logLines.push(line) },
       });
+      // Checks are read on every request, so another module may add one after the start.
+      app.app.healthChecks.breaker = async () => ({ ok: breakerState === 'closed', state: breakerState });
     });
     after(() => app.close());
 
@@ -59,7 +58,18 @@ for (const engine of engines) {
     });
 
     test('an unexpected error is 500 internal_error without internals; the log has it, scrubbed', async () => {
-      const response = await call(app.url, 'GET', '/v1/test/explode');
+      // The same application as the server's (same context and logger), with a route that fails.
+      const { runtime } = app.server;
+      const failing = buildApp(app.ctx, { lifecycle: runtime.deps, hub: runtime.hub, staticDir: false });
+      await failing.register(explodingRoutes);
+      const injected = await failing.inject({ method: 'GET', url: '/v1/test/explode' });
+      await failing.close();
+      const response = {
+        status: injected.statusCode,
+        headers: new Headers(injected.headers as Record<string, string>),
+        body: injected.json(),
+        text: injected.body,
+      };
       assertProblem(response, 500, 'internal_error');
       assert.doesNotMatch(response.text, /hunter2|could not connect|db\.internal|Error:|at /);
       assert.ok(response.body.request_id);
@@ -89,7 +99,7 @@ for (const engine of engines) {
         ['/v1/admin/users/{id}/credit', 'post'],
         ['/health', 'get'],
         ['/metrics', 'get'],
-      ]) {
+      ] as const) {
         assert.ok(spec.paths[path]?.[method], `${method.toUpperCase()} ${path} documented`);
       }
       const credit = spec.paths['/v1/admin/users/{id}/credit'].post;

@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { engines } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
-import { assertProblem, call, login, registerUser, type TestUser } from '../support/http.ts';
+import { assertProblem, call, login, openEventStream, registerUser, type TestUser } from '../support/http.ts';
 import { rows } from '../../src/db/database.ts';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 
 /** Purchase, read, cancel and live events over HTTP: happy paths, errors, security. */
 for (const engine of engines) {
@@ -131,42 +131,15 @@ for (const engine of engines) {
     test('happy: the event stream delivers the code without polling', { timeout: 30_000 }, async () => {
       const user = await customer(200);
       const bought = await buy(user, { service: 'test_timeout' });
-      const controller = new AbortController();
-      const response = await fetch(new URL('/v1/events', app.url), {
-        headers: { authorization: `Bearer ${user.token}` },
-        signal: controller.signal,
-      });
-      assert.equal(response.status, 200);
-      assert.match(response.headers.get('content-type') ?? '', /text\/event-stream/);
-      const reader = response.body!.getReader();
-      const decoder = new TextDecoder();
-      let buffer = '';
-      const seen: { event: string; data: any }[] = [];
-      // Waits until an event of that name matching `until` has arrived (in whatever order).
-      const next = async (event: string, until: (data: any) => boolean) => {
-        for (;;) {
-          const found = seen.find((e) => e.event === event && until(e.data));
-          if (found) return found.data;
-          const chunk = await reader.read();
-          if (chunk.done) throw new Error('stream ended');
-          buffer += decoder.decode(chunk.value, { stream: true });
-          let boundary;
-          while ((boundary = buffer.indexOf('\n\n')) >= 0) {
-            const block = buffer.slice(0, boundary);
-            buffer = buffer.slice(boundary + 2);
-            const name = /^event: (.+)$/m.exec(block)?.[1];
-            const data = /^data: (.+)$/m.exec(block)?.[1];
-            if (name && data) seen.push({ event: name, data: JSON.parse(data) });
-          }
-        }
-      };
+      const stream = await openEventStream(app.url, user.token);
+      const next = stream.next;
       await next('ready', () => true);
       await user.client.post('/v1/sandbox/sms', { verification_id: bought.body.id, text: 'code 777888' });
       const update = await next('verification', (v) => v.id === bought.body.id && v.state === 'received');
       assert.equal(update.code, '777888');
       const note = await next('notification', (n) => n.kind === 'code_received');
       assert.equal(note.verification_id, bought.body.id);
-      controller.abort();
+      stream.close();
     });
 
     test('errors: no key 400, bad key 400, reused key 422, unknown service 422, price cap 422, no funds 402 — nothing stored', async () => {

@@ -21,7 +21,8 @@ import {
   walletOf,
 } from '../../src/ledger/ledger.ts';
 import { isLedgerError } from '../../src/ledger/errors.ts';
-import { checkLedgerInvariants, type Check } from '../../src/ops/invariants.ts';
+import { checkLedgerInvariants } from '../../src/ops/invariants.ts';
+import type { Check } from '../../src/ops/reports.ts';
 
 /**
  * The ledger's rules are the database's rules: raw SQL that bypasses src/ledger must be refused,

@@ -7,7 +7,7 @@ import { assertLedgerConsistent, createUsersWithWallets, systemBalances, walletB
 import type { Database } from '../../src/db/database.ts';
 import { creditWallet, expireHold, findHold, placeHold, postHold, voidHold, type HoldOutcome } from '../../src/ledger/ledger.ts';
 import { isLedgerError, type LedgerError } from '../../src/ledger/errors.ts';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 
 /**
  * Model-based test: random sequences of ledger operations run against the real ledger and against

@@ -1,39 +1,19 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import type { FastifyPluginAsync } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { seedSandboxCatalogue } from '../../src/catalogue/catalogue.ts';
 import { rows } from '../../src/db/database.ts';
-import { adminOpsRoutes } from '../../src/http/routes/admin-ops.ts';
 import { creditWallet } from '../../src/ledger/ledger.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { createVerificationRuntime, type VerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime, type VerificationRuntime } from '../../src/runtime.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { engines } from '../support/db.ts';
 import { call, login, registerUser, type TestUser } from '../support/http.ts';
+import { runNamaskah } from '../support/cli.ts';
 
 /** GET /v1/admin/diagnose and POST /v1/admin/reconcile, and the CLI reaching a running embedded server through them. */
-const BIN = fileURLToPath(new URL('../../bin/namaskah.mjs', import.meta.url));
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-
-function namaskah(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: REPO,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const namaskah = (args: string[], env: Record<string, string>) => runNamaskah(args, { NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env });
 
 for (const engine of engines) {
   describe(`admin ops routes [${engine}]`, () => {
@@ -43,15 +23,10 @@ for (const engine of engines) {
     let customer: TestUser;
 
     before(async () => {
-      // The lead wires these routes into the server; until then (or in any case) register them here once.
-      const ops: FastifyPluginAsync = async (instance) => {
-        if (!instance.hasRoute({ method: 'GET', url: '/v1/admin/diagnose' })) await instance.register(adminOpsRoutes(runtime));
-      };
       app = await startTestApp({
         engine,
         worker: false,
         runtime: (ctx) => (runtime = createVerificationRuntime(ctx, { workerId: 'ops-routes' })),
-        extraRoutes: [ops],
       });
       admin = await login(app.url, app.admin.email, app.admin.password);
       customer = await registerUser(app.url);

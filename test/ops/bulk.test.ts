@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { diagnose, type DiagnoseReport } from '../../src/ops/diagnose.ts';
+import { diagnose } from '../../src/ops/diagnose.ts';
+import type { DiagnoseReport } from '../../src/ops/reports.ts';
 import { reconcile } from '../../src/ops/reconcile.ts';
 import { engines } from '../support/db.ts';
 import { lifecycleHarness, type LifecycleHarness } from '../support/lifecycle.ts';

@@ -1,10 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
@@ -16,56 +14,29 @@ import { creditWallet, openWallet } from '../../src/ledger/ledger.ts';
 import { openConfiguredDatabase, prepareDatabase } from '../../src/server.ts';
 import { recordMessages, type LifecycleDeps } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { createVerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../../src/runtime.ts';
 import { engines } from '../support/db.ts';
 import { lifecycleHarness } from '../support/lifecycle.ts';
+import { runNamaskah, type CommandRun } from '../support/cli.ts';
 
 /**
  * The CLI as an operator runs it: a separate process, its exit codes, its output — and never a
  * password or connection string in that output, even when DATABASE_URL carries one.
  */
-const BIN = fileURLToPath(new URL('../../bin/namaskah.mjs', import.meta.url));
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DB_PASSWORD = 's3cret-pw';
 const ADMIN_PASSWORD = 'adm1n-s3cret-pw';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
+/** Runs the CLI and asserts it printed no secret and no connection string, whatever happened. */
+async function namaskah(args: string[], env: Record<string, string>): Promise<CommandRun> {
+  const run = await runNamaskah(args, { NODE_ENV: 'test', LOG_LEVEL: 'warn', ADMIN_EMAIL: 'admin@example.test', ADMIN_PASSWORD, ...env });
+  for (const secret of [DB_PASSWORD, ADMIN_PASSWORD]) {
+    assert.ok(!run.stdout.includes(secret) && !run.stderr.includes(secret), `namaskah ${args.join(' ')} printed a secret`);
+  }
+  assert.ok(!/postgres(ql)?:\/\//.test(run.stdout + run.stderr), `namaskah ${args.join(' ')} printed a connection string`);
+  return run;
 }
 
-function namaskah(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: REPO,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/tmp',
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'warn',
-        ADMIN_EMAIL: 'admin@example.test',
-        ADMIN_PASSWORD,
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      for (const secret of [DB_PASSWORD, ADMIN_PASSWORD]) {
-        assert.ok(!stdout.includes(secret) && !stderr.includes(secret), `namaskah ${args.join(' ')} printed a secret`);
-      }
-      assert.ok(!/postgres(ql)?:\/\//.test(stdout + stderr), `namaskah ${args.join(' ')} printed a connection string`);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const json = (run: Run) => JSON.parse(run.stdout);
+const json = (run: CommandRun) => JSON.parse(run.stdout);
 
 /** Three repairable problems: a hold past its deadline, a terminal hold never released, a charge captured for a cancelled verification. */
 async function injectProblems(deps: LifecycleDeps, userId: string): Promise<void> {

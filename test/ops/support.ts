@@ -3,7 +3,8 @@ import { sql } from 'drizzle-orm';
 import { firstRow, rows, type Executor } from '../../src/db/database.ts';
 import { ProviderError, type ActiveOrder, type CancelOutcome } from '../../src/providers/provider.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { cancelVerification, loadVerification, recordMessages, recoverPurchase, type VerificationRow } from '../../src/verifications/lifecycle.ts';
+import { cancelVerification, recoverPurchase } from '../../src/verifications/flows.ts';
+import { loadVerification, recordMessages, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 import type { LifecycleHarness } from '../support/lifecycle.ts';
 import { ScriptedProvider } from '../support/scripted-provider.ts';
 

@@ -14,12 +14,13 @@ import { rows } from '../../src/db/database.ts';
 import { isDomainError, type DomainError } from '../../src/errors.ts';
 import { listOffers, syncCatalogue } from '../../src/catalogue/catalogue.ts';
 import { reconcile } from '../../src/ops/reconcile.ts';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createProvider } from '../../src/providers/registry.ts';
 import { SmsActivateProvider } from '../../src/providers/sms-activate/adapter.ts';
 import { deadlineFor } from '../../src/verifications/transitions.ts';
-import { cancelVerification, loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
+import { cancelVerification } from '../../src/verifications/flows.ts';
+import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 import { engines } from '../support/db.ts';
 import { startFakeSmsActivate, type FakeSmsActivate, type FakeSmsActivateOptions } from '../support/fake-sms-activate.ts';
@@ -172,7 +173,7 @@ for (const engine of engines) {
       assert.deepEqual(await actionsDuring(poll), ['getActiveActivations']);
 
       const codes = ['100001', '100002', '100003'];
-      bought.slice(0, 3).forEach((row, i) => fake.controls.deliverSms(row.providerOrderId!, { code: codes[i] }));
+      bought.slice(0, 3).forEach((row, i) => fake.controls.deliverSms(row.providerOrderId!, { code: codes[i]! }));
       const sent = await actionsDuring(poll);
       assert.deepEqual(sent, ['getActiveActivations'], 'one upstream call for four waiting verifications');
       for (const [i, row] of bought.slice(0, 3).entries()) {
@@ -181,11 +182,11 @@ for (const engine of engines) {
         assert.equal(done.code, codes[i]);
         assert.equal(await charges(row.id), 1);
       }
-      assert.equal((await current(bought[3].id)).state, 'waiting');
+      assert.equal((await current(bought[3]!.id)).state, 'waiting');
       assert.deepEqual(await h.wallet(alice), [860, 0, 860]);
       assert.deepEqual(await h.wallet(bob), [920, 80, 840]);
 
-      assert.equal((await cancelVerification(h.deps, bought[3], 'customer')).kind, 'cancelled');
+      assert.equal((await cancelVerification(h.deps, bought[3]!, 'customer')).kind, 'cancelled');
       assert.deepEqual(await h.wallet(bob), [920, 0, 920]);
     });
 
@@ -386,7 +387,7 @@ for (const engine of engines) {
       const dry = await reconcile(h.deps, { days: 1, execute: false });
       const found = dry.found.filter((f) => f.kind === 'upstream_orphan');
       assert.equal(found.length, 1, JSON.stringify(dry.found));
-      assert.match(found[0].detail, new RegExp(`order ${orphan.id}\\b`));
+      assert.match(found[0]!.detail, new RegExp(`order ${orphan.id}\\b`));
       assert.equal(orphan.status, 'waiting', 'a dry run changes nothing');
 
       const run = await reconcile(h.deps, { days: 1, execute: true });

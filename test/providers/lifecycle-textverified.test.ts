@@ -13,7 +13,8 @@ import { rows } from '../../src/db/database.ts';
 import { isDomainError, type DomainError } from '../../src/errors.ts';
 import { listOffers, priceWithMarkup, syncCatalogue } from '../../src/catalogue/catalogue.ts';
 import { TextVerifiedProvider } from '../../src/providers/textverified/adapter.ts';
-import { cancelVerification, loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
+import { cancelVerification } from '../../src/verifications/flows.ts';
+import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 import { engines } from '../support/db.ts';
 import { startFakeTextVerified, type FakeTextVerified, type FakeTextVerifiedOptions } from '../support/fake-textverified.ts';
@@ -126,7 +127,7 @@ for (const engine of engines) {
       assert.equal(row.expiresAt.getTime(), row.createdAt.getTime() + 300_000);
       // Our verification id is the upstream's Idempotency-Key; the catalogue's cost is the cap.
       const [create] = createsFor(row.id);
-      assert.deepEqual(JSON.parse(create.body), { serviceName: 'whatsapp', capability: 'sms', maxPrice: 1.5 });
+      assert.deepEqual(JSON.parse(create!.body), { serviceName: 'whatsapp', capability: 'sms', maxPrice: 1.5 });
       assert.deepEqual(await h.wallet(user), [1000, 200, 800]);
 
       await poll();
@@ -286,7 +287,7 @@ for (const engine of engines) {
         const error = await buyFails(user, 'cap-1', 'google');
         assert.equal(error.code, 'price_exceeds_max');
         assert.equal(error.status, 422);
-        assert.equal(JSON.parse(createsFor(error.extra.verification_id as string)[0].body).maxPrice, 0.4);
+        assert.equal(JSON.parse(createsFor(error.extra.verification_id as string)[0]!.body).maxPrice, 0.4);
         assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);
       } finally {
         await putProviderCatalogue(h.t.database.db, 'textverified', [{ service: 'google', priceMinor: 80, costMinor: 60 }]);
@@ -490,7 +491,7 @@ for (const engine of engines) {
       const user = await h.customer(1000);
       const out = await buy(user, 'synced-1');
       assert.equal(out.row.priceMinor, 163);
-      assert.equal(JSON.parse(createsFor(out.row.id)[0].body).maxPrice, 1.25);
+      assert.equal(JSON.parse(createsFor(out.row.id)[0]!.body).maxPrice, 1.25);
       assert.deepEqual(await h.wallet(user), [1000, 163, 837]);
       assert.equal((await cancelVerification(h.deps, out.row, 'customer')).kind, 'cancelled');
       assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);

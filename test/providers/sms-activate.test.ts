@@ -2,7 +2,7 @@ import { test, describe, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { ProviderError, type LookupRequest, type PurchaseRequest } from '../../src/providers/provider.ts';
 import { SmsActivateProvider, type SmsActivateOptions } from '../../src/providers/sms-activate/adapter.ts';
 import { startFakeSmsActivate, type FakeSmsActivateOptions } from '../support/fake-sms-activate.ts';
@@ -54,7 +54,7 @@ describe('SMS-Activate adapter: purchase', () => {
       endsAt: new Date('2026-03-01T12:20:00.000Z'),
       costMinor: 50,
     });
-    const sent = fake.state.requests[0].query;
+    const sent = fake.state.requests[0]!.query;
     assert.deepEqual(
       [sent.get('action'), sent.get('service'), sent.get('country'), sent.get('maxPrice'), sent.get('api_key')],
       ['getNumberV2', 'wa', '187', '0.60', 'sa-test-key'],
@@ -250,17 +250,17 @@ describe('SMS-Activate adapter: messages and states', () => {
     assert.equal(first.state, 'received');
     assert.equal(first.messages.length, 1);
     assert.deepEqual(
-      { text: first.messages[0].text, code: first.messages[0].code, receivedAt: first.messages[0].receivedAt },
+      { text: first.messages[0]!.text, code: first.messages[0]!.code, receivedAt: first.messages[0]!.receivedAt },
       { text: 'Your WhatsApp code 123-456', code: '123456', receivedAt: new Date('2026-03-01T12:00:40.000Z') },
     );
-    assert.match(first.messages[0].providerMessageId, /^[0-9a-f]{32}$/);
+    assert.match(first.messages[0]!.providerMessageId, /^[0-9a-f]{32}$/);
 
     clock.advance(5000);
     const again = await provider.check({ ...order, since });
     const batched = await provider.checkMany([{ ...order, since }]);
-    assert.equal(again.messages[0].providerMessageId, first.messages[0].providerMessageId);
-    assert.equal(batched.get(order.providerOrderId)?.messages[0].providerMessageId, first.messages[0].providerMessageId);
-    assert.equal(batched.get(order.providerOrderId)?.messages[0].text, 'Your WhatsApp code 123-456');
+    assert.equal(again.messages[0]!.providerMessageId, first.messages[0]!.providerMessageId);
+    assert.equal(batched.get(order.providerOrderId)?.messages[0]?.providerMessageId, first.messages[0]!.providerMessageId);
+    assert.equal(batched.get(order.providerOrderId)?.messages[0]?.text, 'Your WhatsApp code 123-456');
   });
 
   test('without getFullSms the code is the text, and the message id is the same', async (t) => {
@@ -271,8 +271,8 @@ describe('SMS-Activate adapter: messages and states', () => {
       const order = await provider.buy(purchase());
       fake.controls.deliverSms(order.providerOrderId, { code: '777777', text: 'Code 777777' });
       const check = await provider.check({ ...order, since: clock.now() });
-      ids.push(check.messages[0].providerMessageId);
-      if (provider === withoutText.provider) assert.equal(check.messages[0].text, '777777');
+      ids.push(check.messages[0]!.providerMessageId);
+      if (provider === withoutText.provider) assert.equal(check.messages[0]!.text, '777777');
     }
     assert.equal(ids[0], ids[1]);
   });

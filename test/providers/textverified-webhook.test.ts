@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import {
   isSmsReceivedEvent,
   MalformedWebhookError,
@@ -141,9 +141,9 @@ describe('TextVerified webhook body', () => {
     const forged = await fake.controls.sendWebhook(target, { event: 'v2.sms.received', data: smsEvent.data }, { secret: 'whsec_attacker' });
     assert.deepEqual([good.status, forged.status], [200, 401]);
     assert.equal(received.length, 2);
-    assert.equal(received[0].valid, true);
-    assert.equal(received[0].event?.id, 'evt_9');
-    assert.equal(received[0].event?.occurredAt.toISOString(), '2026-03-01T12:00:00.000Z');
-    assert.equal(received[1].valid, false);
+    assert.equal(received[0]!.valid, true);
+    assert.equal(received[0]!.event?.id, 'evt_9');
+    assert.equal(received[0]!.event?.occurredAt.toISOString(), '2026-03-01T12:00:00.000Z');
+    assert.equal(received[1]!.valid, false);
   });
 });

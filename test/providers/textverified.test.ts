@@ -2,7 +2,7 @@ import { test, describe, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { ProviderError, type PurchaseRequest } from '../../src/providers/provider.ts';
 import { TextVerifiedProvider, type TextVerifiedOptions } from '../../src/providers/textverified/adapter.ts';
 import { startFakeTextVerified, type FakeTextVerified, type FakeTextVerifiedOptions } from '../support/fake-textverified.ts';
@@ -53,15 +53,15 @@ describe('TextVerified adapter: purchase', () => {
       costMinor: 125,
     });
     const [create] = creates(fake);
-    assert.equal(create.headers['idempotency-key'], 'ver_0001');
-    assert.deepEqual(JSON.parse(create.body), { serviceName: 'whatsapp', capability: 'sms', maxPrice: 2.95 });
+    assert.equal(create!.headers['idempotency-key'], 'ver_0001');
+    assert.deepEqual(JSON.parse(create!.body), { serviceName: 'whatsapp', capability: 'sms', maxPrice: 2.95 });
     assert.equal(fake.state.purchases, 1);
   });
 
   test('our service names map to TextVerified service names', async (t) => {
     const { fake, provider } = await setup(t, { adapter: { serviceNames: { wa: 'whatsapp' } } });
     await provider.buy(purchase({ service: 'wa' }));
-    assert.equal(JSON.parse(creates(fake)[0].body).serviceName, 'whatsapp');
+    assert.equal(JSON.parse(creates(fake)[0]!.body).serviceName, 'whatsapp');
   });
 
   test('definite refusals: no numbers, price above the cap, no balance, too many unfinished, bad key, wrong country', async (t) => {

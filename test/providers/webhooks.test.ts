@@ -11,11 +11,11 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../support/clock.ts';
 import { rows } from '../../src/db/database.ts';
 import { signTextVerifiedWebhook } from '../../src/providers/textverified/webhook.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
-import { createVerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../../src/runtime.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { engines } from '../support/db.ts';
 import { startFakeTextVerified, type FakeSms, type FakeTextVerified, type FakeTextVerifiedOptions } from '../support/fake-textverified.ts';
@@ -375,7 +375,7 @@ for (const engine of engines) {
           release();
         } else if (mode === 'both at once') {
           // Let the poller go after a varying number of event-loop turns into the webhook's handling.
-          const turns = [0, 2, 5, 10, 20, 40][Math.floor(round / modes.length) % 6];
+          const turns = [0, 2, 5, 10, 20, 40][Math.floor(round / modes.length) % 6]!;
           [res] = await Promise.all([post(raw), afterTurns(turns).then(release)]);
         } else {
           release();

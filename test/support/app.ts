@@ -2,16 +2,15 @@ import { cpSync, existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { AppContext } from '../../src/context.ts';
 import { openDatabase, type Engine } from '../../src/db/database.ts';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
-import type { HealthCheck } from '../../src/http/app.ts';
 import { createLogger } from '../../src/logging.ts';
-import { embeddedDatabasePath, startServer, type Background, type RunningServer, type StartServerOptions } from '../../src/server.ts';
+import { embeddedDatabasePath, startServer, type RunningServer, type StartServerOptions } from '../../src/server.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
 
 export interface TestAppOptions {
@@ -21,10 +20,7 @@ export interface TestAppOptions {
   /** Overrides of the environment the server is configured from. */
   env?: Record<string, string>;
   clock?: Clock;
-  background?: Background;
   worker?: boolean;
-  extraRoutes?: FastifyPluginAsync<any, any, any, any>[];
-  healthChecks?: Record<string, HealthCheck>;
   /** Replaces the verification runtime (e.g. a scripted upstream). */
   runtime?: StartServerOptions['runtime'];
   /** Capture the server's log lines (they are silent otherwise, unless env.LOG_LEVEL says so). */
@@ -121,10 +117,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   try {
     server = await startServer(config, {
       clock: options.clock,
-      background: options.background,
       worker: options.worker,
-      extraRoutes: options.extraRoutes,
-      healthChecks: options.healthChecks,
       runtime: options.runtime,
       logger,
       print: () => {},

@@ -14,12 +14,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pino from 'pino';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from './clock.ts';
+import { LIFECYCLE_TEST_ENV } from './lifecycle.ts';
 import { loadConfig } from '../../src/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { SandboxProvider } from '../../src/providers/sandbox.ts';
 import type { OrderCheck, OrderRef, Provider } from '../../src/providers/provider.ts';
-import { createVerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createVerificationRuntime } from '../../src/runtime.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 
@@ -71,15 +72,7 @@ function goSignal(): Promise<void> {
 
 async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2] ?? '{}') as WorkerOptions;
-  const config = loadConfig({
-    LOG_LEVEL: 'silent',
-    VERIFICATION_TTL_SECONDS: '600',
-    POLL_INTERVAL_MS: '1000',
-    SANDBOX_DELAY_MS: '5000',
-    SANDBOX_FAILURE_RATE: '0',
-    PURCHASE_TIMEOUT_SECONDS: '30',
-    ...options.env,
-  });
+  const config = loadConfig({ ...LIFECYCLE_TEST_ENV, ...options.env });
   const clock = new ManualClock(options.now);
   const database = await openDatabase({ databaseUrl: options.databaseUrl, poolSize: 4 });
   const sandbox = new SandboxProvider({

@@ -143,7 +143,7 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
     const service = params.get('service') ?? '';
     const country = params.get('country') ?? '0';
     if (!(country in prices)) return fail('WRONG_COUNTRY_ID', 400);
-    const offer = prices[country][service];
+    const offer = prices[country]?.[service];
     if (!offer) return fail('BAD_SERVICE', 400);
     if (offer.count <= 0) return fail('NO_NUMBERS', 404);
     const maxPrice = params.get('maxPrice');
@@ -180,7 +180,7 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
         return buy(params, true);
       case 'getStatus': {
         if (!a) return fail('NO_ACTIVATION', 404);
-        const last = a.sms[a.sms.length - 1];
+        const last = a.sms[a.sms.length - 1]!;
         switch (statusOf(a)) {
           case 'waiting':
             return text('STATUS_WAIT_CODE');
@@ -198,7 +198,7 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
         const s = statusOf(a);
         if (s === 'waiting') return text('STATUS_WAIT_CODE');
         if (s === 'cancelled') return text('STATUS_CANCEL');
-        return text(`FULL_SMS:${a.sms[a.sms.length - 1].text}`);
+        return text(`FULL_SMS:${a.sms[a.sms.length - 1]!.text}`);
       }
       case 'setStatus': {
         if (!a) return fail('NO_ACTIVATION', 404);

@@ -311,7 +311,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     const serviceName = body.serviceName;
     if (typeof serviceName !== 'string' || !(serviceName in prices)) return error(400, 'InvalidServiceName', 'Unknown service.');
     if (body.capability !== 'sms') return error(400, 'InvalidCapability', 'Unsupported capability.');
-    const price = prices[serviceName];
+    const price = prices[serviceName]!;
     if ((stock.get(serviceName) ?? 1) <= 0) return error(400, 'Unavailable', 'No numbers are available for this request.');
     if (typeof body.maxPrice === 'number' && body.maxPrice < price) return error(400, 'PricingFailure', `Price ${price} is above maxPrice.`);
     if (state.balance < price) return error(400, 'InsufficientBalance', 'Insufficient balance.');
@@ -353,7 +353,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     if (method === 'GET' && rest === '/sms') return { name: 'sms' };
     const one = /^\/verifications\/([^/]+)(\/cancel|\/report)?$/.exec(rest);
     if (!one) return null;
-    const id = decodeURIComponent(one[1]);
+    const id = decodeURIComponent(one[1]!);
     if (method === 'GET' && !one[2]) return { name: 'details', id };
     if (method === 'POST' && one[2] === '/cancel') return { name: 'cancel', id };
     if (method === 'POST' && one[2] === '/report') return { name: 'report', id };

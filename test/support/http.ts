@@ -131,3 +131,44 @@ export function assertProblem(response: ApiResponse, status: number, code: strin
   assert.equal(typeof response.body.detail, 'string');
   assert.equal(response.body.type, `urn:namaskah:problem:${code}`);
 }
+
+export interface EventStream {
+  /** Resolves with the data of the first event of that name matching `until` (in whatever order they came). */
+  next(event: string, until?: (data: any) => boolean): Promise<any>;
+  /** Every event received so far. */
+  readonly seen: { event: string; data: any }[];
+  close(): void;
+}
+
+/** Opens GET /v1/events as a customer and reads its server-sent events. */
+export async function openEventStream(baseUrl: string, token: string): Promise<EventStream> {
+  const controller = new AbortController();
+  const response = await fetch(new URL('/v1/events', baseUrl), { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /text\/event-stream/);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  const seen: { event: string; data: any }[] = [];
+  return {
+    seen,
+    async next(event, until = () => true) {
+      for (;;) {
+        const found = seen.find((e) => e.event === event && until(e.data));
+        if (found) return found.data;
+        const chunk = await reader.read();
+        if (chunk.done) throw new Error('stream ended');
+        buffer += decoder.decode(chunk.value, { stream: true });
+        let boundary;
+        while ((boundary = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, boundary);
+          buffer = buffer.slice(boundary + 2);
+          const name = /^event: (.+)$/m.exec(block)?.[1];
+          const data = /^data: (.+)$/m.exec(block)?.[1];
+          if (name && data) seen.push({ event: name, data: JSON.parse(data) });
+        }
+      }
+    },
+    close: () => controller.abort(),
+  };
+}

@@ -4,7 +4,8 @@ import { sql } from 'drizzle-orm';
 import { pgConstraint, pgErrorCode, rows, type Database, type Executor, type Tx } from '../../src/db/database.ts';
 import { creditWallet, expireHold, openWallet, placeHold, postHold, voidHold, type HoldOutcome } from '../../src/ledger/ledger.ts';
 import { isLedgerError } from '../../src/ledger/errors.ts';
-import { checkLedgerInvariants, type Check } from '../../src/ops/invariants.ts';
+import { checkLedgerInvariants } from '../../src/ops/invariants.ts';
+import type { Check } from '../../src/ops/reports.ts';
 
 /** Asserts every ledger invariant check passes; the message lists the failing ones with detail. */
 export async function assertLedgerConsistent(ex: Executor, context = ''): Promise<Check[]> {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from './clock.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { AppContext } from '../../src/context.ts';
 import type { Engine as DbEngine } from '../../src/db/database.ts';
@@ -9,12 +9,23 @@ import { firstRow } from '../../src/db/database.ts';
 import { seedSandboxCatalogue } from '../../src/catalogue/catalogue.ts';
 import { creditWallet, openWallet, walletOf } from '../../src/ledger/ledger.ts';
 import type { Provider } from '../../src/providers/provider.ts';
-import { createVerificationRuntime, type VerificationRuntime } from '../../src/verifications/runtime.ts';
+import { createProvider } from '../../src/providers/registry.ts';
+import { createVerificationRuntime, type VerificationRuntime } from '../../src/runtime.ts';
 import type { FaultPoint, LifecycleDeps } from '../../src/verifications/lifecycle.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
 
 export const START = '2026-03-01T12:00:00Z';
+
+/** The lifecycle's timing in tests, shared by the harness and the engine worker processes. */
+export const LIFECYCLE_TEST_ENV: Record<string, string> = {
+  LOG_LEVEL: 'silent',
+  VERIFICATION_TTL_SECONDS: '600',
+  POLL_INTERVAL_MS: '1000',
+  SANDBOX_DELAY_MS: '5000',
+  SANDBOX_FAILURE_RATE: '0',
+  PURCHASE_TIMEOUT_SECONDS: '30',
+};
 
 export interface LifecycleHarness {
   t: TestDatabase;
@@ -22,6 +33,8 @@ export interface LifecycleHarness {
   clock: ManualClock;
   config: Config;
   runtime: VerificationRuntime;
+  /** The upstream behind the runtime's breaker (the configured sandbox unless a provider was given). */
+  upstream: Provider;
   deps: LifecycleDeps;
   /** Creates a customer with `funds` minor units in their wallet. */
   customer(funds: number): Promise<string>;
@@ -81,12 +94,7 @@ export async function lifecycleHarness(
   const clock = new ManualClock(START);
   const t = await freshDatabase(engine, { now: clock.now() });
   const config = loadConfig({
-    LOG_LEVEL: 'silent',
-    VERIFICATION_TTL_SECONDS: '600',
-    POLL_INTERVAL_MS: '1000',
-    SANDBOX_DELAY_MS: '5000',
-    SANDBOX_FAILURE_RATE: '0',
-    PURCHASE_TIMEOUT_SECONDS: '30',
+    ...LIFECYCLE_TEST_ENV,
     MAX_ACTIVE_VERIFICATIONS: '1000',
     PURCHASES_PER_MINUTE: '100000',
     BREAKER_FAILURE_THRESHOLD: '3',
@@ -95,13 +103,15 @@ export async function lifecycleHarness(
   });
   const ctx: AppContext = { config, database: t.database, clock, logger: pino({ level: 'silent' }) };
   await seedSandboxCatalogue(t.database.db);
-  const runtime = createVerificationRuntime(ctx, { provider: options.provider, faults: options.faults, workerId: 'test-worker' });
+  const upstream = options.provider ?? createProvider(config, clock);
+  const runtime = createVerificationRuntime(ctx, { provider: upstream, faults: options.faults, workerId: 'test-worker' });
   return {
     t,
     ctx,
     clock,
     config,
     runtime,
+    upstream,
     deps: runtime.deps,
     async customer(funds) {
       const email = `c-${randomUUID()}@example.com`;

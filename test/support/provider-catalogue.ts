@@ -4,7 +4,7 @@
  * `price_minor` is what the customer pays (held, then captured), `cost_minor` the cap sent upstream.
  */
 import type { Executor } from '../../src/db/database.ts';
-import { upsertOffer } from '../../src/catalogue/catalogue.ts';
+import { services } from '../../src/catalogue/schema.ts';
 
 export interface TestOffer {
   service: string;
@@ -42,7 +42,7 @@ export async function putProviderCatalogue(
   offers: TestOffer[] = DEFAULT_OFFERS[provider],
 ): Promise<void> {
   for (const offer of offers) {
-    await upsertOffer(ex, {
+    const row = {
       provider,
       service: offer.service,
       country: offer.country ?? 'US',
@@ -50,6 +50,11 @@ export async function putProviderCatalogue(
       priceMinor: offer.priceMinor,
       costMinor: offer.costMinor,
       enabled: offer.enabled ?? true,
-    });
+    };
+    // A fixture, written directly: the service's own writer (src/catalogue) fills it from a price list.
+    await ex
+      .insert(services)
+      .values(row)
+      .onConflictDoUpdate({ target: [services.provider, services.service, services.country], set: row });
   }
 }

@@ -6,7 +6,7 @@ import { ScriptedProvider } from '../support/scripted-provider.ts';
 import { assertLifecycleConsistent, verificationMoney } from '../support/lifecycle-invariants.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
-import { viewOf } from '../../src/verifications/view.ts';
+import { viewOf } from '../../src/verifications/resource.ts';
 import { ProviderError } from '../../src/providers/provider.ts';
 
 /** Fails the test instead of hanging it when a tick never finishes (real time, not the domain clock). */
@@ -23,6 +23,21 @@ async function withinRealTime<T>(ms: number, work: Promise<T>, what: string): Pr
 }
 
 const REFUND_WITHIN_MS = 60_000;
+
+/** An SMS after the deadline: stored and shown as late, never charged, the upstream order cancelled. */
+async function assertLateSmsFree(h: LifecycleHarness, id: string, user: string): Promise<void> {
+  assert.deepEqual(await verificationMoney(h.t.database.db, id), {
+    state: 'expired',
+    holdOutcome: 'expired',
+    charges: 0,
+    chargedMinor: 0,
+    upstreamStatus: 'cancelled',
+    messages: 1,
+    lateMessages: 1,
+  });
+  assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);
+  await assertLifecycleConsistent(h.t.database.db);
+}
 
 for (const engine of engines) {
   describe(`deadline with the sandbox [${engine}]`, () => {
@@ -84,17 +99,7 @@ for (const engine of engines) {
         h.clock.advance(60_000);
         await h.runtime.engine.tick();
       }
-      assert.deepEqual(await verificationMoney(h.t.database.db, out.row.id), {
-        state: 'expired',
-        holdOutcome: 'expired',
-        charges: 0,
-        chargedMinor: 0,
-        upstreamStatus: 'cancelled',
-        messages: 1,
-        lateMessages: 1,
-      });
-      assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);
-      await assertLifecycleConsistent(h.t.database.db);
+      await assertLateSmsFree(h, out.row.id, user);
     });
   });
 
@@ -219,17 +224,7 @@ for (const engine of engines) {
       provider.deliver(row.providerOrderId!, 'Your code is 424242', '424242', h.clock.now());
       h.clock.advance(10_000);
       await h.runtime.engine.tick();
-      assert.deepEqual(await verificationMoney(h.t.database.db, row.id), {
-        state: 'expired',
-        holdOutcome: 'expired',
-        charges: 0,
-        chargedMinor: 0,
-        upstreamStatus: 'cancelled',
-        messages: 1,
-        lateMessages: 1,
-      });
-      assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);
-      await assertLifecycleConsistent(h.t.database.db);
+      await assertLateSmsFree(h, row.id, user);
     });
 
     // Last in this block: it leaves the breaker open.

@@ -9,7 +9,7 @@ import { assertLifecycleConsistent } from '../support/lifecycle-invariants.ts';
 import { spawnWorker, type WorkerHandle, type WorkerOptions } from '../support/engine-worker.ts';
 import { rows } from '../../src/db/database.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { claimDue } from '../../src/verifications/queue.ts';
+import { claimDue } from '../../src/engine/queue.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 
 /** Upstream checks seen per order, with who made them; a check starting while another runs is double processing. */

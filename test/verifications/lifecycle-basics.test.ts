@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { engines } from '../support/db.ts';
 import { lifecycleHarness, type LifecycleHarness } from '../support/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { cancelVerification, loadVerification } from '../../src/verifications/lifecycle.ts';
+import { cancelVerification } from '../../src/verifications/flows.ts';
+import { loadVerification } from '../../src/verifications/lifecycle.ts';
 import { isDomainError } from '../../src/errors.ts';
 import { SandboxProvider } from '../../src/providers/sandbox.ts';
 
@@ -65,7 +66,7 @@ for (const engine of engines) {
       await h.runtime.engine.tick();
       const row = await loadVerification(h.t.database.db, out.row.id);
       assert.equal(row?.state, 'waiting');
-      assert.equal((h.runtime.upstream as SandboxProvider).purchases.get(out.row.id), 1);
+      assert.equal((h.upstream as SandboxProvider).purchases.get(out.row.id), 1);
       h.clock.advance(2000);
       await h.runtime.engine.tick();
       assert.equal((await loadVerification(h.t.database.db, out.row.id))?.state, 'received');

@@ -7,16 +7,8 @@ import { ScriptedProvider, deferred } from '../support/scripted-provider.ts';
 import { assertLifecycleConsistent, verificationMoney } from '../support/lifecycle-invariants.ts';
 import { rows } from '../../src/db/database.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import {
-  cancelVerification,
-  expireVerification,
-  loadVerification,
-  recordMessages,
-  recoverPurchase,
-  type CancelResult,
-  type CaptureResult,
-  type VerificationRow,
-} from '../../src/verifications/lifecycle.ts';
+import { cancelVerification, expireVerification, recoverPurchase, type CancelResult } from '../../src/verifications/flows.ts';
+import { loadVerification, recordMessages, type CaptureResult, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 import { ProviderError } from '../../src/providers/provider.ts';
 import { isDomainError } from '../../src/errors.ts';
 

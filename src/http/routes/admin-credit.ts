@@ -4,7 +4,8 @@ import { creditUserWallet } from '../../accounts/admin.ts';
 import { MAX_CREDIT_MINOR, MAX_REASON_LENGTH } from '../../accounts/policy.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { IdempotencyHeaders, Security, WalletSchema, walletBody } from '../schemas.ts';
+import { WalletSchema, walletResource } from '../../ledger/resource.ts';
+import { IdempotencyHeaders, Security } from '../schemas.ts';
 
 /**
  * POST /v1/admin/users/:id/credit: a top-up (positive) or an adjustment down (negative), audited
@@ -49,7 +50,7 @@ const adminCreditRoutes: FastifyPluginAsyncZod = async (app) => {
         now: ctx.clock.now(),
       });
       if (result.replayed) reply.header('idempotent-replayed', 'true');
-      return reply.status(201).send({ transfer_id: result.transferId, replayed: result.replayed, wallet: walletBody(result.wallet) });
+      return reply.status(201).send({ transfer_id: result.transferId, replayed: result.replayed, wallet: walletResource(result.wallet) });
     },
   });
 };

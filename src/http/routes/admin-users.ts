@@ -1,20 +1,12 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwords.ts';
+import { AdminUserSchema, adminUserResource, UserSchema, userResource } from '../../accounts/resource.ts';
 import { createUser, listUsers } from '../../accounts/users.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, MinorUnits, Security, Timestamp, UserSchema, userBody } from '../schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
-const AdminUserSchema = z.object({
-  id: z.uuid(),
-  email: z.string(),
-  role: z.enum(['customer', 'admin']),
-  created_at: Timestamp,
-  balance_minor: MinorUnits,
-  held_minor: MinorUnits,
-  available_minor: MinorUnits,
-});
 
 /** GET /v1/admin/users (with balances), POST /v1/admin/users (create an account; audited). */
 const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -28,29 +20,18 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
       security: Security,
       querystring: z.object({
         query: z.string().max(254).optional().describe('part of the email'),
-        cursor: Cursor.optional(),
-        limit: z.coerce.number().int().min(1).max(200).default(50),
+        ...pageQuery({ max: 200, default: 50 }),
       }),
       response: {
-        200: z.object({ items: z.array(AdminUserSchema), next_cursor: z.string().nullable() }),
+        200: Page(AdminUserSchema),
         ...problemResponses(400, 401, 403),
       },
     },
     handler: async (request) => {
       await requireAdmin(request);
-      const page = await listUsers(ctx.database.db, request.query);
-      return {
-        items: page.items.map((u) => ({
-          id: u.id,
-          email: u.email,
-          role: u.role,
-          created_at: u.createdAt.toISOString(),
-          balance_minor: u.balanceMinor,
-          held_minor: u.heldMinor,
-          available_minor: u.availableMinor,
-        })),
-        next_cursor: page.nextCursor,
-      };
+      const { cursor, ...filter } = request.query;
+      const page = await listUsers(ctx.database.db, { ...filter, after: cursor });
+      return { items: page.items.map(adminUserResource), next_cursor: page.nextCursor };
     },
   });
 
@@ -74,7 +55,7 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
         now: ctx.clock.now(),
         audit: admin.via === 'ops' ? { actorId: null, actor: 'cli' } : { actorId: admin.userId, actor: 'admin' },
       });
-      return reply.status(201).send({ user: userBody(user) });
+      return reply.status(201).send({ user: userResource(user) });
     },
   });
 };

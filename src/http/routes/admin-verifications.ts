@@ -1,13 +1,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { DomainError } from '../../errors.ts';
-import { decodeCursor } from '../../ledger/ledger.ts';
 import { verificationStates } from '../../verifications/schema.ts';
-import { listVerifications } from '../../verifications/view.ts';
+import { AdminVerificationSchema, listVerifications } from '../../verifications/resource.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, Security } from '../schemas.ts';
-import { VerificationSchema } from '../verification-schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
 /** GET /v1/admin/verifications: search every customer's verifications. */
 const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -22,19 +19,17 @@ const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
         state: z.enum(verificationStates).optional(),
         email: z.string().trim().min(1).max(254).optional(),
         service: z.string().trim().min(1).max(64).optional(),
-        cursor: Cursor.optional(),
-        limit: z.coerce.number().int().min(1).max(100).default(50),
+        ...pageQuery({ max: 100, default: 50 }),
       }),
       response: {
-        200: z.object({ items: z.array(VerificationSchema.extend({ user_email: z.string() })), next_cursor: z.string().nullable() }),
+        200: Page(AdminVerificationSchema),
         ...problemResponses(400, 401, 403),
       },
     },
     handler: async (request) => {
       await requireAdmin(request);
       const { cursor, ...filter } = request.query;
-      if (cursor !== undefined && !decodeCursor(cursor)) throw new DomainError('validation_failed', 'cursor is not valid');
-      const page = await listVerifications(ctx.database.db, { ...filter, cursor });
+      const page = await listVerifications(ctx.database.db, { ...filter, after: cursor });
       return { items: page.items, next_cursor: page.nextCursor };
     },
   });

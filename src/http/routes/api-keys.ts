@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../accounts/api-keys.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security, Timestamp } from '../schemas.ts';
+import { Timestamp } from '../../clock.ts';
+import { Security } from '../schemas.ts';
 
 const ApiKeySchema = z.object({
   id: z.uuid(),

@@ -5,7 +5,7 @@ import { createSession, revokeSession } from '../../accounts/sessions.ts';
 import { authenticateUser, createUser, normalizeEmail } from '../../accounts/users.ts';
 import { clearSessionCookies, currentSessionId, requireUser, setSessionCookies } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { UserSchema, userBody } from '../schemas.ts';
+import { UserSchema, userResource } from '../../accounts/resource.ts';
 
 const AuthResponse = z.object({
   user: UserSchema,
@@ -31,7 +31,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
       const user = await createUser(ctx.database, request.body, { currency: ctx.config.CURRENCY, now });
       const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
       setSessionCookies(request, reply, ctx.config, session);
-      return reply.status(201).send({ user: userBody(user), token: session.token });
+      return reply.status(201).send({ user: userResource(user), token: session.token });
     },
   });
 
@@ -62,7 +62,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
       const user = await authenticateUser(ctx.database.db, request.body.email, request.body.password);
       const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
       setSessionCookies(request, reply, ctx.config, session);
-      return reply.status(200).send({ user: userBody(user), token: session.token });
+      return reply.status(200).send({ user: userResource(user), token: session.token });
     },
   });
 

@@ -1,12 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { BusEvent } from '../../events/bus.ts';
 import { walletOf } from '../../ledger/ledger.ts';
-import { findNotification, notificationView } from '../../notifications/notifications.ts';
-import type { VerificationRuntime } from '../../verifications/runtime.ts';
-import { findCustomerVerification, viewOf } from '../../verifications/view.ts';
+import { findNotification } from '../../notifications/notifications.ts';
+import { notificationResource } from '../../notifications/resource.ts';
+import { findCustomerVerification, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security, walletBody } from '../schemas.ts';
+import { walletResource } from '../../ledger/resource.ts';
+import { Security } from '../schemas.ts';
 
 const HEARTBEAT_MS = 15_000;
 
@@ -14,57 +15,57 @@ const HEARTBEAT_MS = 15_000;
  * GET /v1/events: server-sent events so a client sees its code arrive without polling. Events are
  * `verification`, `notification` and `wallet`, each carrying the resource's current JSON.
  */
-export function eventRoutes(runtime: VerificationRuntime): FastifyPluginAsyncZod {
-  return async (app) => {
-    const { ctx } = app;
-    app.get('/v1/events', {
-      preValidation: requireUser,
-      schema: {
-        tags: ['events'],
-        summary: 'Live updates (text/event-stream): verification, notification and wallet events',
-        security: Security,
-        response: problemResponses(401),
-      },
-      handler: async (request, reply) => {
-        const me = await requireUser(request);
-        reply.hijack();
-        const out = reply.raw;
-        out.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
-        });
-        const send = (event: string, data: unknown) => {
-          if (!out.writableEnded) out.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-        };
-        // Events are delivered in order; each one loads the resource as it is now.
-        let queue = Promise.resolve();
-        const onEvent = (event: BusEvent) => {
-          queue = queue
-            .then(async () => {
-              const db = ctx.database.db;
-              if (event.kind === 'verification') {
-                const row = await findCustomerVerification(db, me.userId, event.id);
-                if (row) send('verification', await viewOf(db, row));
-              } else if (event.kind === 'notification') {
-                const row = await findNotification(db, me.userId, event.id);
-                if (row) send('notification', notificationView(row));
-              } else {
-                send('wallet', walletBody(await walletOf(db, me.userId)));
-              }
-            })
-            .catch((error: unknown) => request.log.warn({ err: error }, 'event stream delivery failed'));
-        };
-        const unsubscribe = runtime.hub.subscribe(me.userId, onEvent);
-        out.write(`retry: 3000\n\n`);
-        send('ready', { user_id: me.userId });
-        const heartbeat = setInterval(() => out.write(': heartbeat\n\n'), HEARTBEAT_MS);
-        request.raw.on('close', () => {
-          clearInterval(heartbeat);
-          unsubscribe();
-        });
-      },
-    });
-  };
-}
+const eventRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { ctx, hub } = app;
+  app.get('/v1/events', {
+    preValidation: requireUser,
+    schema: {
+      tags: ['events'],
+      summary: 'Live updates (text/event-stream): verification, notification and wallet events',
+      security: Security,
+      response: problemResponses(401),
+    },
+    handler: async (request, reply) => {
+      const me = await requireUser(request);
+      reply.hijack();
+      const out = reply.raw;
+      out.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      const send = (event: string, data: unknown) => {
+        if (!out.writableEnded) out.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      };
+      // Events are delivered in order; each one loads the resource as it is now.
+      let queue = Promise.resolve();
+      const onEvent = (event: BusEvent) => {
+        queue = queue
+          .then(async () => {
+            const db = ctx.database.db;
+            if (event.kind === 'verification') {
+              const row = await findCustomerVerification(db, me.userId, event.id);
+              if (row) send('verification', await viewOf(db, row));
+            } else if (event.kind === 'notification') {
+              const row = await findNotification(db, me.userId, event.id);
+              if (row) send('notification', notificationResource(row));
+            } else {
+              send('wallet', walletResource(await walletOf(db, me.userId)));
+            }
+          })
+          .catch((error: unknown) => request.log.warn({ err: error }, 'event stream delivery failed'));
+      };
+      const unsubscribe = hub.subscribe(me.userId, onEvent);
+      out.write(`retry: 3000\n\n`);
+      send('ready', { user_id: me.userId });
+      const heartbeat = setInterval(() => out.write(': heartbeat\n\n'), HEARTBEAT_MS);
+      request.raw.on('close', () => {
+        clearInterval(heartbeat);
+        unsubscribe();
+      });
+    },
+  });
+};
+
+export default eventRoutes;

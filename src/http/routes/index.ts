@@ -1,26 +1,47 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Config } from '../../config.ts';
 import adminCreditRoutes from './admin-credit.ts';
+import adminOpsRoutes from './admin-ops.ts';
 import adminUserRoutes from './admin-users.ts';
+import adminVerificationRoutes from './admin-verifications.ts';
 import apiKeyRoutes from './api-keys.ts';
 import authRoutes from './auth.ts';
+import eventRoutes from './events.ts';
 import healthRoutes from './health.ts';
 import meRoutes from './me.ts';
 import metricsRoutes from './metrics.ts';
+import notificationRoutes from './notifications.ts';
+import sandboxRoutes from './sandbox.ts';
+import serviceRoutes from './services.ts';
+import verificationRoutes from './verifications.ts';
 import walletRoutes from './wallet.ts';
+import webhookRoutes from './webhooks.ts';
 
 export type RoutePlugin = FastifyPluginAsyncZod;
 
 /**
- * Every route plugin of the API, registered in this order by buildApp. Add a module's routes by
- * appending its plugin here (one file per route or small resource under src/http/routes/).
+ * The one route registry: every route plugin of the API, registered in this order by buildApp.
+ * One file per route or small resource under src/http/routes/; each reads what it needs from the
+ * app (`app.ctx`, `app.lifecycle`, `app.hub`), so adding one is adding a line here.
  */
-export const routes: RoutePlugin[] = [
-  healthRoutes,
-  metricsRoutes,
-  authRoutes,
-  meRoutes,
-  walletRoutes,
-  apiKeyRoutes,
-  adminUserRoutes,
-  adminCreditRoutes,
-];
+export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
+  return [
+    healthRoutes,
+    metricsRoutes,
+    authRoutes,
+    meRoutes,
+    walletRoutes,
+    apiKeyRoutes,
+    serviceRoutes,
+    verificationRoutes,
+    notificationRoutes,
+    eventRoutes,
+    adminUserRoutes,
+    adminCreditRoutes,
+    adminVerificationRoutes,
+    adminOpsRoutes,
+    webhookRoutes,
+    // The sandbox exists only when it is the configured provider.
+    ...(config.PROVIDER === 'sandbox' ? [sandboxRoutes] : []),
+  ];
+}

@@ -5,7 +5,9 @@ import { DomainError } from '../../errors.ts';
 import { walletOf } from '../../ledger/ledger.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security, UserSchema, WalletSchema, userBody, walletBody } from '../schemas.ts';
+import { UserSchema, userResource } from '../../accounts/resource.ts';
+import { WalletSchema, walletResource } from '../../ledger/resource.ts';
+import { Security } from '../schemas.ts';
 
 /** GET /v1/me: the caller and their wallet. */
 const meRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -22,7 +24,7 @@ const meRoutes: FastifyPluginAsyncZod = async (app) => {
       const user = await findUser(app.ctx.database.db, me.userId);
       if (!user) throw new DomainError('unauthenticated', 'this account no longer exists');
       const wallet = await walletOf(app.ctx.database.db, user.id);
-      return { user: userBody(user), wallet: walletBody(wallet) };
+      return { user: userResource(user), wallet: walletResource(wallet) };
     },
   });
 };

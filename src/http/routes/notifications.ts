@@ -1,22 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../../errors.ts';
-import { listNotifications, markRead, notificationView } from '../../notifications/notifications.ts';
+import { listNotifications, markRead } from '../../notifications/notifications.ts';
+import { NotificationSchema, notificationResource } from '../../notifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Security, Timestamp } from '../schemas.ts';
-
-export const NotificationSchema = z
-  .object({
-    id: z.uuid(),
-    kind: z.enum(['code_received', 'refund_issued']),
-    verification_id: z.uuid().nullable(),
-    title: z.string(),
-    body: z.string(),
-    created_at: Timestamp,
-    read_at: Timestamp.nullable(),
-  })
-  .meta({ id: 'Notification' });
+import { Page, pageQuery, Security } from '../schemas.ts';
 
 /** In-app notifications: one when a code arrives, one when a refund is issued. */
 const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -28,13 +17,19 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
       tags: ['notifications'],
       summary: 'Your notifications, newest first',
       security: Security,
-      querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(100).default(50) }),
-      response: { 200: z.object({ items: z.array(NotificationSchema), unread: z.number().int() }), ...problemResponses(400, 401) },
+      querystring: z.strictObject(pageQuery({ max: 100, default: 50 })),
+      response: {
+        200: Page(NotificationSchema).extend({ unread: z.number().int() }),
+        ...problemResponses(400, 401),
+      },
     },
     handler: async (request) => {
       const me = await requireUser(request);
-      const { items, unread } = await listNotifications(ctx.database.db, me.userId, { limit: request.query.limit });
-      return { items: items.map(notificationView), unread };
+      const { items, nextCursor, unread } = await listNotifications(ctx.database.db, me.userId, {
+        limit: request.query.limit,
+        after: request.query.cursor,
+      });
+      return { items: items.map(notificationResource), next_cursor: nextCursor, unread };
     },
   });
 
@@ -51,7 +46,7 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
       const me = await requireUser(request);
       const row = await markRead(ctx.database.db, me.userId, request.params.id, ctx.clock.now());
       if (!row) throw new DomainError('not_found', 'no such notification');
-      return notificationView(row);
+      return notificationResource(row);
     },
   });
 };

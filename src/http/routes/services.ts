@@ -3,49 +3,51 @@ import { z } from 'zod';
 import { listOffers } from '../../catalogue/catalogue.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { MinorUnits, Security } from '../schemas.ts';
+import { MinorUnits } from '../../money.ts';
+import { Security } from '../schemas.ts';
 
 /** GET /v1/services: the catalogue with customer prices. */
-export function serviceRoutes(provider: string): FastifyPluginAsyncZod {
-  return async (app) => {
-    const { ctx } = app;
-    app.get('/v1/services', {
-      preValidation: requireUser,
-      schema: {
-        tags: ['verifications'],
-        summary: 'What can be bought, and at what price',
-        security: Security,
-        querystring: z.strictObject({ country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166 alpha-2, upper case').optional() }),
-        response: {
-          200: z.object({
-            services: z.array(
-              z.object({
-                service: z.string(),
-                name: z.string(),
-                country: z.string(),
-                price_minor: MinorUnits,
-                currency: z.string(),
-                available: z.boolean(),
-              }),
-            ),
-          }),
-          ...problemResponses(400, 401),
-        },
+const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { ctx } = app;
+  const provider = app.lifecycle.provider.name;
+  app.get('/v1/services', {
+    preValidation: requireUser,
+    schema: {
+      tags: ['verifications'],
+      summary: 'What can be bought, and at what price',
+      security: Security,
+      querystring: z.strictObject({ country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166 alpha-2, upper case').optional() }),
+      response: {
+        200: z.object({
+          services: z.array(
+            z.object({
+              service: z.string(),
+              name: z.string(),
+              country: z.string(),
+              price_minor: MinorUnits,
+              currency: z.string(),
+              available: z.boolean(),
+            }),
+          ),
+        }),
+        ...problemResponses(400, 401),
       },
-      handler: async (request) => {
-        await requireUser(request);
-        const offers = await listOffers(ctx.database.db, provider, request.query.country);
-        return {
-          services: offers.map((o) => ({
-            service: o.service,
-            name: o.name,
-            country: o.country,
-            price_minor: o.priceMinor,
-            currency: ctx.config.CURRENCY,
-            available: o.enabled,
-          })),
-        };
-      },
-    });
-  };
-}
+    },
+    handler: async (request) => {
+      await requireUser(request);
+      const offers = await listOffers(ctx.database.db, provider, request.query.country);
+      return {
+        services: offers.map((o) => ({
+          service: o.service,
+          name: o.name,
+          country: o.country,
+          price_minor: o.priceMinor,
+          currency: ctx.config.CURRENCY,
+          available: o.enabled,
+        })),
+      };
+    },
+  });
+};
+
+export default serviceRoutes;

@@ -1,134 +1,130 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../../errors.ts';
-import { decodeCursor } from '../../ledger/ledger.ts';
-import { cancelVerification } from '../../verifications/lifecycle.ts';
+import { cancelVerification } from '../../verifications/flows.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
-import type { VerificationRuntime } from '../../verifications/runtime.ts';
 import { verificationStates } from '../../verifications/schema.ts';
-import { findCustomerVerification, listVerifications, viewOf } from '../../verifications/view.ts';
+import { findCustomerVerification, listVerifications, VerificationSchema, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, Security } from '../schemas.ts';
-import { VerificationId, VerificationPageSchema, VerificationSchema } from '../verification-schemas.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
+
+const VerificationId = z.strictObject({ id: z.uuid() });
 
 /** Buying, reading and cancelling verifications. Thin: the lifecycle decides everything. */
-export function verificationRoutes(runtime: VerificationRuntime): FastifyPluginAsyncZod {
-  return async (app) => {
-    const { ctx } = app;
-    const { deps } = runtime;
+const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { ctx, lifecycle: deps } = app;
 
-    app.post('/v1/verifications', {
-      preValidation: requireUser,
-      schema: {
-        tags: ['verifications'],
-        summary: 'Buy a number for a service (Idempotency-Key required)',
-        description:
-          '201 with the number (state waiting); 202 when the upstream outcome is not known yet (state pending, resolved in the background). ' +
-          'The price is held on the wallet and captured only when the SMS arrives.',
-        security: Security,
-        headers: z.looseObject({ 'idempotency-key': z.string().optional().describe('1–255 printable ASCII characters, per customer') }),
-        body: z.strictObject({
-          service: z.string().trim().min(1).max(64),
-          country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166 alpha-2, upper case').optional(),
-          max_price_minor: z.number().int().positive().optional().describe('refuse (422) when the price is above this'),
-        }),
-        response: {
-          201: VerificationSchema,
-          202: VerificationSchema,
-          ...problemResponses(400, 401, 402, 409, 422, 429, 503),
-        },
+  app.post('/v1/verifications', {
+    preValidation: requireUser,
+    schema: {
+      tags: ['verifications'],
+      summary: 'Buy a number for a service (Idempotency-Key required)',
+      description:
+        '201 with the number (state waiting); 202 when the upstream outcome is not known yet (state pending, resolved in the background). ' +
+        'The price is held on the wallet and captured only when the SMS arrives.',
+      security: Security,
+      headers: z.looseObject({ 'idempotency-key': z.string().optional().describe('1–255 printable ASCII characters, per customer') }),
+      body: z.strictObject({
+        service: z.string().trim().min(1).max(64),
+        country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166 alpha-2, upper case').optional(),
+        max_price_minor: z.number().int().positive().optional().describe('refuse (422) when the price is above this'),
+      }),
+      response: {
+        201: VerificationSchema,
+        202: VerificationSchema,
+        ...problemResponses(400, 401, 402, 409, 422, 429, 503),
       },
-      handler: async (request, reply) => {
-        const me = await requireUser(request);
-        const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
-        const outcome = await purchaseVerification(deps, {
-          userId: me.userId,
-          idempotencyKey,
-          service: request.body.service,
-          country: request.body.country,
-          maxPriceMinor: request.body.max_price_minor,
-        });
-        if (outcome.replayed) reply.header('idempotent-replayed', 'true');
-        reply.header('location', `/v1/verifications/${outcome.row.id}`);
-        return reply.status(outcome.status).send(await viewOf(ctx.database.db, outcome.row));
-      },
-    });
+    },
+    handler: async (request, reply) => {
+      const me = await requireUser(request);
+      const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
+      const outcome = await purchaseVerification(deps, {
+        userId: me.userId,
+        idempotencyKey,
+        service: request.body.service,
+        country: request.body.country,
+        maxPriceMinor: request.body.max_price_minor,
+      });
+      if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+      reply.header('location', `/v1/verifications/${outcome.row.id}`);
+      return reply.status(outcome.status).send(await viewOf(ctx.database.db, outcome.row));
+    },
+  });
 
-    app.get('/v1/verifications', {
-      preValidation: requireUser,
-      schema: {
-        tags: ['verifications'],
-        summary: 'Your verifications, newest first',
-        security: Security,
-        querystring: z.strictObject({
-          state: z.enum(verificationStates).optional(),
-          cursor: Cursor.optional(),
-          limit: z.coerce.number().int().min(1).max(100).default(20),
-        }),
-        response: { 200: VerificationPageSchema, ...problemResponses(400, 401) },
-      },
-      handler: async (request) => {
-        const me = await requireUser(request);
-        const { state, cursor, limit } = request.query;
-        if (cursor !== undefined && !decodeCursor(cursor)) throw new DomainError('validation_failed', 'cursor is not valid');
-        const page = await listVerifications(ctx.database.db, { userId: me.userId, state, cursor, limit });
-        return { items: page.items.map(({ user_email: _email, ...v }) => v), next_cursor: page.nextCursor };
-      },
-    });
+  app.get('/v1/verifications', {
+    preValidation: requireUser,
+    schema: {
+      tags: ['verifications'],
+      summary: 'Your verifications, newest first',
+      security: Security,
+      querystring: z.strictObject({
+        state: z.enum(verificationStates).optional(),
+        ...pageQuery({ max: 100, default: 20 }),
+      }),
+      response: { 200: Page(VerificationSchema), ...problemResponses(400, 401) },
+    },
+    handler: async (request) => {
+      const me = await requireUser(request);
+      const { state, cursor, limit } = request.query;
+      const page = await listVerifications(ctx.database.db, { userId: me.userId, state, after: cursor, limit });
+      return { items: page.items.map(({ user_email: _email, ...v }) => v), next_cursor: page.nextCursor };
+    },
+  });
 
-    app.get('/v1/verifications/:id', {
-      preValidation: requireUser,
-      schema: {
-        tags: ['verifications'],
-        summary: 'One verification with its messages and audit trail',
-        security: Security,
-        params: VerificationId,
-        response: { 200: VerificationSchema, ...problemResponses(400, 401, 404) },
-      },
-      handler: async (request) => {
-        const me = await requireUser(request);
-        const row = await findCustomerVerification(ctx.database.db, me.userId, request.params.id);
-        if (!row) throw new DomainError('not_found', 'no such verification');
-        return viewOf(ctx.database.db, row);
-      },
-    });
+  app.get('/v1/verifications/:id', {
+    preValidation: requireUser,
+    schema: {
+      tags: ['verifications'],
+      summary: 'One verification with its messages and audit trail',
+      security: Security,
+      params: VerificationId,
+      response: { 200: VerificationSchema, ...problemResponses(400, 401, 404) },
+    },
+    handler: async (request) => {
+      const me = await requireUser(request);
+      const row = await findCustomerVerification(ctx.database.db, me.userId, request.params.id);
+      if (!row) throw new DomainError('not_found', 'no such verification');
+      return viewOf(ctx.database.db, row);
+    },
+  });
 
-    app.post('/v1/verifications/:id/cancel', {
-      preValidation: requireUser,
-      schema: {
-        tags: ['verifications'],
-        summary: 'Cancel a waiting verification and release its hold',
-        description:
-          'Idempotent: cancelling a cancelled verification returns it unchanged. When the SMS arrived first the answer is 409 invalid_state with the verification (and its code).',
-        security: Security,
-        params: VerificationId,
-        response: { 200: VerificationSchema, ...problemResponses(400, 401, 404, 409) },
-      },
-      handler: async (request) => {
-        const me = await requireUser(request);
-        const row = await findCustomerVerification(ctx.database.db, me.userId, request.params.id);
-        if (!row) throw new DomainError('not_found', 'no such verification');
-        const result = await cancelVerification(deps, row, 'customer');
-        const view = await viewOf(ctx.database.db, result.row);
-        if (result.kind === 'too_early') {
-          throw new DomainError(
-            'cancel_too_early',
-            `the provider does not allow cancelling yet; retry in ${result.retryAfterSeconds} s`,
-            { verification: view, retry_after_seconds: result.retryAfterSeconds },
-            { 'retry-after': String(result.retryAfterSeconds) },
-          );
-        }
-        if (result.kind === 'invalid_state') {
-          const detail =
-            result.row.state === 'received'
-              ? `the code already arrived (${result.row.code ?? 'see messages'}); a received verification cannot be cancelled`
-              : `a ${result.row.state} verification cannot be cancelled`;
-          throw new DomainError('invalid_state', detail, { verification: view });
-        }
-        return view;
-      },
-    });
-  };
-}
+  app.post('/v1/verifications/:id/cancel', {
+    preValidation: requireUser,
+    schema: {
+      tags: ['verifications'],
+      summary: 'Cancel a waiting verification and release its hold',
+      description:
+        'Idempotent: cancelling a cancelled verification returns it unchanged. When the SMS arrived first the answer is 409 invalid_state with the verification (and its code).',
+      security: Security,
+      params: VerificationId,
+      response: { 200: VerificationSchema, ...problemResponses(400, 401, 404, 409) },
+    },
+    handler: async (request) => {
+      const me = await requireUser(request);
+      const row = await findCustomerVerification(ctx.database.db, me.userId, request.params.id);
+      if (!row) throw new DomainError('not_found', 'no such verification');
+      const result = await cancelVerification(deps, row, 'customer');
+      const view = await viewOf(ctx.database.db, result.row);
+      if (result.kind === 'too_early') {
+        throw new DomainError(
+          'cancel_too_early',
+          `the provider does not allow cancelling yet; retry in ${result.retryAfterSeconds} s`,
+          { verification: view, retry_after_seconds: result.retryAfterSeconds },
+          { 'retry-after': String(result.retryAfterSeconds) },
+        );
+      }
+      if (result.kind === 'invalid_state') {
+        const detail =
+          result.row.state === 'received'
+            ? `the code already arrived (${result.row.code ?? 'see messages'}); a received verification cannot be cancelled`
+            : `a ${result.row.state} verification cannot be cancelled`;
+        throw new DomainError('invalid_state', detail, { verification: view });
+      }
+      return view;
+    },
+  });
+};
+
+export default verificationRoutes;

@@ -1,20 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { DomainError } from '../../errors.ts';
-import { decodeCursor, walletHistory, walletOf } from '../../ledger/ledger.ts';
+import { walletHistory, walletOf } from '../../ledger/ledger.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Cursor, MinorUnits, Security, Timestamp, WalletSchema, walletBody } from '../schemas.ts';
+import { HistoryItemSchema, historyItemResource, WalletSchema, walletResource } from '../../ledger/resource.ts';
+import { Page, pageQuery, Security } from '../schemas.ts';
 
-const HistoryItem = z.object({
-  id: z.string(),
-  type: z.enum(['topup', 'verification_hold', 'verification_charge', 'verification_refund', 'adjustment']),
-  amount_minor: MinorUnits.describe('signed effect on the available balance'),
-  gross_minor: MinorUnits.describe('the amount the entry is about'),
-  verification_id: z.uuid().nullable(),
-  reason: z.string().nullable(),
-  created_at: Timestamp,
-});
 
 /** GET /v1/wallet and /v1/wallet/transactions. */
 const walletRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -30,7 +21,7 @@ const walletRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request) => {
       const me = await requireUser(request);
-      return walletBody(await walletOf(ctx.database.db, me.userId));
+      return walletResource(await walletOf(ctx.database.db, me.userId));
     },
   });
 
@@ -41,31 +32,18 @@ const walletRoutes: FastifyPluginAsyncZod = async (app) => {
       summary: 'Wallet history, newest first',
       security: Security,
       querystring: z.object({
-        cursor: Cursor.optional(),
-        limit: z.coerce.number().int().min(1).max(100).default(20),
+        ...pageQuery({ max: 100, default: 20 }),
       }),
       response: {
-        200: z.object({ items: z.array(HistoryItem), next_cursor: z.string().nullable() }),
+        200: Page(HistoryItemSchema),
         ...problemResponses(400, 401),
       },
     },
     handler: async (request) => {
       const me = await requireUser(request);
       const { cursor, limit } = request.query;
-      if (cursor !== undefined && !decodeCursor(cursor)) throw new DomainError('validation_failed', 'cursor is not valid');
-      const page = await walletHistory(ctx.database.db, me.userId, { cursor, limit });
-      return {
-        items: page.items.map((i) => ({
-          id: i.id,
-          type: i.type,
-          amount_minor: i.amountMinor,
-          gross_minor: i.grossMinor,
-          verification_id: i.verificationId,
-          reason: i.reason,
-          created_at: i.createdAt.toISOString(),
-        })),
-        next_cursor: page.nextCursor,
-      };
+      const page = await walletHistory(ctx.database.db, me.userId, { after: cursor, limit });
+      return { items: page.items.map(historyItemResource), next_cursor: page.nextCursor };
     },
   });
 };

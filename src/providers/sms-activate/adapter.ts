@@ -228,8 +228,8 @@ export class SmsActivateProvider implements Provider {
       return a.createdAt.getTime() >= from;
     });
 
-    if (candidates.length === 1 && undated === 0) {
-      const a = candidates[0];
+    const a = candidates[0];
+    if (candidates.length === 1 && undated === 0 && a) {
       return {
         status: 'found',
         order: { providerOrderId: a.id, phoneNumber: a.phoneNumber, endsAt: this.assumedEnd(a.createdAt ?? request.requestedAt), costMinor: a.costMinor },
@@ -278,7 +278,7 @@ export class SmsActivateProvider implements Provider {
       if (!activation) continue;
       const reported: ReportedSms[] = activation.codes.map((code, i) => ({ code, text: activation.texts[i] ?? code }));
       // Text without a code: some sellers only fill smsText.
-      for (let i = activation.codes.length; i < activation.texts.length; i += 1) reported.push({ code: null, text: activation.texts[i] });
+      for (let i = activation.codes.length; i < activation.texts.length; i += 1) reported.push({ code: null, text: activation.texts[i]! });
       const messages = this.messages(order, reported);
       result.set(order.providerOrderId, { state: messages.length > 0 ? 'received' : 'waiting', messages });
     }
@@ -360,8 +360,8 @@ export class SmsActivateProvider implements Provider {
     const headerCost = answer.headers.get('x-price');
     if (token === 'ACCESS_NUMBER') {
       if (answer.kind !== 'text' || answer.fields.length !== 2) throw malformed(label, 'ACCESS_NUMBER without id and number');
-      const id = normaliseId(answer.fields[0]);
-      const phone = normalisePhone(answer.fields[1]);
+      const id = normaliseId(answer.fields[0]!);
+      const phone = normalisePhone(answer.fields[1]!);
       if (id === null || phone === null) throw malformed(label, 'ACCESS_NUMBER with an unusable id or number');
       return { providerOrderId: id, phoneNumber: phone, endsAt: this.assumedEnd(startedAt), costMinor: costOrNull(headerCost, label) };
     }

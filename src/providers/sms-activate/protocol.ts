@@ -27,7 +27,7 @@ export function readAnswer(res: UpstreamResponse, label: string): Answer {
     }
   }
   if (!/^[A-Z][A-Z0-9_]*(:[\s\S]*)?$/.test(body)) throw malformed(label, `not a protocol answer: ${snippet(body)}`, status);
-  const [token, ...fields] = body.split(':');
+  const [token = '', ...fields] = body.split(':');
   return { kind: 'text', status, headers, token, fields, raw: body };
 }
 
@@ -123,7 +123,7 @@ export function parseSellerTime(value: unknown, utcOffsetMinutes: number): Date 
   const text = value.trim();
   const local = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})$/.exec(text);
   if (local) {
-    const [, y, mo, d, h, mi, s] = local.map(Number);
+    const [y, mo, d, h, mi, s] = local.slice(1).map(Number) as [number, number, number, number, number, number];
     return new Date(Date.UTC(y, mo - 1, d, h, mi, s) - utcOffsetMinutes * 60_000);
   }
   if (/^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:?\d{2})$/i.test(text)) {

@@ -355,8 +355,9 @@ export class TextVerifiedProvider implements Provider {
       (v) => v.serviceName === serviceName && v.createdAt.getTime() >= from && !request.claimedOrderIds.has(v.id),
     );
     if (candidates.length === 0) return { status: 'absent' };
-    if (candidates.length > 1) return { status: 'unknown' };
-    const details = await this.fetchVerification(this.verificationUrl(candidates[0].id), 'textverified verification');
+    const [candidate] = candidates;
+    if (candidates.length > 1 || !candidate) return { status: 'unknown' };
+    const details = await this.fetchVerification(this.verificationUrl(candidate.id), 'textverified verification');
     if (details === null) return { status: 'unknown' };
     return { status: 'found', order: this.toOrder(details) };
   }

@@ -1,30 +1,47 @@
 import { and, asc, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm';
-import type { Executor } from '../db/database.ts';
-import { decodeCursor } from '../ledger/ledger.ts';
+import { z } from 'zod';
 import { users } from '../accounts/schema.ts';
-import { verificationEvents, verificationMessages, verifications, type VerificationState } from './schema.ts';
+import { Timestamp } from '../clock.ts';
+import type { Executor } from '../db/database.ts';
+import { pageOf, type Keyset } from '../db/keyset.ts';
+import { MinorUnits } from '../money.ts';
 import type { VerificationRow } from './lifecycle.ts';
+import { verificationEvents, verificationMessages, verifications, verificationStates, type VerificationState } from './schema.ts';
 import { canCancel, isRefunded } from './transitions.ts';
 
-/** The verification as customers and their scripts see it (DESIGN §6). Reads only. */
-export interface VerificationView {
-  id: string;
-  service: string;
-  country: string;
-  state: VerificationState;
-  phone_number: string | null;
-  price_minor: number;
-  currency: string;
-  created_at: string;
-  expires_at: string;
-  code: string | null;
-  messages: { text: string; code: string | null; received_at: string; late: boolean }[];
-  refunded: boolean;
-  can_cancel: boolean;
-  events: { from: string | null; to: string; actor: string; reason: string | null; at: string }[];
-}
+/**
+ * The verification as customers, their scripts and admins see it (docs/api.md): one schema for
+ * validation, OpenAPI and the type the reads below build; the dashboard's timeline reads `events`.
+ * Reads only: state changes go through lifecycle.ts.
+ */
+export const VerificationSchema = z
+  .object({
+    id: z.uuid(),
+    service: z.string(),
+    country: z.string(),
+    state: z.enum(verificationStates),
+    phone_number: z.string().nullable(),
+    price_minor: MinorUnits,
+    currency: z.string(),
+    created_at: Timestamp,
+    expires_at: Timestamp.describe('the one deadline: countdown, poller and sweeper all use it'),
+    code: z.string().nullable(),
+    messages: z.array(z.object({ text: z.string(), code: z.string().nullable(), received_at: Timestamp, late: z.boolean() })),
+    refunded: z.boolean().describe('the hold was released: the customer paid nothing'),
+    can_cancel: z.boolean(),
+    events: z.array(
+      z.object({ from: z.string().nullable(), to: z.string(), actor: z.string(), reason: z.string().nullable(), at: Timestamp }),
+    ),
+  })
+  .meta({ id: 'Verification' });
+export type VerificationView = z.output<typeof VerificationSchema>;
 
-export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
+/** A verification as admins search them: with its customer's email. */
+export const AdminVerificationSchema = VerificationSchema.extend({ user_email: z.string() }).meta({ id: 'AdminVerification' });
+export type AdminVerificationView = z.output<typeof AdminVerificationSchema>;
+
+
+async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
   if (list.length === 0) return [];
   const ids = list.map((r) => r.id);
   const messages = await ex
@@ -74,14 +91,13 @@ export interface VerificationFilter {
   state?: VerificationState;
   service?: string;
   email?: string;
-  cursor?: string;
+  after?: Keyset;
   limit: number;
 }
 
 /** A page of verifications, newest first, with a cursor for the next page. */
-export async function listVerifications(ex: Executor, filter: VerificationFilter) {
-  const after = filter.cursor ? decodeCursor(filter.cursor) : undefined;
-  if (filter.cursor && !after) throw new RangeError('invalid cursor');
+export async function listVerifications(ex: Executor, filter: VerificationFilter): Promise<{ items: AdminVerificationView[]; nextCursor: string | null }> {
+  const { after } = filter;
   const conditions: (SQL | undefined)[] = [
     filter.userId ? eq(verifications.userId, filter.userId) : undefined,
     filter.state ? eq(verifications.state, filter.state) : undefined,
@@ -98,13 +114,10 @@ export async function listVerifications(ex: Executor, filter: VerificationFilter
     .where(and(...conditions))
     .orderBy(desc(verifications.createdAt), desc(verifications.id))
     .limit(filter.limit + 1);
-  const page = found.slice(0, filter.limit);
+  const page = pageOf(found, filter.limit, (f) => ({ at: f.row.createdAt, id: f.row.id }));
   const views = await viewsOf(
     ex,
-    page.map((f) => f.row),
+    page.items.map((f) => f.row),
   );
-  const last = page[page.length - 1];
-  const nextCursor =
-    found.length > filter.limit && last ? Buffer.from(`${last.row.createdAt.toISOString()}|${last.row.id}`).toString('base64url') : null;
-  return { items: views.map((v, i) => ({ ...v, user_email: page[i]!.email })), nextCursor };
+  return { items: views.map((v, i) => ({ ...v, user_email: page.items[i]!.email })), nextCursor: page.nextCursor };
 }

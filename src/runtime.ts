@@ -1,14 +1,15 @@
-import type { AppContext } from '../context.ts';
-import { Engine } from '../engine/engine.ts';
-import { EventHub } from '../events/bus.ts';
-import { createBreaker, withBreaker, type ProviderBreaker } from '../providers/breaker.ts';
-import type { Provider } from '../providers/provider.ts';
-import { createProvider } from '../providers/registry.ts';
-import type { LifecycleDeps } from './lifecycle.ts';
+import type { AppContext } from './context.ts';
+import { Engine } from './engine/engine.ts';
+import { EventHub } from './events/bus.ts';
+import { createBreaker, withBreaker, type ProviderBreaker } from './providers/breaker.ts';
+import type { Provider } from './providers/provider.ts';
+import { createProvider } from './providers/registry.ts';
+import type { LifecycleDeps } from './verifications/lifecycle.ts';
 
 /**
- * Everything the verification lifecycle needs at run time: the provider behind its breaker, the
- * background engine and the live-event hub. Built once per process by the composition root.
+ * Part of the composition root (with server.ts): everything the verification lifecycle needs at
+ * run time — the provider behind its breaker, the background engine and the live-event hub — built
+ * once per process and handed down. Nothing below this floor builds any of it.
  */
 export interface VerificationRuntime {
   deps: LifecycleDeps;
@@ -17,8 +18,6 @@ export interface VerificationRuntime {
    * PROVIDER_TIMEOUT_MS, so a provider that never answers cannot stall expiry and refunds.
    */
   engineDeps: LifecycleDeps;
-  /** The provider without the breaker (tests and the sandbox route reach it directly). */
-  upstream: Provider;
   breaker: ProviderBreaker;
   engine: Engine;
   hub: EventHub;
@@ -46,5 +45,5 @@ export function createVerificationRuntime(
     ...deps,
     provider: withBreaker(upstream, breaker, { callTimeoutMs: ctx.config.PROVIDER_TIMEOUT_MS }),
   };
-  return { deps, engineDeps, upstream, breaker, engine: new Engine(engineDeps, { workerId: options.workerId }), hub: new EventHub() };
+  return { deps, engineDeps, breaker, engine: new Engine(engineDeps, { workerId: options.workerId }), hub: new EventHub() };
 }

@@ -1,11 +1,12 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
 import { rows } from '../db/database.ts';
-import { engineWorkers, verifications } from './schema.ts';
-import type { VerificationRow } from './lifecycle.ts';
+import { verifications } from '../verifications/schema.ts';
+import type { VerificationRow } from '../verifications/lifecycle.ts';
+import { engineWorkers } from './schema.ts';
 
 /**
- * The verification rows are the work queue (DESIGN §5). A worker claims due rows with
+ * The verification rows are the work queue (docs/architecture.md, "The background engine"). A worker claims due rows with
  * FOR UPDATE SKIP LOCKED and a lease; while the lease runs no other worker takes them, and when a
  * worker dies its rows come back as soon as the lease lapses. Handlers are idempotent, so a row
  * processed twice after a crash is harmless.

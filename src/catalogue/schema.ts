@@ -1,0 +1,17 @@
+import { boolean, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
+import { minorUnits } from '../db/columns.ts';
+
+/** The catalogue's one table; only src/catalogue writes it. */
+export const services = pgTable(
+  'services',
+  {
+    provider: text('provider').notNull(),
+    service: text('service').notNull(),
+    country: text('country').notNull(),
+    name: text('name').notNull(),
+    priceMinor: minorUnits('price_minor').notNull(),
+    costMinor: minorUnits('cost_minor').notNull(),
+    enabled: boolean('enabled').notNull().default(true),
+  },
+  (t) => [primaryKey({ columns: [t.provider, t.service, t.country] })],
+);

@@ -1,0 +1,53 @@
+import { sql, type SQL } from 'drizzle-orm';
+
+/**
+ * When a verification is a money problem, written once: `diagnose` counts these, `reconcile` finds
+ * and repairs them, and the metrics and /health report them. Each rule is a SQL condition over
+ * `v` (a row of verifications) and `o` (its hold's row in ledger_hold_outcomes, the ledger's view
+ * of how each hold ended).
+ */
+
+/** A hold may outlive its deadline by this much before it counts as stuck (the sweeper's promise). */
+export const DEADLINE_GRACE_SECONDS = 60;
+/** A pending purchase not in flight for this long counts as stuck. */
+export const PENDING_STUCK_AFTER_SECONDS = 300;
+
+/** The verification states whose hold is still unresolved by design. */
+const ACTIVE = sql`v.state IN ('pending', 'waiting')`;
+
+export interface ProblemRules {
+  /** Active, yet its hold is already resolved: no transition can resolve it again. */
+  activeHoldResolved: SQL;
+  /** Still pending or waiting more than the grace past its deadline. */
+  pastDeadline: SQL;
+  /** Pending, the purchase call no longer in flight, for longer than PENDING_STUCK_AFTER_SECONDS. */
+  pendingStuck: SQL;
+  /** Terminal, yet its hold was never resolved. */
+  terminalHoldUnresolved: SQL;
+  /** Delivered (received), yet its hold was released: the customer got the code for free. */
+  receivedReleased: SQL;
+  /** Ended without delivery, yet its hold was captured and no correction gave the charge back. */
+  wronglyCaptured: SQL;
+  /** Ended and released for the customer, but still owed a cancel upstream. */
+  upstreamCancelOwed: SQL;
+  /** Failed while its purchase's outcome was unknown: an upstream order may exist. */
+  orphanSuspected: SQL;
+}
+
+export function problemRules(now: Date): ProblemRules {
+  const graceNow = new Date(now.getTime() - DEADLINE_GRACE_SECONDS * 1000);
+  const stuckBefore = new Date(now.getTime() - PENDING_STUCK_AFTER_SECONDS * 1000);
+  return {
+    activeHoldResolved: sql`(${ACTIVE} AND o.outcome IS NOT NULL)`,
+    pastDeadline: sql`(${ACTIVE} AND v.expires_at < ${graceNow})`,
+    pendingStuck: sql`(v.state = 'pending' AND (v.purchase_until IS NULL OR v.purchase_until < ${now}) AND v.created_at < ${stuckBefore})`,
+    terminalHoldUnresolved: sql`(NOT ${ACTIVE} AND o.outcome IS NULL)`,
+    receivedReleased: sql`(v.state = 'received' AND o.outcome IN ('voided', 'expired'))`,
+    wronglyCaptured: sql`(v.state IN ('cancelled', 'expired', 'failed') AND o.outcome = 'posted' AND o.correction_id IS NULL)`,
+    upstreamCancelOwed: sql`(v.upstream_status = 'cancel_owed')`,
+    orphanSuspected: sql`(v.upstream_status = 'orphan_suspected')`,
+  };
+}
+
+/** Unresolved holds that no verification refers to (their purchase never became one), over `o`. */
+export const ORPHAN_HOLD = sql`(o.outcome IS NULL AND NOT EXISTS (SELECT 1 FROM verifications v WHERE v.hold_id = o.hold_id))`;

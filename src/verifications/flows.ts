@@ -1,0 +1,176 @@
+import { isProviderError, type ProviderMessage, type ProviderOrder } from '../providers/provider.ts';
+import {
+  assignNumber,
+  failPurchase,
+  fault,
+  loadVerification,
+  lockVerification,
+  orderRef,
+  recordMessages,
+  transition,
+  type CaptureResult,
+  type LifecycleDeps,
+  type VerificationRow,
+} from './lifecycle.ts';
+import type { Actor } from './schema.ts';
+import { lookUpPurchase, requestUpstreamCancel, settlementAfterCancel, type UpstreamSettlement } from './settlement.ts';
+
+/**
+ * The flows after a purchase (purchase.ts): a look upstream for the SMS, the customer's cancel, the
+ * deadline, and the recovery of a purchase whose outcome is unknown. Each asks the upstream first,
+ * outside any transaction, then changes state through lifecycle.ts; an upstream that is down never
+ * delays the customer's refund, it only leaves a cancel owed (settlement.ts).
+ */
+
+/**
+ * The upstream's messages for a verification, or undefined when the upstream could not be asked
+ * (logged as `why`). Only the upstream's own failures are absorbed; anything else is thrown.
+ */
+export async function upstreamMessages(deps: LifecycleDeps, row: VerificationRow, why: string): Promise<ProviderMessage[] | undefined> {
+  try {
+    return (await deps.provider.check(orderRef(row))).messages;
+  } catch (error) {
+    if (!isProviderError(error)) throw error;
+    deps.logger.warn({ verification: row.id, err: error }, why);
+    return undefined;
+  }
+}
+
+/** Asks the upstream for the verification's messages and records them (an upstream failure is thrown). */
+export async function checkUpstream(deps: LifecycleDeps, row: VerificationRow, actor: Actor): Promise<CaptureResult | undefined> {
+  const check = await deps.provider.check(orderRef(row));
+  await fault(deps, 'capture.fetched');
+  if (check.messages.length === 0) return { row, stored: 0, captured: false };
+  return recordMessages(deps, row.id, check.messages, actor);
+}
+
+/** Like checkUpstream, but an upstream that cannot be asked counts as "no message" (logged). */
+async function lookForSms(deps: LifecycleDeps, row: VerificationRow, actor: Actor, why: string): Promise<CaptureResult | undefined> {
+  const messages = await upstreamMessages(deps, row, why);
+  await fault(deps, 'capture.fetched');
+  if (!messages || messages.length === 0) return { row, stored: 0, captured: false };
+  return recordMessages(deps, row.id, messages, actor);
+}
+
+export type CancelResult =
+  | { kind: 'cancelled'; row: VerificationRow }
+  | { kind: 'invalid_state'; row: VerificationRow }
+  | { kind: 'too_early'; row: VerificationRow; retryAfterSeconds: number };
+
+/**
+ * Customer (or admin) cancel: upstream first, then waiting → cancelled with the hold voided. When
+ * the SMS won the race the compare-and-set fails and the caller shows the code. When the upstream
+ * is unreachable the customer is refunded anyway and the upstream cancel is owed.
+ */
+export async function cancelVerification(deps: LifecycleDeps, row: VerificationRow, actor: Actor): Promise<CancelResult> {
+  if (row.state === 'cancelled') return { kind: 'cancelled', row };
+  if (row.state !== 'waiting') return { kind: 'invalid_state', row };
+
+  const answer = await requestUpstreamCancel(deps, row.providerOrderId!, {
+    verification: row.id,
+    onFailure: 'upstream cancel failed; refunding and owing the cancel',
+  });
+  if (answer !== 'failed' && answer.outcome === 'too_early') return { kind: 'too_early', row, retryAfterSeconds: answer.retryAfterSeconds };
+  if (answer !== 'failed' && answer.outcome === 'already_received') {
+    const captured = await lookForSms(deps, row, actor, 'reading the SMS of an order the upstream says was received failed');
+    // Not captured here: show the verification as it is now (another actor may have settled it).
+    const current = captured?.captured ? captured.row : (await loadVerification(deps.database.db, row.id))!;
+    return current.state === 'cancelled' ? { kind: 'cancelled', row: current } : { kind: 'invalid_state', row: current };
+  }
+  const upstream = settlementAfterCancel(answer, deps.clock.now(), deps.clock.now());
+  await fault(deps, 'cancel.upstream_done');
+
+  const now = deps.clock.now();
+  return deps.database.transaction(async (tx) => {
+    const current = await lockVerification(tx, row.id);
+    // Another cancel won meanwhile: cancelling a cancelled verification answers it unchanged.
+    if (current?.state === 'cancelled') return { kind: 'cancelled' as const, row: current };
+    if (!current || current.state !== 'waiting') return { kind: 'invalid_state' as const, row: current ?? row };
+    const updated = await transition(tx, current, 'cancelled', {
+      actor,
+      reason: upstream.status === 'cancelled' ? 'cancelled by customer' : 'cancelled by customer; upstream cancel pending',
+      now,
+      set: { upstreamStatus: upstream.status, upstreamNextAt: upstream.nextAt },
+    });
+    return updated ? { kind: 'cancelled' as const, row: updated } : { kind: 'invalid_state' as const, row: current };
+  });
+}
+
+/**
+ * Deadline: one last look for the SMS, then cancel upstream, then waiting → expired with the hold
+ * released. A provider that is down delays nothing but the upstream cancel, which becomes owed.
+ */
+export async function expireVerification(deps: LifecycleDeps, row: VerificationRow, actor: Actor = 'sweeper'): Promise<VerificationRow | undefined> {
+  if (row.state !== 'waiting') return row;
+  if (!deps.breaker.isOpen()) {
+    const captured = await lookForSms(deps, row, actor, 'last check before expiry failed');
+    if (captured?.captured || captured?.row.state !== 'waiting') return captured?.row;
+  }
+  await fault(deps, 'expire.checked');
+
+  // An open breaker skips the call: the cancel is owed at once, as after a failed call.
+  let upstream: UpstreamSettlement = { status: 'cancel_owed', nextAt: deps.clock.now() };
+  if (!deps.breaker.isOpen()) {
+    const answer = await requestUpstreamCancel(deps, row.providerOrderId!, { verification: row.id, onFailure: 'upstream cancel at deadline failed; owed' });
+    if (answer !== 'failed' && answer.outcome === 'already_received') {
+      // The SMS beat the deadline upstream: deliver it if we can read it.
+      const captured = await lookForSms(deps, row, actor, 'reading the SMS of an order the upstream says was received failed');
+      if (captured?.captured) return captured.row;
+    }
+    upstream = settlementAfterCancel(answer, deps.clock.now(), deps.clock.now());
+  }
+  await fault(deps, 'expire.upstream_done');
+
+  const now = deps.clock.now();
+  return deps.database.transaction(async (tx) => {
+    const current = await lockVerification(tx, row.id);
+    if (!current || current.state !== 'waiting') return current;
+    return (
+      (await transition(tx, current, 'expired', {
+        actor,
+        reason: 'no SMS before the deadline',
+        now,
+        // Keep watching for a while: an SMS that arrives late is shown to the customer, free.
+        set: { upstreamStatus: upstream.status, upstreamNextAt: upstream.nextAt, nextCheckAt: new Date(now.getTime() + deps.config.POLL_INTERVAL_MS) },
+      })) ?? current
+    );
+  });
+}
+
+/**
+ * Recovery of a pending purchase whose call is no longer in flight: ask the upstream about our
+ * client reference, never buy again. Found → waiting; provably absent → failed; still unknown at
+ * the deadline → failed with the reference kept so reconciliation can find an upstream orphan.
+ */
+export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow, actor: Actor = 'recovery'): Promise<VerificationRow | undefined> {
+  if (row.state !== 'pending') return row;
+  const now = deps.clock.now();
+  let status: 'found' | 'absent' | 'unknown' = 'unknown';
+  let order: ProviderOrder | undefined;
+  if (!deps.breaker.isOpen()) {
+    try {
+      const answer = await lookUpPurchase(deps, row);
+      status = answer.status;
+      if (answer.status === 'found') order = answer.order;
+    } catch (error) {
+      if (!isProviderError(error)) throw error;
+      deps.logger.warn({ verification: row.id, err: error }, 'lookup of a pending purchase failed');
+    }
+  }
+  await fault(deps, 'recover.looked_up');
+
+  if (order) return (await assignNumber(deps, row.id, order, { actor, reason: 'purchase found upstream', responseStatus: 202 })).row;
+  if (status === 'absent') {
+    return failPurchase(deps, row.id, { actor, reason: 'purchase not found upstream', responseStatus: 503, responseCode: 'provider_unavailable', upstream: 'absent' });
+  }
+  if (now >= row.expiresAt) {
+    return failPurchase(deps, row.id, {
+      actor,
+      reason: 'purchase outcome unknown at the deadline',
+      responseStatus: 503,
+      responseCode: 'provider_unavailable',
+      upstream: 'orphan_suspected',
+    });
+  }
+  return row;
+}
