@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { sql } from 'drizzle-orm';
 import { engines } from '../support/db.ts';
 import { lifecycleHarness, type LifecycleHarness } from '../support/lifecycle.ts';
-import { cancelVerification, loadVerification } from '../../src/verifications/lifecycle.ts';
+import { cancelVerification } from '../../src/verifications/flows.ts';
+import { loadVerification } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 import { finalVerifications, finalWallets, refundDelays, sqlViolations } from '../../scripts/soak/checks.ts';
 
