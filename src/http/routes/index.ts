@@ -3,6 +3,7 @@ import adminCreditRoutes from './admin-credit.ts';
 import adminUserRoutes from './admin-users.ts';
 import apiKeyRoutes from './api-keys.ts';
 import authRoutes from './auth.ts';
+import errorRoutes from './errors.ts';
 import healthRoutes from './health.ts';
 import meRoutes from './me.ts';
 import metricsRoutes from './metrics.ts';
@@ -23,4 +24,5 @@ export const routes: RoutePlugin[] = [
   apiKeyRoutes,
   adminUserRoutes,
   adminCreditRoutes,
+  errorRoutes,
 ];
