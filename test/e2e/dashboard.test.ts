@@ -61,7 +61,9 @@ let customer: Page;
 let adminContext: BrowserContext;
 let admin: Page;
 let customerEmail = '';
-const prices: Record<string, number> = {};
+// The scenario services' prices, read from the catalogue by the first test.
+const prices = { test_success: 0, test_timeout: 0, test_no_numbers: 0 };
+type ScenarioService = keyof typeof prices;
 const pageProblems: string[] = [];
 
 /** "$12.34" for 1234 (USD), "-$0.50" for -50: what the dashboard must show. */
@@ -169,7 +171,7 @@ async function goto(page: Page, hash: string): Promise<void> {
   await page.locator(`main[data-page]`).waitFor();
 }
 
-async function buy(page: Page, service: string): Promise<void> {
+async function buy(page: Page, service: ScenarioService): Promise<void> {
   await goto(page, '#/buy');
   const select = page.getByLabel('Service');
   await select.waitFor();
@@ -251,12 +253,11 @@ test('a customer signs up with the keyboard and lands on Buy with a zero balance
 
   // The services the scenarios need are in the catalogue with their prices.
   const catalogue = await apiGet<{ services: { service: string; country: string; price_minor: number; currency: string }[] }>(customerContext, '/v1/services');
-  for (const s of catalogue.services) {
-    assert.equal(s.currency, 'USD');
-    prices[s.service] ??= s.price_minor;
-  }
-  for (const service of ['test_success', 'test_timeout', 'test_no_numbers']) {
-    assert.ok(Number.isSafeInteger(prices[service]), `${service} is in the catalogue with an integer price`);
+  for (const s of catalogue.services) assert.equal(s.currency, 'USD');
+  for (const service of Object.keys(prices) as ScenarioService[]) {
+    const offer = catalogue.services.find((s) => s.service === service);
+    assert.ok(offer && Number.isSafeInteger(offer.price_minor), `${service} is in the catalogue with an integer price`);
+    prices[service] = offer.price_minor;
   }
   assert.ok(prices.test_success + 3 * prices.test_timeout < CREDIT_MINOR, 'the test credit covers the scenarios');
 });
@@ -309,6 +310,7 @@ test('an operator credits the customer through the admin Users page, and the cus
   await waitForText(row.locator('[data-col="balance"]'), usd(CREDIT_MINOR));
   assert.equal(credits.length, 1);
   const sent = credits[0];
+  assert.ok(sent);
   assert.match(sent.headers()['idempotency-key'] ?? '', /^[0-9a-f-]{36}$/);
   assert.deepEqual(sent.postDataJSON(), { amount_minor: CREDIT_MINOR, reason: 'E2E top-up' });
   await screenshot(admin, 'admin-users');
