@@ -1,33 +1,98 @@
 /**
- * Errors a customer or operator can act on. Each has a stable `code` (the problem-details `code`
- * member) and the HTTP status it maps to; `extra` members are added to the problem body and
- * `headers` (e.g. Retry-After) to the response.
+ * The one table of errors a customer or operator can act on. Each has a stable `code` (the
+ * problem-details `code` member), the HTTP status it maps to, the problem's `title`, and what the
+ * dashboard tells a customer, which reads this table from GET /v1/errors rather than keeping its
+ * own copy.
  */
-export const errorStatus = {
-  validation_failed: 400,
-  idempotency_key_missing: 400,
-  unauthenticated: 401,
-  insufficient_funds: 402,
-  forbidden: 403,
-  csrf_failed: 403,
-  not_found: 404,
-  conflict: 409,
-  idempotency_in_progress: 409,
-  invalid_state: 409,
-  cancel_too_early: 409,
-  email_taken: 409,
-  payload_too_large: 413,
-  idempotency_key_reused: 422,
-  unknown_service: 422,
-  price_exceeds_max: 422,
-  rate_limited: 429,
-  too_many_active: 429,
-  internal_error: 500,
-  provider_unavailable: 503,
-  no_numbers: 503,
-} as const;
+export interface ErrorEntry {
+  status: number;
+  title: string;
+  /** The sentence a customer is shown. Without one the dashboard shows the answer's `detail`. */
+  customer?: string;
+  /** Shown instead of `customer` when the answer has a `detail`; `{detail}` is replaced by it. */
+  customerWithDetail?: string;
+  /** Follows `customer` when the answer names no wait; with a Retry-After it reads "Try again in …". */
+  retryHint?: string;
+  /** A 5xx with this code says for certain that nothing was done, so nobody was charged. */
+  definite?: true;
+}
 
-export type ErrorCode = keyof typeof errorStatus;
+export const errorTable = {
+  validation_failed: {
+    status: 400,
+    title: 'The request is not valid',
+    customer: 'Please check the form and try again.',
+    customerWithDetail: 'Please check the form: {detail}',
+  },
+  idempotency_key_missing: {
+    status: 400,
+    title: 'An Idempotency-Key header is required',
+    customer: 'The request was missing its retry key. Please reload the page and try again.',
+  },
+  unauthenticated: { status: 401, title: 'Authentication required', customer: 'Your session has ended. Please log in again.' },
+  insufficient_funds: { status: 402, title: 'Insufficient funds', customer: 'Not enough balance — top up first.' },
+  forbidden: { status: 403, title: 'Forbidden', customer: 'Your account does not have access to this.' },
+  csrf_failed: {
+    status: 403,
+    title: 'CSRF token missing or wrong',
+    customer: 'The page lost its security token. Reload the page and try again.',
+  },
+  not_found: { status: 404, title: 'Not found', customer: 'Not found. It may have been removed, or it belongs to another account.' },
+  conflict: { status: 409, title: 'Conflict' },
+  idempotency_in_progress: {
+    status: 409,
+    title: 'A request with this Idempotency-Key is still in progress',
+    customer: 'Your previous attempt is still being processed. Please wait a moment.',
+  },
+  invalid_state: {
+    status: 409,
+    title: 'Not possible in the current state',
+    customer: 'This verification has already moved on, so that is no longer possible.',
+  },
+  cancel_too_early: {
+    status: 409,
+    title: 'Too early to cancel',
+    customer: 'The provider does not allow cancelling this number yet.',
+    retryHint: 'Try again shortly.',
+  },
+  email_taken: { status: 409, title: 'Email already registered', customer: 'An account with this email already exists. Log in instead.' },
+  payload_too_large: { status: 413, title: 'Request body too large', customer: 'That is too much text for this form. Please shorten it.' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  idempotency_key_reused: {
+    status: 422,
+    title: 'Idempotency-Key reused with a different request',
+    customer: 'That request changed while it was being retried. Please start again.',
+  },
+  unknown_service: { status: 422, title: 'Unknown service', customer: 'This service is not offered any more. Pick another one.' },
+  price_exceeds_max: { status: 422, title: 'Price exceeds the maximum', customer: 'The current price is above your maximum price.' },
+  rate_limited: { status: 429, title: 'Too many requests', customer: 'Too many requests.', retryHint: 'Please wait a moment and try again.' },
+  too_many_active: {
+    status: 429,
+    title: 'Too many active verifications',
+    customer: 'You have too many numbers waiting at once. Use or cancel one of them first.',
+  },
+  internal_error: {
+    status: 500,
+    title: 'Internal server error',
+    customer: 'The server had a problem handling this. Please try again in a moment.',
+  },
+  provider_unavailable: {
+    status: 503,
+    title: 'Provider unavailable',
+    customer: 'The number provider is not responding right now.',
+    retryHint: 'Please try again in a minute.',
+    definite: true,
+  },
+  no_numbers: {
+    status: 503,
+    title: 'No numbers available',
+    customer: 'No numbers are available for this service and country right now. Try another country, or try again in a few minutes.',
+    definite: true,
+  },
+} as const satisfies Record<string, ErrorEntry>;
+
+export type ErrorCode = keyof typeof errorTable;
+
 
 export class DomainError extends Error {
   readonly status: number;
@@ -39,7 +104,7 @@ export class DomainError extends Error {
   ) {
     super(message);
     this.name = 'DomainError';
-    this.status = errorStatus[code];
+    this.status = errorTable[code].status;
   }
 }
 

@@ -117,7 +117,7 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
     return sendProblem(reply, body, headers);
   });
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, problem('not_found', 404, `no route for ${request.method} ${request.url.split('?')[0]}`)),
+    sendProblem(reply, problem('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
   );
 
   app.register(fastifySwagger, {

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { isDomainError } from '../errors.ts';
+import { errorTable, isDomainError, type ErrorCode } from '../errors.ts';
 import { isLedgerError, type LedgerError } from '../ledger/errors.ts';
 
 /**
@@ -9,31 +9,6 @@ import { isLedgerError, type LedgerError } from '../ledger/errors.ts';
  * with a stable `code` member that clients branch on; `title` and `detail` are for humans.
  */
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
-
-const TITLES: Record<string, string> = {
-  validation_failed: 'The request is not valid',
-  idempotency_key_missing: 'An Idempotency-Key header is required',
-  unauthenticated: 'Authentication required',
-  insufficient_funds: 'Insufficient funds',
-  forbidden: 'Forbidden',
-  csrf_failed: 'CSRF token missing or wrong',
-  not_found: 'Not found',
-  conflict: 'Conflict',
-  idempotency_in_progress: 'A request with this Idempotency-Key is still in progress',
-  invalid_state: 'Not possible in the current state',
-  cancel_too_early: 'Too early to cancel',
-  email_taken: 'Email already registered',
-  payload_too_large: 'Request body too large',
-  unsupported_media_type: 'Unsupported media type',
-  idempotency_key_reused: 'Idempotency-Key reused with a different request',
-  unknown_service: 'Unknown service',
-  price_exceeds_max: 'Price exceeds the maximum',
-  rate_limited: 'Too many requests',
-  too_many_active: 'Too many active verifications',
-  internal_error: 'Internal server error',
-  provider_unavailable: 'Provider unavailable',
-  no_numbers: 'No numbers available',
-};
 
 export interface Problem {
   type: string;
@@ -48,8 +23,10 @@ export function problemType(code: string): string {
   return `urn:namaskah:problem:${code}`;
 }
 
-export function problem(code: string, status: number, detail: string, extra: Record<string, unknown> = {}): Problem {
-  return { ...extra, type: problemType(code), title: TITLES[code] ?? code, status, detail, code };
+/** The problem for `code`: its status and title come from the error table. */
+export function problem(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}): Problem {
+  const { status, title } = errorTable[code];
+  return { ...extra, type: problemType(code), title, status, detail, code };
 }
 
 /** The OpenAPI shape of every error response. */
@@ -74,12 +51,12 @@ export function sendProblem(reply: FastifyReply, body: Problem, headers: Record<
   return reply.status(body.status).type(PROBLEM_CONTENT_TYPE).serializer(JSON.stringify).send(body);
 }
 
-const LEDGER_CODES: Record<LedgerError['code'], { code: string; status: number }> = {
-  insufficient_funds: { code: 'insufficient_funds', status: 402 },
-  idempotency_key_reused: { code: 'idempotency_key_reused', status: 422 },
-  unknown_account: { code: 'not_found', status: 404 },
-  unknown_hold: { code: 'not_found', status: 404 },
-  hold_already_resolved: { code: 'conflict', status: 409 },
+const LEDGER_CODES: Record<LedgerError['code'], ErrorCode> = {
+  insufficient_funds: 'insufficient_funds',
+  idempotency_key_reused: 'idempotency_key_reused',
+  unknown_account: 'not_found',
+  unknown_hold: 'not_found',
+  hold_already_resolved: 'conflict',
 };
 
 interface ValidationIssue {
@@ -100,17 +77,16 @@ function validationIssues(error: FastifyError): ValidationIssue[] {
 /** Maps anything thrown by a route, hook or fastify itself to a problem; unknown errors are logged, never shown. */
 export function errorToProblem(error: unknown, request: FastifyRequest): { body: Problem; headers: Record<string, string> } {
   if (isDomainError(error)) {
-    return { body: problem(error.code, error.status, error.message, error.extra), headers: error.headers };
+    return { body: problem(error.code, error.message, error.extra), headers: error.headers };
   }
   if (isLedgerError(error)) {
-    const mapped = LEDGER_CODES[error.code];
-    return { body: problem(mapped.code, mapped.status, error.message), headers: {} };
+    return { body: problem(LEDGER_CODES[error.code], error.message), headers: {} };
   }
   const fastifyError = error as FastifyError;
   if (hasZodFastifySchemaValidationErrors(error) || (fastifyError?.validation && fastifyError.validation.length > 0)) {
     const issues = validationIssues(fastifyError);
     const summary = issues.map((i) => `${i.in}${i.path === '/' ? '' : i.path}: ${i.message}`).join('; ');
-    return { body: problem('validation_failed', 400, summary || 'the request is not valid', { issues }), headers: {} };
+    return { body: problem('validation_failed', summary || 'the request is not valid', { issues }), headers: {} };
   }
   if (isResponseSerializationError(error)) {
     request.log.error({ err: error, issues: error.cause?.issues }, 'response did not match its schema');
@@ -118,19 +94,19 @@ export function errorToProblem(error: unknown, request: FastifyRequest): { body:
   }
   switch (fastifyError?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { body: problem('payload_too_large', 413, 'the request body is larger than this server accepts'), headers: {} };
+      return { body: problem('payload_too_large', 'the request body is larger than this server accepts'), headers: {} };
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { body: problem('validation_failed', 400, `the body is not valid JSON: ${fastifyError.message}`), headers: {} };
+      return { body: problem('validation_failed', `the body is not valid JSON: ${fastifyError.message}`), headers: {} };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { body: problem('unsupported_media_type', 415, 'send the body as application/json'), headers: {} };
+      return { body: problem('unsupported_media_type', 'send the body as application/json'), headers: {} };
     default:
       break;
   }
   const status = typeof fastifyError?.statusCode === 'number' ? fastifyError.statusCode : 500;
   if (status >= 400 && status < 500) {
     const code = status === 404 ? 'not_found' : status === 413 ? 'payload_too_large' : status === 429 ? 'rate_limited' : 'validation_failed';
-    return { body: problem(code, status === 404 || status === 413 || status === 429 ? status : 400, fastifyError.message), headers: {} };
+    return { body: problem(code, fastifyError.message), headers: {} };
   }
   request.log.error({ err: error }, 'unexpected error');
   return internal(request);
@@ -138,7 +114,7 @@ export function errorToProblem(error: unknown, request: FastifyRequest): { body:
 
 function internal(request: FastifyRequest): { body: Problem; headers: Record<string, string> } {
   return {
-    body: problem('internal_error', 500, `an unexpected error occurred; it has been logged (request ${request.id})`, {
+    body: problem('internal_error', `an unexpected error occurred; it has been logged (request ${request.id})`, {
       request_id: request.id,
     }),
     headers: {},

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { firstRow, pgConstraint, pgErrorCode, type Executor } from '../db/database.ts';
-import { DomainError, type ErrorCode } from '../errors.ts';
+import { DomainError, errorTable, type ErrorCode } from '../errors.ts';
 import { findOffer } from '../catalogue/catalogue.ts';
 import { isLedgerError } from '../ledger/errors.ts';
 import { placeHold } from '../ledger/ledger.ts';
@@ -31,14 +31,14 @@ export interface PurchaseOutcome {
 }
 
 /** How a definite upstream failure is told to the customer. */
-function failureAnswer(error: ProviderError): { code: ErrorCode; status: number; message: string } {
+function failureAnswer(error: ProviderError): { code: ErrorCode; message: string } {
   switch (error.code) {
     case 'no_numbers':
-      return { code: 'no_numbers', status: 503, message: 'no numbers are available for this service right now; you were not charged' };
+      return { code: 'no_numbers', message: 'no numbers are available for this service right now; you were not charged' };
     case 'price_exceeds_max':
-      return { code: 'price_exceeds_max', status: 422, message: 'the upstream price is above the allowed maximum; you were not charged' };
+      return { code: 'price_exceeds_max', message: 'the upstream price is above the allowed maximum; you were not charged' };
     default:
-      return { code: 'provider_unavailable', status: 503, message: 'the number provider is unavailable; you were not charged' };
+      return { code: 'provider_unavailable', message: 'the number provider is unavailable; you were not charged' };
   }
 }
 
@@ -192,7 +192,7 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
       await failPurchase(deps, created.id, {
         actor: 'customer',
         reason: `${error.code}: ${error.message}`,
-        responseStatus: answer.status,
+        responseStatus: errorTable[answer.code].status,
         responseCode: answer.code,
         upstream: 'absent',
       });

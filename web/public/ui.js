@@ -1,5 +1,5 @@
 // Shared UI pieces: toasts and screen-reader announcements, copy buttons, error boxes, badges,
-// empty/unavailable states, and a "load more" pager.
+// empty states, and a "load more" pager.
 import { h, fill } from './dom.js';
 import { describeError } from './errors.js';
 import { STATE_LABELS } from './format.js';
@@ -94,15 +94,6 @@ export function pageHeader(title, lede, actions) {
 
 export function emptyState(text) {
   return h('p', { class: 'empty' }, text);
-}
-
-export function unavailable(feature) {
-  return h(
-    'div',
-    { class: 'alert alert-calm', role: 'status' },
-    h('p', null, h('strong', null, `${feature} is not available on this server yet.`)),
-    h('p', null, 'Nothing is wrong with your data — this tool simply has not been switched on here. Check back after the next update.'),
-  );
 }
 
 export function loading(text = 'Loading…') {

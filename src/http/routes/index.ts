@@ -6,6 +6,7 @@ import adminUserRoutes from './admin-users.ts';
 import adminVerificationRoutes from './admin-verifications.ts';
 import apiKeyRoutes from './api-keys.ts';
 import authRoutes from './auth.ts';
+import errorRoutes from './errors.ts';
 import eventRoutes from './events.ts';
 import healthRoutes from './health.ts';
 import meRoutes from './me.ts';
@@ -38,6 +39,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     eventRoutes,
     adminUserRoutes,
     adminCreditRoutes,
+    errorRoutes,
     adminVerificationRoutes,
     adminOpsRoutes,
     webhookRoutes,

@@ -1,9 +1,9 @@
 // Operator: health (database, engine lag, provider breakers), diagnose and reconcile.
 import { h, fill } from '../dom.js';
-import { request, ApiError } from '../api.js';
+import { api, ApiError } from '../api.js';
 import { describeError } from '../errors.js';
 import { formatDateTime } from '../format.js';
-import { pageHeader, errorBox, loading, unavailable, emptyState } from '../ui.js';
+import { pageHeader, errorBox, loading, emptyState } from '../ui.js';
 
 const HEALTH_REFRESH_MS = 10_000;
 
@@ -11,13 +11,10 @@ function okBadge(ok, yes = 'OK', no = 'Fail') {
   return h('span', { class: `badge ${ok ? 'badge-ok' : 'badge-fail'}` }, ok ? yes : no);
 }
 
-function breakerBadge(stateName) {
-  const s = String(stateName ?? 'unknown')
-    .replace(/([a-z])([A-Z])/g, '$1_$2')
-    .toLowerCase()
-    .replace(/[-\s]/g, '_');
-  const label = { closed: 'Closed — healthy', open: 'Open — failing fast', half_open: 'Half-open — testing', isolated: 'Isolated — held open' }[s] ?? s;
-  return h('span', { class: `badge badge-breaker-${s}` }, label);
+const BREAKER_LABELS = { closed: 'Closed — healthy', open: 'Open — failing fast', half_open: 'Half-open — testing', isolated: 'Isolated — held open' };
+
+function breakerBadge(state) {
+  return h('span', { class: `badge badge-breaker-${state}` }, BREAKER_LABELS[state] ?? state);
 }
 
 function humanKey(key) {
@@ -71,82 +68,53 @@ export function renderReport(value, depth = 0) {
   );
 }
 
-function isOk(check) {
-  return check === true || check === 'ok' || (check && typeof check === 'object' && check.ok !== false && check.status !== 'down');
+function checkError(check) {
+  return check.error ? h('p', { class: 'hint' }, check.error) : null;
 }
 
-/** Pull provider → breaker state out of whatever shape the health check reports. */
-function breakersOf(checks) {
-  const found = [];
-  for (const [name, check] of Object.entries(checks)) {
-    if (!check || typeof check !== 'object') continue;
-    if (/breaker|provider/i.test(name)) {
-      const source = check.breakers && typeof check.breakers === 'object' ? check.breakers : check;
-      for (const [provider, value] of Object.entries(source)) {
-        if (provider === 'ok') continue;
-        if (typeof value === 'string') found.push([provider, value]);
-        else if (value && typeof value === 'object' && 'state' in value) found.push([provider, value.state]);
-        else if (provider === 'state' && typeof value === 'string') found.push([check.provider ?? check.name ?? name, value]);
-      }
-      if (typeof check.state === 'string' && !found.some(([p]) => p === (check.provider ?? check.name ?? name))) {
-        found.push([check.provider ?? check.name ?? name, check.state]);
-      }
-    } else if (check.breakers && typeof check.breakers === 'object') {
-      for (const [provider, value] of Object.entries(check.breakers)) found.push([provider, typeof value === 'string' ? value : value?.state]);
-    }
-  }
-  return found;
-}
-
-function healthView(data) {
-  const checks = data?.checks ?? {};
-  const status = String(data?.status ?? 'unknown');
-  const database = checks.database;
-  const engine = checks.engine ?? checks.worker;
-  const lag = typeof engine?.lag_seconds === 'number' ? engine.lag_seconds : null;
-  const breakers = breakersOf(checks);
-  const others = Object.entries(checks).filter(([name]) => !['database', 'engine', 'worker'].includes(name) && !/breaker|provider/i.test(name));
+/**
+ * GET /health as an operator sees it: { status, checks } with `database` ({ ok, error? }),
+ * `engine` ({ ok, lag_seconds, workers } or { ok: false, error }), `breakers` ({ ok, <provider>:
+ * { state } }) and any further checks the running server adds ({ ok, error?, … }).
+ */
+function healthView({ status, checks }) {
+  const { database, engine, breakers, ...others } = checks;
+  const providers = Object.entries(breakers).filter(([name]) => name !== 'ok' && name !== 'error');
+  const lag = engine.lag_seconds;
   return [
     h(
       'dl',
       { class: 'health-grid' },
-      h('div', { class: 'health-item' }, h('dt', null, 'Overall'), h('dd', null, h('span', { class: `badge ${status === 'ok' ? 'badge-ok' : status === 'degraded' ? 'badge-warn' : 'badge-fail'}` }, humanKey(status)))),
-      h('div', { class: 'health-item' }, h('dt', null, 'Database'), h('dd', null, okBadge(isOk(database), 'Reachable', 'Unreachable'), database?.error ? h('p', { class: 'hint' }, database.error) : null)),
+      h('div', { class: 'health-item' }, h('dt', null, 'Overall'), h('dd', null, h('span', { class: `badge ${status === 'ok' ? 'badge-ok' : 'badge-warn'}` }, humanKey(status)))),
+      h('div', { class: 'health-item' }, h('dt', null, 'Database'), h('dd', null, okBadge(database.ok, 'Reachable', 'Unreachable'), checkError(database))),
       h(
         'div',
         { class: 'health-item' },
         h('dt', null, 'Engine lag'),
-        h(
-          'dd',
-          null,
-          lag !== null ? h('span', { class: `badge ${isOk(engine) && lag < 30 ? 'badge-ok' : 'badge-warn'}` }, `${lag < 10 ? lag.toFixed(1) : Math.round(lag)} s`) : engine ? okBadge(isOk(engine)) : h('span', { class: 'muted' }, 'Not reported'),
-        ),
+        h('dd', null, typeof lag === 'number' ? h('span', { class: `badge ${engine.ok && lag < 30 ? 'badge-ok' : 'badge-warn'}` }, `${lag < 10 ? lag.toFixed(1) : Math.round(lag)} s`) : okBadge(engine.ok), checkError(engine)),
       ),
-      others.map(([name, check]) => h('div', { class: 'health-item' }, h('dt', null, humanKey(name)), h('dd', null, okBadge(isOk(check)), check?.error ? h('p', { class: 'hint' }, check.error) : null))),
+      Object.entries(others).map(([name, check]) => h('div', { class: 'health-item' }, h('dt', null, humanKey(name)), h('dd', null, okBadge(check.ok), checkError(check)))),
     ),
     h('h3', { class: 'subhead' }, 'Providers'),
-    breakers.length
+    checkError(breakers),
+    providers.length
       ? h(
           'table',
           { class: 'table responsive compact', id: 'breakers' },
           h('caption', { class: 'visually-hidden' }, 'Provider circuit breakers'),
           h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Provider'), h('th', { scope: 'col' }, 'Circuit breaker'))),
-          h('tbody', null, breakers.map(([name, state]) => h('tr', null, h('td', { 'data-label': 'Provider' }, name), h('td', { 'data-label': 'Circuit breaker' }, breakerBadge(state))))),
+          h('tbody', null, providers.map(([name, { state }]) => h('tr', null, h('td', { 'data-label': 'Provider' }, name), h('td', { 'data-label': 'Circuit breaker' }, breakerBadge(state))))),
         )
       : emptyState('No provider breakers reported.'),
   ];
 }
 
-async function getJson(method, path, body) {
+async function healthReport() {
   try {
-    const { data, status } = await request(method, path, body === undefined ? {} : { body });
-    return { data, status };
+    return await api.get('/health');
   } catch (error) {
-    // /health answers 503 with a full body when something is down; diagnose may answer a failed
-    // report with a non-2xx status too. Either way the body is the report we want to show.
-    if (error instanceof ApiError && error.status !== 404 && error.problem && ('checks' in error.problem || 'status' in error.problem) && !error.problem.type) {
-      return { data: error.problem, status: error.status };
-    }
+    // 503 means the database did not answer; the body is still the report to show.
+    if (error instanceof ApiError && error.status === 503 && error.problem.checks) return error.problem;
     throw error;
   }
 }
@@ -170,14 +138,14 @@ export async function render(main, ctx) {
   async function loadHealth() {
     healthRefresh.disabled = true;
     try {
-      const { data } = await getJson('GET', '/health');
+      const report = await healthReport();
       if (!ctx.isCurrent()) return;
-      fill(healthBody, healthView(data));
+      fill(healthBody, healthView(report));
       healthUpdated.textContent = `Updated ${new Date().toLocaleTimeString('en-US')}`;
     } catch (error) {
       if (!ctx.isCurrent()) return;
       const box = errorBox();
-      box.show(error instanceof ApiError && error.status === 404 ? 'The health endpoint is not available on this server yet.' : describeError(error));
+      box.show(describeError(error));
       fill(healthBody, box.el);
     } finally {
       healthRefresh.disabled = false;
@@ -205,11 +173,9 @@ export async function render(main, ctx) {
     diagnoseBody.setAttribute('aria-busy', 'true');
     fill(diagnoseBody, loading('Running diagnose…'));
     try {
-      const { data } = await getJson('GET', '/v1/admin/diagnose');
+      const { ok, checks, ...rest } = await api.get('/v1/admin/diagnose');
       if (!ctx.isCurrent()) return;
-      const checks = Array.isArray(data?.checks) ? data.checks : [];
       const failed = checks.filter((c) => !c.ok);
-      const { ok, checks: _checks, ...rest } = data ?? {};
       fill(
         diagnoseBody,
         h(
@@ -241,12 +207,9 @@ export async function render(main, ctx) {
       );
     } catch (error) {
       if (!ctx.isCurrent()) return;
-      if (error instanceof ApiError && error.status === 404) fill(diagnoseBody, unavailable('Diagnose'));
-      else {
-        const box = errorBox();
-        box.show(describeError(error));
-        fill(diagnoseBody, box.el);
-      }
+      const box = errorBox();
+      box.show(describeError(error));
+      fill(diagnoseBody, box.el);
     } finally {
       diagnoseButton.disabled = false;
       diagnoseBody.setAttribute('aria-busy', 'false');
@@ -308,7 +271,7 @@ export async function render(main, ctx) {
     execute.disabled = true;
     fill(reconcileBody, loading(executeRepairs ? 'Repairing…' : 'Looking for problems…'));
     try {
-      const { data } = await getJson('POST', '/v1/admin/reconcile', { days: n, execute: executeRepairs });
+      const data = await api.post('/v1/admin/reconcile', { days: n, execute: executeRepairs });
       if (!ctx.isCurrent()) return;
       fill(
         reconcileBody,
@@ -317,16 +280,13 @@ export async function render(main, ctx) {
           { class: 'alert alert-info', id: 'reconcile-summary' },
           h('p', null, h('strong', null, executeRepairs ? 'Repairs executed' : 'Dry run — nothing was changed'), ` · last ${n} day${n === 1 ? '' : 's'}`),
         ),
-        renderReport(data ?? {}),
+        renderReport(data),
       );
     } catch (error) {
       if (!ctx.isCurrent()) return;
-      if (error instanceof ApiError && error.status === 404) fill(reconcileBody, unavailable('Reconcile'));
-      else {
-        const box = errorBox();
-        box.show(describeError(error));
-        fill(reconcileBody, box.el);
-      }
+      const box = errorBox();
+      box.show(describeError(error));
+      fill(reconcileBody, box.el);
     } finally {
       dryRun.disabled = false;
       execute.disabled = false;

@@ -4,10 +4,10 @@ import { api, request, withQuery, newIdempotencyKey, ApiError } from '../api.js'
 import { currency as walletCurrency, state } from '../state.js';
 import { refreshWallet } from '../session.js';
 import { formatDateTime, formatMoney, parseMajorToMinor, currencyDigits } from '../format.js';
-import { describeError, outcomeUnknown, isRouteMissing } from '../errors.js';
-import { pageHeader, pager, errorBox, field, emptyState, unavailable, toast } from '../ui.js';
+import { describeError, outcomeUnknown } from '../errors.js';
+import { pageHeader, pager, errorBox, field, emptyState, toast } from '../ui.js';
 
-export async function render(main, ctx) {
+export async function render(main) {
   main.append(pageHeader('Users', 'Customers and their wallets. Credits and adjustments are recorded in the ledger with your name and the reason.'));
 
   const query = h('input', { type: 'search', id: 'user-query', name: 'query', placeholder: 'Email contains…', autocomplete: 'off' });
@@ -188,7 +188,7 @@ export async function render(main, ctx) {
         if (!unknown) submission = null;
         let text = describeError(error);
         if (error instanceof ApiError && error.code === 'insufficient_funds') text = 'The wallet does not have that much available to adjust down.';
-        if (error instanceof ApiError && error.status === 404) text = isRouteMissing(error) ? 'Crediting is not available on this server yet.' : 'This user no longer exists.';
+        if (error instanceof ApiError && error.code === 'not_found') text = 'This user no longer exists.';
         if (unknown) text += ' Pressing the button again is safe: the credit is applied at most once.';
         formErrors.show(text);
       } finally {
@@ -201,19 +201,8 @@ export async function render(main, ctx) {
   }
 
   // ---------------------------------------------------------------- list
-  let notAvailable = false;
   const page = pager(
-    async (cursor) => {
-      try {
-        return await api.get(withQuery('/v1/admin/users', { query: query.value.trim(), cursor }));
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 404) {
-          notAvailable = true;
-          return { items: [], next_cursor: null };
-        }
-        throw error;
-      }
-    },
+    (cursor) => api.get(withQuery('/v1/admin/users', { query: query.value.trim(), cursor })),
     (items, reset) => {
       if (reset) {
         tbody.replaceChildren();
@@ -230,5 +219,4 @@ export async function render(main, ctx) {
     page.load(true).catch(() => {});
   });
   await page.load(true).catch(() => {});
-  if (notAvailable && ctx.isCurrent()) fill(body, unavailable('User administration'));
 }

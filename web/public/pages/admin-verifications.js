@@ -1,12 +1,12 @@
 // Operator: search every customer's verifications by state, email and service.
 import { h, fill } from '../dom.js';
-import { api, withQuery, ApiError } from '../api.js';
+import { api, withQuery } from '../api.js';
 import { loadServices } from '../services.js';
 import { STATE_LABELS } from '../format.js';
 import { historyItem } from './history.js';
-import { pageHeader, pager, emptyState, unavailable } from '../ui.js';
+import { pageHeader, pager, emptyState } from '../ui.js';
 
-export async function render(main, ctx) {
+export async function render(main) {
   main.append(pageHeader('All verifications', 'Every customer’s verifications, with their audit trail.'));
 
   const stateSelect = h('select', { id: 'filter-state', name: 'state' }, h('option', { value: '' }, 'Any state'), Object.entries(STATE_LABELS).map(([value, label]) => h('option', { value }, label)));
@@ -31,20 +31,9 @@ export async function render(main, ctx) {
     .then((services) => fill(serviceOptions, [...new Set(services.map((s) => s.service))].map((s) => h('option', { value: s }))))
     .catch(() => {});
 
-  let notAvailable = false;
   let count = 0;
   const page = pager(
-    async (cursor) => {
-      try {
-        return await api.get(withQuery('/v1/admin/verifications', { state: stateSelect.value, email: email.value.trim(), service: service.value.trim(), cursor }));
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 404) {
-          notAvailable = true;
-          return { items: [], next_cursor: null };
-        }
-        throw error;
-      }
-    },
+    (cursor) => api.get(withQuery('/v1/admin/verifications', { state: stateSelect.value, email: email.value.trim(), service: service.value.trim(), cursor })),
     (items, reset) => {
       if (reset) {
         list.replaceChildren();
@@ -61,5 +50,4 @@ export async function render(main, ctx) {
     page.load(true).catch(() => {});
   });
   await page.load(true).catch(() => {});
-  if (notAvailable && ctx.isCurrent()) fill(body, unavailable('The verification search'));
 }
