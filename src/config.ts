@@ -51,7 +51,11 @@ export const configSchema = z.object({
 
   MAX_ACTIVE_VERIFICATIONS: int(1, 10_000).default(20),
   PURCHASES_PER_MINUTE: int(1, 100_000).default(30),
-  LOGIN_ATTEMPTS_PER_MINUTE: int(1, 10_000).default(10),
+  LOGIN_ATTEMPTS_PER_MINUTE: int(1, 1_000_000).default(10),
+  LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE: int(1, 1_000_000).default(30),
+  REGISTRATIONS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000).default(20),
+  API_KEYS_CREATED_PER_HOUR: int(1, 1_000_000).default(20),
+  API_KEYS_CREATED_PER_ADDRESS_PER_HOUR: int(1, 1_000_000).default(60),
   BODY_LIMIT_BYTES: int(1024, 10_485_760).default(65_536),
   SESSION_TTL_HOURS: int(1, 24 * 365).default(24 * 7),
   COOKIE_SECURE: z.enum(['auto', 'true', 'false']).default('auto'),

@@ -1,4 +1,4 @@
-import { bigserial, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigserial, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -40,3 +40,16 @@ export const auditLog = pgTable('audit_log', {
   detail: jsonb('detail').notNull().default({}),
   createdAt: at('created_at').notNull(),
 });
+
+/** Credential attempts counted per window (src/accounts/throttle.ts); migrations/0005_auth_attempts.sql. */
+export const authAttempts = pgTable(
+  'auth_attempts',
+  {
+    bucket: text('bucket').notNull(),
+    windowStart: at('window_start').notNull(),
+    windowEnd: at('window_end').notNull(),
+    attempts: integer('attempts').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.bucket, table.windowStart] })],
+);
+

@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyHelmet from '@fastify/helmet';
-import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -15,7 +14,6 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import type { AppContext } from '../context.ts';
-import { DomainError } from '../errors.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
 import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
 import { errorToProblem, problem, sendProblem } from './problem.ts';
@@ -85,21 +83,6 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions = {}): Fastif
       },
     },
   });
-  app.register(fastifyRateLimit, {
-    global: false,
-    // After body parsing, so a route's key may use the body (login: per IP and email).
-    hook: 'preHandler',
-    errorResponseBuilder: (_request, context) => {
-      const seconds = Math.max(1, Math.ceil(context.ttl / 1000));
-      return new DomainError(
-        'rate_limited',
-        `too many attempts; retry in ${seconds} s`,
-        { retry_after_seconds: seconds },
-        { 'retry-after': String(seconds) },
-      );
-    },
-  });
-
   installAuthentication(app, ctx, options.ops);
   installHttpMetrics(app, app.metrics);
 

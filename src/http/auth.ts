@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { resolveToken, type Credential, type Principal } from '../accounts/credentials.ts';
 import type { NewSession } from '../accounts/sessions.ts';
+import { clientAddressKey } from '../accounts/throttle.ts';
 import { hashToken, OPS_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, safeEqual } from '../accounts/tokens.ts';
 import type { Config } from '../config.ts';
 import type { AppContext } from '../context.ts';
@@ -103,6 +104,19 @@ export async function requireAdmin(request: FastifyRequest): Promise<Principal> 
   const principal = await requireUser(request);
   if (principal.role !== 'admin') throw new DomainError('forbidden', 'this needs the admin role');
   return principal;
+}
+
+/**
+ * For answers that carry a session token or an API key: no cache (browser, proxy or CDN) may keep
+ * a copy of them.
+ */
+export function forbidCaching(reply: FastifyReply): void {
+  reply.header('cache-control', 'no-store');
+}
+
+/** The client address whose attempts are counted together (TRUST_PROXY decides what request.ip is). */
+export function clientAddress(request: FastifyRequest): string {
+  return clientAddressKey(request.ip);
 }
 
 /** The session behind this request, when it is authenticated by one (logout revokes it). */

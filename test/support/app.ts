@@ -29,6 +29,8 @@ export interface TestAppOptions {
   runtime?: StartServerOptions['runtime'];
   /** Capture the server's log lines (they are silent otherwise, unless env.LOG_LEVEL says so). */
   logDestination?: DestinationStream;
+  /** Replaces scrypt in the API (to count hashing work). */
+  passwords?: StartServerOptions['passwords'];
 }
 
 export interface TestApp {
@@ -87,7 +89,7 @@ export async function seedEmbeddedDatabase(dataDir: string): Promise<void> {
  */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const engine = options.engine ?? 'pglite';
-  const admin = { email: 'admin@example.test', password: `admin-${randomBytes(9).toString('base64url')}` };
+  const admin = { email: 'admin@example.test', password: `root-${randomBytes(9).toString('base64url')}` };
   let dataDir: string | undefined;
   let testDatabase: TestDatabase | undefined;
   if (engine === 'pglite') {
@@ -107,8 +109,13 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ADMIN_PASSWORD: admin.password,
     LOG_LEVEL: options.logDestination ? 'info' : 'silent',
     COOKIE_SECURE: 'false',
-    // Tests log in far more often than people do; the rate-limit test lowers it again.
+    // Tests log in, register and create keys from one address far more often than people do; the
+    // rate-limit tests lower these again.
     LOGIN_ATTEMPTS_PER_MINUTE: '1000',
+    LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE: '100000',
+    REGISTRATIONS_PER_ADDRESS_PER_HOUR: '100000',
+    API_KEYS_CREATED_PER_HOUR: '100000',
+    API_KEYS_CREATED_PER_ADDRESS_PER_HOUR: '100000',
     POLL_INTERVAL_MS: '100',
     ENGINE_TICK_MS: '50',
     ...(options.verificationTtlSeconds ? { VERIFICATION_TTL_SECONDS: String(options.verificationTtlSeconds) } : {}),
@@ -126,6 +133,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       extraRoutes: options.extraRoutes,
       healthChecks: options.healthChecks,
       runtime: options.runtime,
+      passwords: options.passwords,
       logger,
       print: () => {},
     });
