@@ -15,6 +15,7 @@ import {
 import type { Registry } from 'prom-client';
 import type { AppContext } from '../context.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
+import { installInputGuard } from './input-guard.ts';
 import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
 import { errorToProblem, problem, sendProblem } from './problem.ts';
 import { routes } from './routes/index.ts';
@@ -84,6 +85,7 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions = {}): Fastif
     },
   });
   installAuthentication(app, ctx, options.ops);
+  installInputGuard(app);
   installHttpMetrics(app, app.metrics);
 
   app.setErrorHandler((error, request, reply) => {
