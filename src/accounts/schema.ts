@@ -53,3 +53,8 @@ export const authAttempts = pgTable(
   (table) => [primaryKey({ columns: [table.bucket, table.windowStart] })],
 );
 
+/**
+ * Tables whose rows hold secrets or what protects them (password hashes, token and key hashes,
+ * CSRF tokens, hashed emails of attempts): a statement on one is never logged with its parameters.
+ */
+export const CREDENTIAL_TABLES = ['users', 'sessions', 'api_keys', 'auth_attempts'] as const;
