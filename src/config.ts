@@ -60,6 +60,12 @@ export const configSchema = z.object({
   SESSION_TTL_HOURS: int(1, 24 * 365).default(24 * 7),
   COOKIE_SECURE: z.enum(['auto', 'true', 'false']).default('auto'),
   TRUST_PROXY: bool.default(false),
+  METRICS_TOKEN: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[\x21-\x7e]{16,512}$/, 'must be 16-512 printable ASCII characters without spaces')
+      .optional(),
+  ),
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FILE: optionalText,

@@ -108,7 +108,11 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions = {}): Fastif
       },
       components: {
         securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key (nsk_…) or a session token (nss_…)' },
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'an API key (nsk_…) or a session token (nss_…); on /health and /metrics also the METRICS_TOKEN',
+          },
           cookieAuth: { type: 'apiKey', in: 'cookie', name: 'namaskah_session', description: 'dashboard session; writes need X-CSRF-Token' },
         },
       },
