@@ -51,11 +51,21 @@ export const configSchema = z.object({
 
   MAX_ACTIVE_VERIFICATIONS: int(1, 10_000).default(20),
   PURCHASES_PER_MINUTE: int(1, 100_000).default(30),
-  LOGIN_ATTEMPTS_PER_MINUTE: int(1, 10_000).default(10),
+  LOGIN_ATTEMPTS_PER_MINUTE: int(1, 1_000_000).default(10),
+  LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE: int(1, 1_000_000).default(30),
+  REGISTRATIONS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000).default(20),
+  API_KEYS_CREATED_PER_HOUR: int(1, 1_000_000).default(20),
+  API_KEYS_CREATED_PER_ADDRESS_PER_HOUR: int(1, 1_000_000).default(60),
   BODY_LIMIT_BYTES: int(1024, 10_485_760).default(65_536),
   SESSION_TTL_HOURS: int(1, 24 * 365).default(24 * 7),
   COOKIE_SECURE: z.enum(['auto', 'true', 'false']).default('auto'),
   TRUST_PROXY: bool.default(false),
+  METRICS_TOKEN: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[\x21-\x7e]{16,512}$/, 'must be 16-512 printable ASCII characters without spaces')
+      .optional(),
+  ),
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FILE: optionalText,
@@ -74,7 +84,57 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return parsed.data;
 }
 
-/** A connection string with its password removed, for logs and tool output. */
+const MASK = '***';
+/** Query parameters that carry secrets: libpq's password and sslpassword, upstreams' api_key, tokens. */
+const SECRET_PARAMETER = /pass|pwd|secret|token|key|signature/i;
+const SECRET_PARAMETER_VALUE = new RegExp(`([?&][^=&#\\s]*(?:${SECRET_PARAMETER.source})[^=&#\\s]*=)[^&#\\s]*`, 'gi');
+
+/**
+ * A connection string (or any URL) with its secrets masked, for logs and tool output: the password
+ * of the user info (also when the user is empty, `postgres://:pw@host`), and every query parameter
+ * named like a secret (`?password=`, `?sslpassword=`, `?api_key=`). Parsed with the WHATWG URL
+ * parser; returned unchanged when there is nothing to mask.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]+):[^@]*@/, '$1:***@');
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return redactUnparsedUrl(url);
+  }
+  let masked = false;
+  if (parsed.password !== '') {
+    parsed.password = MASK;
+    masked = true;
+  }
+  if (parsed.search.length > 1) {
+    // Rebuilt by hand: URLSearchParams would re-encode the parameters that are not secret.
+    const parameters = parsed.search.slice(1).split('&').map((pair) => {
+      const equals = pair.indexOf('=');
+      const name = equals < 0 ? pair : pair.slice(0, equals);
+      let decoded = name;
+      try {
+        decoded = decodeURIComponent(name.replace(/\+/g, ' '));
+      } catch {
+        // A malformed escape: judge the name as written.
+      }
+      if (equals < 0 || !SECRET_PARAMETER.test(decoded)) return pair;
+      masked = true;
+      return `${name}=${MASK}`;
+    });
+    parsed.search = `?${parameters.join('&')}`;
+  }
+  return masked ? parsed.toString() : url;
+}
+
+/**
+ * What the URL parser refuses (libpq accepts `postgres://user:pw@/db?host=/socket`) loses everything
+ * between the scheme and its last @, and the values of secret-looking parameters: more than needed,
+ * never less.
+ */
+function redactUnparsedUrl(url: string): string {
+  const scheme = url.indexOf('://');
+  const at = url.lastIndexOf('@');
+  const masked = scheme >= 0 && at > scheme + 3 ? `${url.slice(0, scheme + 3)}${MASK}${url.slice(at)}` : url;
+  return masked.replace(SECRET_PARAMETER_VALUE, `$1${MASK}`);
 }

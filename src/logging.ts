@@ -1,10 +1,12 @@
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
-import type { Config } from './config.ts';
+import { CREDENTIAL_TABLES } from './accounts/schema.ts';
+import { redactUrl, type Config } from './config.ts';
 
 /**
  * Structured JSON logs (pino) to stdout and, with LOG_FILE, to that file too. Secrets never reach a
- * log line: known secret-bearing fields are redacted by path, and every message and error text is
- * scrubbed of connection-string passwords and bearer tokens.
+ * log line: known secret-bearing fields are redacted by path, every message and error text is
+ * scrubbed of connection-string secrets and bearer tokens, and a failed statement's parameters are
+ * never logged (see serializeError).
  */
 const SECRET_KEYS = [
   'password',
@@ -42,21 +44,88 @@ export const REDACT_PATHS = [
   'headers["x-csrf-token"]',
 ];
 
-const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]+):[^@\s]*@/gi;
+/** URL-shaped words of free text; each is redacted by the URL parser (redactUrl). */
+const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi;
 const BEARER_TOKEN = /\b(ns[sko]_)[A-Za-z0-9_-]{16,}/g;
+/** The parameters a failed statement's error message lists (drizzle: "Failed query: …\nparams: …"). */
+const STATEMENT_PARAMS = /(\bparams: )(?!\[not logged\])[^\n]*/g;
+const PARAMS_NOT_LOGGED = '[not logged]';
 
-/** Removes connection-string passwords and Namaskah tokens from free text (messages, stacks). */
+/**
+ * Removes secrets from free text (messages, stacks, tool output): connection-string passwords and
+ * secret query parameters, Namaskah tokens, and the parameter list of a failed SQL statement.
+ */
 export function scrubSecrets(text: string): string {
-  return text.replace(URL_PASSWORD, '$1:***@').replace(BEARER_TOKEN, '$1[redacted]');
+  return text
+    .replace(URL_IN_TEXT, redactUrlInText)
+    .replace(BEARER_TOKEN, '$1[redacted]')
+    .replace(STATEMENT_PARAMS, `$1${PARAMS_NOT_LOGGED}`);
 }
 
-function serializeError(error: unknown): unknown {
+const TRAILING_PUNCTUATION = /[)\]}>,.;:!?]+$/;
+
+/** A URL-shaped word of free text, redacted as a URL without the punctuation that ends a sentence around it. */
+function redactUrlInText(word: string): string {
+  const suffix = TRAILING_PUNCTUATION.exec(word)?.[0] ?? '';
+  if (suffix === '' || URL.canParse(word)) return redactUrl(word);
+  return redactUrl(word.slice(0, word.length - suffix.length)) + suffix;
+}
+
+interface FailedStatement {
+  query: string;
+  params: unknown[];
+}
+
+/** The SQL statement behind an error (drizzle wraps the driver's error with it), if any. */
+function failedStatement(error: unknown): FailedStatement | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current && typeof current === 'object'; depth++) {
+    const { query, params } = current as { query?: unknown; params?: unknown };
+    if (typeof query === 'string' && Array.isArray(params)) return { query, params };
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+const CREDENTIAL_TABLE = new RegExp(`(^|[^a-z0-9_$])"?(${CREDENTIAL_TABLES.join('|')})"?($|[^a-z0-9_$])`, 'i');
+
+/** Whether a statement (or a driver error naming its table) touches a table that holds credentials. */
+function touchesCredentials(query: string): boolean {
+  return CREDENTIAL_TABLE.test(query);
+}
+
+/**
+ * pino's error serializer, then: the statement's parameters are cut from the message and the stack
+ * and never copied as fields; only at `debug` or finer, and only for a statement on no credential
+ * table, are they logged (as `params`). A driver's `detail` (it may quote a row's values, e.g. a
+ * duplicate key) is dropped for credential tables.
+ */
+function serializeError(error: unknown, paramsWanted: () => boolean): unknown {
+  const statement = failedStatement(error);
   const serialized = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown>;
   if (!serialized || typeof serialized !== 'object') return serialized;
+  delete serialized.params;
   for (const field of ['message', 'stack']) {
-    if (typeof serialized[field] === 'string') serialized[field] = scrubSecrets(serialized[field] as string);
+    if (typeof serialized[field] === 'string') serialized[field] = scrubSecrets(withoutParams(serialized[field] as string, statement));
   }
+  const table = (error as { table?: unknown }).table;
+  const credential =
+    (statement !== undefined && touchesCredentials(statement.query)) || (typeof table === 'string' && touchesCredentials(table));
+  if (credential) delete serialized.detail;
+  if (statement && !credential && paramsWanted()) serialized.params = statement.params;
   return serialized;
+}
+
+/** Cuts the exact parameter list out of a text (robust to parameters holding newlines). */
+function withoutParams(text: string, statement: FailedStatement | undefined): string {
+  if (!statement) return text;
+  let listed: string;
+  try {
+    listed = String(statement.params);
+  } catch {
+    return text;
+  }
+  return listed === '' ? text : text.split(`params: ${listed}`).join(`params: ${PARAMS_NOT_LOGGED}`);
 }
 
 export interface LoggerOptions {
@@ -69,12 +138,15 @@ export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'LOG_FILE'>, opt
   if (config.LOG_FILE) {
     streams.push({ level: 'trace', stream: pino.destination({ dest: config.LOG_FILE, mkdir: true, sync: true }) });
   }
-  return pino(
+  // Statement parameters are worth logging only while debugging; the level is read at each error.
+  let logger: Logger | undefined;
+  const serialize = (error: unknown) => serializeError(error, () => logger?.isLevelEnabled('debug') ?? false);
+  logger = pino(
     {
       level: config.LOG_LEVEL,
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      serializers: { err: serializeError, error: serializeError },
+      serializers: { err: serialize, error: serialize },
       hooks: {
         logMethod(args, method) {
           const scrubbed = args.map((arg) => (typeof arg === 'string' ? scrubSecrets(arg) : arg));
@@ -84,4 +156,5 @@ export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'LOG_FILE'>, opt
     },
     pino.multistream(streams),
   );
+  return logger;
 }

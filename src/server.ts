@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ensureFirstAdmin } from './accounts/admin.ts';
 import { newOpsToken, removeOpsToken, writeOpsToken } from './accounts/ops-token.ts';
+import type { PasswordHasher } from './accounts/passwords.ts';
 import { hashToken } from './accounts/tokens.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { redactUrl, type Config } from './config.ts';
@@ -98,6 +99,8 @@ export interface StartServerOptions {
   print?: (text: string) => void;
   /** Replaces the configured provider (tests: a scripted upstream). */
   runtime?: (ctx: AppContext) => VerificationRuntime;
+  /** Replaces scrypt for the HTTP API (tests count the hashing work an attack causes). */
+  passwords?: PasswordHasher;
 }
 
 export interface RunningServer {
@@ -147,7 +150,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     const applied = await prepareDatabase(database, config, clock.now());
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
 
-    const ctx: AppContext = { config, database, clock, logger };
+    const ctx: AppContext = { config, database, clock, logger, passwords: options.passwords };
     const { adminId } = await ensureFirstAdmin(database, {
       email: config.ADMIN_EMAIL,
       password: config.ADMIN_PASSWORD,

@@ -1,4 +1,4 @@
-import { bigserial, jsonb, pgTable, text, uuid } from 'drizzle-orm/pg-core';
+import { bigserial, integer, jsonb, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core';
 import { timestamptz as at } from '../db/columns.ts';
 
 /** Accounts, credentials and the admin audit log; only src/accounts writes them. */
@@ -41,3 +41,21 @@ export const auditLog = pgTable('audit_log', {
   detail: jsonb('detail').notNull().default({}),
   createdAt: at('created_at').notNull(),
 });
+
+/** Credential attempts counted per window (src/accounts/throttle.ts); migrations/0005_auth_attempts.sql. */
+export const authAttempts = pgTable(
+  'auth_attempts',
+  {
+    bucket: text('bucket').notNull(),
+    windowStart: at('window_start').notNull(),
+    windowEnd: at('window_end').notNull(),
+    attempts: integer('attempts').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.bucket, table.windowStart] })],
+);
+
+/**
+ * Tables whose rows hold secrets or what protects them (password hashes, token and key hashes,
+ * CSRF tokens, hashed emails of attempts): a statement on one is never logged with its parameters.
+ */
+export const CREDENTIAL_TABLES = ['users', 'sessions', 'api_keys', 'auth_attempts'] as const;

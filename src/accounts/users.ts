@@ -3,8 +3,9 @@ import { rows, type Database, type Executor } from '../db/database.ts';
 import { pageOf, type Keyset } from '../db/keyset.ts';
 import { DomainError } from '../errors.ts';
 import { openWallet } from '../ledger/ledger.ts';
-import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords.ts';
-import { isValidEmail, normalizeEmail, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './policy.ts';
+import { checkPasswordPolicy } from './password-policy.ts';
+import { burnPasswordCheck, scryptHasher, type PasswordHasher } from './passwords.ts';
+import { isValidEmail, normalizeEmail } from './policy.ts';
 import { recordAudit, type AuditEntry } from './audit.ts';
 import { users } from './schema.ts';
 
@@ -18,15 +19,6 @@ export interface User {
 }
 
 export { isValidEmail, normalizeEmail };
-
-export function checkPasswordPolicy(password: string): void {
-  if (password.length < PASSWORD_MIN_LENGTH || password.length > PASSWORD_MAX_LENGTH) {
-    throw new DomainError(
-      'validation_failed',
-      `password must be ${PASSWORD_MIN_LENGTH}-${PASSWORD_MAX_LENGTH} characters long`,
-    );
-  }
-}
 
 function toUser(row: typeof users.$inferSelect): User {
   return { id: row.id, email: row.email, role: row.role, createdAt: new Date(row.createdAt) };
@@ -46,13 +38,18 @@ export interface NewUser {
 export async function createUser(
   database: Database,
   input: NewUser,
-  options: { currency: string; now: Date; audit?: Omit<AuditEntry, 'subjectId' | 'now' | 'action' | 'detail'> },
+  options: {
+    currency: string;
+    now: Date;
+    audit?: Omit<AuditEntry, 'subjectId' | 'now' | 'action' | 'detail'>;
+    passwords?: PasswordHasher;
+  },
 ): Promise<User> {
   const email = normalizeEmail(input.email);
   if (!isValidEmail(email)) throw new DomainError('validation_failed', 'email is not a valid address');
-  checkPasswordPolicy(input.password);
+  await checkPasswordPolicy(input.password, email);
   // The expensive hash runs before the transaction, so no row lock waits on it.
-  const passwordHash = await hashPassword(input.password);
+  const passwordHash = await (options.passwords ?? scryptHasher).hash(input.password);
   return database.transaction(async (tx) => {
     const [row] = await tx
       .insert(users)
@@ -88,11 +85,16 @@ export async function findUserByEmail(ex: Executor, email: string): Promise<User
  * The user whose email and password these are. Wrong password and unknown email give the same
  * answer after the same amount of work.
  */
-export async function authenticateUser(ex: Executor, email: string, password: string): Promise<User> {
+export async function authenticateUser(
+  ex: Executor,
+  email: string,
+  password: string,
+  passwords: PasswordHasher = scryptHasher,
+): Promise<User> {
   const [row] = await ex.select().from(users).where(eq(users.email, normalizeEmail(email))).limit(1);
   if (!row) {
-    await burnPasswordCheck(password);
-  } else if (await verifyPassword(password, row.passwordHash)) {
+    await burnPasswordCheck(password, passwords);
+  } else if (await passwords.verify(password, row.passwordHash)) {
     return toUser(row);
   }
   throw new DomainError('unauthenticated', 'email or password is wrong');

@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyHelmet from '@fastify/helmet';
-import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -15,10 +14,10 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import type { AppContext } from '../context.ts';
-import { DomainError } from '../errors.ts';
 import type { EventHub } from '../events/bus.ts';
 import type { LifecycleDeps } from '../verifications/lifecycle.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
+import { installInputGuard } from './input-guard.ts';
 import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
 import { errorToProblem, problem, sendProblem } from './problem.ts';
 import { apiRoutes } from './routes/index.ts';
@@ -93,22 +92,8 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
       },
     },
   });
-  app.register(fastifyRateLimit, {
-    global: false,
-    // After body parsing, so a route's key may use the body (login: per IP and email).
-    hook: 'preHandler',
-    errorResponseBuilder: (_request, context) => {
-      const seconds = Math.max(1, Math.ceil(context.ttl / 1000));
-      return new DomainError(
-        'rate_limited',
-        `too many attempts; retry in ${seconds} s`,
-        { retry_after_seconds: seconds },
-        { 'retry-after': String(seconds) },
-      );
-    },
-  });
-
   installAuthentication(app, ctx, options.ops);
+  installInputGuard(app);
   installHttpMetrics(app, app.metrics);
 
   app.setErrorHandler((error, request, reply) => {
@@ -131,7 +116,11 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
       },
       components: {
         securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key (nsk_…) or a session token (nss_…)' },
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'an API key (nsk_…) or a session token (nss_…); on /health and /metrics also the METRICS_TOKEN',
+          },
           cookieAuth: { type: 'apiKey', in: 'cookie', name: 'namaskah_session', description: 'dashboard session; writes need X-CSRF-Token' },
         },
       },

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { resolveToken, type Credential, type Principal } from '../accounts/credentials.ts';
 import type { NewSession } from '../accounts/sessions.ts';
+import { clientAddressKey } from '../accounts/throttle.ts';
 import { hashToken, OPS_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, safeEqual } from '../accounts/tokens.ts';
 import type { Config } from '../config.ts';
 import type { AppContext } from '../context.ts';
@@ -30,6 +31,8 @@ interface AuthState {
   source?: 'bearer' | 'cookie';
   /** A credential was presented (valid or not): the 401 says which. */
   presented: boolean;
+  /** The bearer was the configured METRICS_TOKEN: operator routes only, no user. */
+  metricsToken?: boolean;
 }
 
 const states = new WeakMap<FastifyRequest, AuthState>();
@@ -43,11 +46,16 @@ export interface OpsCredential {
   userId: string;
 }
 
+/** Routes outside /v1 whose details are for operators only (the public gets a short answer or 401). */
+const OPERATOR_ROUTES = new Set(['/health', '/metrics']);
+
 export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops?: OpsCredential): void {
+  const metricsTokenHash = ctx.config.METRICS_TOKEN ? hashToken(ctx.config.METRICS_TOKEN) : undefined;
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (request) => {
-    // Only the API needs a principal; static files and probes must not cost a database query.
-    if (!request.url.startsWith('/v1/')) return;
+    // Static files need no principal, and an anonymous probe of /health costs no database query.
+    const route = request.routeOptions.url;
+    if (route === undefined || (!route.startsWith('/v1/') && !OPERATOR_ROUTES.has(route))) return;
     const state: AuthState = { presented: false };
     states.set(request, state);
     const header = request.headers.authorization;
@@ -66,12 +74,17 @@ export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops
       }
     }
     if (!token) return;
-    if (token.startsWith(OPS_TOKEN_PREFIX)) {
+    if (metricsTokenHash && state.source === 'bearer' && safeEqual(hashToken(token), metricsTokenHash)) {
+      state.metricsToken = true;
+    } else if (token.startsWith(OPS_TOKEN_PREFIX)) {
       if (ops && state.source === 'bearer' && safeEqual(hashToken(token), ops.tokenHash)) {
         state.credential = { principal: { userId: ops.userId, role: 'admin', via: 'ops' } };
       }
-    } else {
+    } else if (route.startsWith('/v1/')) {
       state.credential = await resolveToken(ctx.database.db, token, ctx.clock.now());
+    } else {
+      // /health must still answer when the database does not: a token that cannot be checked counts as none.
+      state.credential = await resolveToken(ctx.database.db, token, ctx.clock.now()).catch(() => undefined);
     }
     request.principal = state.credential?.principal ?? null;
   });
@@ -103,6 +116,41 @@ export async function requireAdmin(request: FastifyRequest): Promise<Principal> 
   const principal = await requireUser(request);
   if (principal.role !== 'admin') throw new DomainError('forbidden', 'this needs the admin role');
   return principal;
+}
+
+/**
+ * Whether the caller may see operational details (/health checks, /metrics): an admin (session
+ * cookie or bearer), the local operator token, or the configured METRICS_TOKEN.
+ */
+export function isOperator(request: FastifyRequest): boolean {
+  const state = states.get(request);
+  return state?.metricsToken === true || state?.credential?.principal.role === 'admin';
+}
+
+/** For operator-only routes: 401 without a valid credential, 403 for a customer. */
+export function requireOperator(request: FastifyRequest): void {
+  if (isOperator(request)) return;
+  const state = states.get(request);
+  if (state?.credential) throw new DomainError('forbidden', 'this needs the admin role or the metrics token');
+  throw new DomainError(
+    'unauthenticated',
+    state?.presented
+      ? 'the token is invalid, expired or revoked'
+      : 'send Authorization: Bearer <METRICS_TOKEN>, or an admin session or API key',
+  );
+}
+
+/**
+ * For answers that carry a session token or an API key: no cache (browser, proxy or CDN) may keep
+ * a copy of them.
+ */
+export function forbidCaching(reply: FastifyReply): void {
+  reply.header('cache-control', 'no-store');
+}
+
+/** The client address whose attempts are counted together (TRUST_PROXY decides what request.ip is). */
+export function clientAddress(request: FastifyRequest): string {
+  return clientAddressKey(request.ip);
 }
 
 /** The session behind this request, when it is authenticated by one (logout revokes it). */

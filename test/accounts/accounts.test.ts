@@ -69,7 +69,7 @@ for (const engine of engines) {
     });
 
     test('sessions: stored hashed, expire, revocable', async () => {
-      const user = await createUser(t.database, { email: 'carol@example.com', password: 'carol-password' }, options);
+      const user = await createUser(t.database, { email: 'carol@example.com', password: 'violet-harbor-12' }, options);
       const session = await createSession(t.database.db, user.id, { now: start, ttlHours: 2 });
       assert.match(session.token, /^nss_/);
       assert.equal(await count(t, `sessions WHERE token_hash = '${session.token}'`), 0, 'the token itself is never stored');
@@ -83,8 +83,8 @@ for (const engine of engines) {
     });
 
     test('API keys: shown once, stored hashed, listed by prefix, revocable only by their owner', async () => {
-      const dave = await createUser(t.database, { email: 'dave@example.com', password: 'dave-password' }, options);
-      const erin = await createUser(t.database, { email: 'erin@example.com', password: 'erin-password' }, options);
+      const dave = await createUser(t.database, { email: 'dave@example.com', password: 'granite-owl-34' }, options);
+      const erin = await createUser(t.database, { email: 'erin@example.com', password: 'copper-fern-56' }, options);
       const key = await createApiKey(t.database.db, dave.id, 'script', start);
       assert.match(key.key, /^nsk_/);
       assert.equal(key.prefix, key.key.slice(0, 12));
@@ -106,14 +106,14 @@ for (const engine of engines) {
     });
 
     test('active API keys are bounded', async () => {
-      const user = await createUser(t.database, { email: 'many@example.com', password: 'many-password' }, options);
+      const user = await createUser(t.database, { email: 'many@example.com', password: 'quiet-river-78' }, options);
       for (let i = 0; i < MAX_ACTIVE_API_KEYS; i++) await createApiKey(t.database.db, user.id, `k${i}`, start);
       await assert.rejects(createApiKey(t.database.db, user.id, 'one too many', start), code('conflict'));
     });
 
     test('admin credit: transfer and audit row commit together; refusals leave nothing behind', async () => {
-      const admin = await createUser(t.database, { email: 'boss@example.com', password: 'boss-password', role: 'admin' }, options);
-      const user = await createUser(t.database, { email: 'frank@example.com', password: 'frank-password' }, options);
+      const admin = await createUser(t.database, { email: 'boss@example.com', password: 'north-lantern-90', role: 'admin' }, options);
+      const user = await createUser(t.database, { email: 'frank@example.com', password: 'amber-tide-21' }, options);
       const actor = { kind: 'admin' as const, adminId: admin.id };
       const first = await creditUserWallet(t.database, { actor, userId: user.id, amountMinor: 1000, reason: 'welcome', now: start });
       assert.equal(first.wallet.availableMinor, 1000);
@@ -149,7 +149,7 @@ for (const engine of engines) {
     test('admin credit idempotency is scoped to the admin (or the operator)', async () => {
       const a1 = await createUser(t.database, { email: 'a1@example.com', password: 'a1-password', role: 'admin' }, options);
       const a2 = await createUser(t.database, { email: 'a2@example.com', password: 'a2-password', role: 'admin' }, options);
-      const user = await createUser(t.database, { email: 'gina@example.com', password: 'gina-password' }, options);
+      const user = await createUser(t.database, { email: 'gina@example.com', password: 'silver-moss-43' }, options);
       const base = { userId: user.id, amountMinor: 300, reason: 'promo', idempotencyKey: 'promo-1', now: start };
       const x = await creditUserWallet(t.database, { ...base, actor: { kind: 'admin', adminId: a1.id } });
       const replay = await creditUserWallet(t.database, { ...base, actor: { kind: 'admin', adminId: a1.id } });
@@ -213,14 +213,14 @@ for (const engine of engines) {
     test('ADMIN_EMAIL / ADMIN_PASSWORD: created once, password never overwritten, customers promoted', async () => {
       const print = () => assert.fail('nothing to print when the password is configured');
       const base = { currency: 'USD', now: start, logger: silent, print };
-      const made = await ensureFirstAdmin(t.database, { ...base, email: 'Root@Example.com', password: 'root-password' });
+      const made = await ensureFirstAdmin(t.database, { ...base, email: 'Root@Example.com', password: 'cedar-signal-65' });
       assert.equal(made.created, true);
-      assert.equal((await authenticateUser(t.database.db, 'root@example.com', 'root-password')).role, 'admin');
+      assert.equal((await authenticateUser(t.database.db, 'root@example.com', 'cedar-signal-65')).role, 'admin');
       const again = await ensureFirstAdmin(t.database, { ...base, email: 'root@example.com', password: 'changed-password' });
       assert.deepEqual(again, { adminId: made.adminId, created: false });
-      await authenticateUser(t.database.db, 'root@example.com', 'root-password');
+      await authenticateUser(t.database.db, 'root@example.com', 'cedar-signal-65');
 
-      const customer = await createUser(t.database, { email: 'later@example.com', password: 'later-password' }, options);
+      const customer = await createUser(t.database, { email: 'later@example.com', password: 'maple-drift-87' }, options);
       const promoted = await ensureFirstAdmin(t.database, { ...base, email: 'later@example.com', password: 'whatever-pw' });
       assert.deepEqual(promoted, { adminId: customer.id, created: false });
       assert.equal((await findUserByEmail(t.database.db, 'later@example.com'))!.role, 'admin');

@@ -273,7 +273,7 @@ describe('CLI on PostgreSQL', { skip: !testDatabaseUrl }, () => {
     const migrate = await step(['migrate']);
     assert.match(migrate.stdout, /up to date/);
     assert.match(migrate.stdout, /PostgreSQL postgres:\/\/postgres:\*\*\*@/);
-    await step(['users', 'create', 'carol@example.com', '--password', 'carol-password']);
+    await step(['users', 'create', 'carol@example.com', '--password', 'violet-harbor-12']);
     await step(['users', 'credit', 'carol@example.com', '99.99', '--reason', 'pg']);
     await step(['users', 'credit', 'carol@example.com', '0.01', '--reason', 'pg']);
     assert.equal(await balanceOf(env, 'carol@example.com'), 10000);

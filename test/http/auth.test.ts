@@ -197,7 +197,7 @@ describe('login rate limit', () => {
   });
   after(() => app.close());
 
-  test('per IP and email: 429 rate_limited with Retry-After after LOGIN_ATTEMPTS_PER_MINUTE', async () => {
+  test('per account: 429 rate_limited with Retry-After after LOGIN_ATTEMPTS_PER_MINUTE', async () => {
     const user = await registerUser(app.url);
     for (let i = 0; i < 3; i++) {
       const attempt = await call(app.url, 'POST', '/v1/auth/login', { body: { email: user.email, password: 'wrong-password' } });

@@ -67,7 +67,7 @@ describe('stale data-dir lock', () => {
   test('a lock left by a dead pid is taken over; close releases it and removes the operator token', async () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     writeFileSync(lockPath(dir), JSON.stringify({ pid: dead, startedAt: '2026-01-01T00:00:00.000Z', url: 'http://127.0.0.1:1' }));
-    const config = loadConfig({ ...process.env, DATA_DIR: dir, PORT: '0', LOG_LEVEL: 'silent', DATABASE_URL: '', ADMIN_EMAIL: 'root@example.test', ADMIN_PASSWORD: 'root-password' });
+    const config = loadConfig({ ...process.env, DATA_DIR: dir, PORT: '0', LOG_LEVEL: 'silent', DATABASE_URL: '', ADMIN_EMAIL: 'root@example.test', ADMIN_PASSWORD: 'cedar-signal-65' });
     server = await startServer(config, { logger: pino({ level: 'silent' }), print: () => {} });
     const lock = JSON.parse(readFileSync(lockPath(dir), 'utf8'));
     assert.equal(lock.pid, process.pid);

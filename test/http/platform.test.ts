@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import type { FastifyPluginAsync } from 'fastify';
 import { engines } from '../support/db.ts';
-import { startTestApp, type TestApp } from '../support/app.ts';
-import { assertProblem, call, login, registerUser } from '../support/http.ts';
-import { buildApp } from '../../src/http/app.ts';
+import { startTestApp, withTestRoutes, type TestApp } from '../support/app.ts';
+import { assertProblem, call, cookieHeader, login, registerUser } from '../support/http.ts';
 
 const LEAKY_URL = 'postgres://app:hunter2-db-secret@db.internal:5432/namaskah';
+const METRICS_TOKEN = 'prometheus-scrape-token-0123456789';
 
 /** A route of "another module" that fails in an unexpected way, carrying a secret in its message. */
 const explodingRoutes: FastifyPluginAsync = async (app) => {
@@ -24,7 +24,7 @@ for (const engine of engines) {
     before(async () => {
       app = await startTestApp({
         engine,
-        env: { TRUST_PROXY: 'true', COOKIE_SECURE: 'auto' },
+        env: { TRUST_PROXY: 'true', COOKIE_SECURE: 'auto', METRICS_TOKEN },
         logDestination: { write: (line: string) => void logLines.push(line) },
       });
       // Checks are read on every request, so another module may add one after the start.
@@ -59,17 +59,9 @@ for (const engine of engines) {
 
     test('an unexpected error is 500 internal_error without internals; the log has it, scrubbed', async () => {
       // The same application as the server's (same context and logger), with a route that fails.
-      const { runtime } = app.server;
-      const failing = buildApp(app.ctx, { lifecycle: runtime.deps, hub: runtime.hub, staticDir: false });
-      await failing.register(explodingRoutes);
-      const injected = await failing.inject({ method: 'GET', url: '/v1/test/explode' });
+      const failing = await withTestRoutes(app, explodingRoutes);
+      const response = await failing.call('GET', '/v1/test/explode');
       await failing.close();
-      const response = {
-        status: injected.statusCode,
-        headers: new Headers(injected.headers as Record<string, string>),
-        body: injected.json(),
-        text: injected.body,
-      };
       assertProblem(response, 500, 'internal_error');
       assert.doesNotMatch(response.text, /hunter2|could not connect|db\.internal|Error:|at /);
       assert.ok(response.body.request_id);
@@ -117,40 +109,70 @@ for (const engine of engines) {
       assert.match(await docs.text(), /swagger/i);
     });
 
-    test('GET /health: 200 ok with the database; extra checks can make it degraded', async () => {
-      const ok = await call(app.url, 'GET', '/health');
-      assert.equal(ok.status, 200);
-      assert.equal(ok.body.status, 'ok');
-      assert.deepEqual(ok.body.checks.database, { ok: true });
-      assert.deepEqual(ok.body.checks.breaker, { ok: true, state: 'closed' });
-      assert.deepEqual(ok.body.checks.breakers, { ok: true, sandbox: { state: 'closed' } });
-      assert.equal(ok.body.checks.engine.ok, true);
-      assert.equal(typeof ok.body.checks.engine.lag_seconds, 'number');
+    test('GET /health: the public gets up/down only; operators get every check, degraded when one fails', async () => {
+      const customer = await registerUser(app.url);
+      const admin = await login(app.url, app.admin.email, app.admin.password);
+      for (const anonymous of [
+        await call(app.url, 'GET', '/health'),
+        await customer.client.get('/health'),
+        await call(app.url, 'GET', '/health', { token: 'nss_not-a-real-session-token' }),
+      ]) {
+        assert.equal(anonymous.status, 200);
+        assert.deepEqual(anonymous.body, { status: 'up' });
+        assert.equal(anonymous.headers.get('cache-control'), 'no-store');
+      }
+
+      const viaCookie = await call(app.url, 'GET', '/health', { headers: { cookie: cookieHeader(admin.cookies) } });
+      const viaMetricsToken = await call(app.url, 'GET', '/health', { token: METRICS_TOKEN });
+      for (const ok of [await admin.client.get('/health'), viaCookie, viaMetricsToken]) {
+        assert.equal(ok.status, 200);
+        assert.equal(ok.body.status, 'up');
+        assert.equal(ok.body.degraded, false);
+        assert.deepEqual(ok.body.checks.database, { ok: true });
+        assert.deepEqual(ok.body.checks.breaker, { ok: true, state: 'closed' });
+        assert.deepEqual(ok.body.checks.breakers, { ok: true, sandbox: { state: 'closed' } });
+        assert.equal(ok.body.checks.engine.ok, true);
+        assert.equal(typeof ok.body.checks.engine.lag_seconds, 'number');
+        assert.equal(ok.headers.get('cache-control'), 'no-store');
+      }
       breakerState = 'open';
-      const degraded = await call(app.url, 'GET', '/health');
+      const degraded = await admin.client.get('/health');
       assert.equal(degraded.status, 200);
-      assert.equal(degraded.body.status, 'degraded');
+      assert.equal(degraded.body.status, 'up');
+      assert.equal(degraded.body.degraded, true);
       assert.deepEqual(degraded.body.checks.breaker, { ok: false, state: 'open' });
+      assert.deepEqual((await call(app.url, 'GET', '/health')).body, { status: 'up' }, 'the public does not learn of a breaker');
       breakerState = 'closed';
       app.app.healthChecks.late = async () => {
         throw new Error(`lag unknown (${LEAKY_URL})`);
       };
-      const failing = await call(app.url, 'GET', '/health');
+      const failing = await admin.client.get('/health');
       assert.equal(failing.body.checks.late.ok, false);
       assert.doesNotMatch(failing.text, /hunter2/);
       delete app.app.healthChecks.late;
     });
 
-    test('GET /metrics: Prometheus text with the request counter by route and status', async () => {
+    test('GET /metrics: operators only (METRICS_TOKEN, an admin); Prometheus text by route and status', async () => {
+      const customer = await registerUser(app.url);
+      const admin = await login(app.url, app.admin.email, app.admin.password);
+      assertProblem(await call(app.url, 'GET', '/metrics'), 401, 'unauthenticated');
+      assertProblem(await call(app.url, 'GET', '/metrics', { token: `${METRICS_TOKEN}x` }), 401, 'unauthenticated');
+      assertProblem(await customer.client.get('/metrics'), 403, 'forbidden');
+      assertProblem(await call(app.url, 'GET', '/v1/me', { token: METRICS_TOKEN }), 401, 'unauthenticated');
+      assert.equal((await admin.client.get('/metrics')).status, 200);
+      assert.equal((await call(app.url, 'GET', '/metrics', { headers: { cookie: cookieHeader(admin.cookies) } })).status, 200);
+
       await call(app.url, 'GET', '/health');
       await call(app.url, 'GET', '/v1/me');
-      const response = await fetch(new URL('/metrics', app.url));
+      const response = await fetch(new URL('/metrics', app.url), { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
       assert.equal(response.status, 200);
+      assert.equal(response.headers.get('cache-control'), 'no-store');
       assert.match(response.headers.get('content-type') ?? '', /^text\/plain/);
       const text = await response.text();
       assert.match(text, /# TYPE namaskah_http_requests_total counter/);
       assert.match(text, /namaskah_http_requests_total\{method="GET",route="\/health",status="200"\} \d+/);
       assert.match(text, /namaskah_http_requests_total\{method="GET",route="\/v1\/me",status="401"\} \d+/);
+      assert.match(text, /namaskah_http_requests_total\{method="GET",route="\/metrics",status="401"\} \d+/);
       assert.match(text, /namaskah_http_request_duration_seconds_bucket\{le="0\.005",method="GET",route="\/health",status="200"\}/);
       assert.doesNotMatch(text, /route="\/v1\/nothing-here"/, 'unknown paths do not become labels');
     });
@@ -205,14 +227,22 @@ for (const engine of engines) {
   });
 
   describe(`health when the database is gone [${engine}]`, () => {
-    test('GET /health answers 503 degraded', async () => {
-      const app = await startTestApp({ engine });
+    test('GET /health answers 503 down; operators see which check failed, a token that cannot be checked counts as none', async () => {
+      const app = await startTestApp({ engine, env: { METRICS_TOKEN } });
       try {
+        const admin = await login(app.url, app.admin.email, app.admin.password);
         await app.ctx.database.close();
         const response = await call(app.url, 'GET', '/health');
         assert.equal(response.status, 503);
-        assert.equal(response.body.status, 'degraded');
-        assert.equal(response.body.checks.database.ok, false);
+        assert.deepEqual(response.body, { status: 'down' });
+        const withSession = await admin.client.get('/health');
+        assert.equal(withSession.status, 503);
+        assert.deepEqual(withSession.body, { status: 'down' });
+        const operator = await call(app.url, 'GET', '/health', { token: METRICS_TOKEN });
+        assert.equal(operator.status, 503);
+        assert.equal(operator.body.status, 'down');
+        assert.equal(operator.body.degraded, true);
+        assert.equal(operator.body.checks.database.ok, false);
       } finally {
         await app.close();
       }

@@ -2,16 +2,18 @@ import { cpSync, existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { AppContext } from '../../src/context.ts';
 import { openDatabase, type Engine } from '../../src/db/database.ts';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
+import { buildApp } from '../../src/http/app.ts';
 import { createLogger } from '../../src/logging.ts';
 import { embeddedDatabasePath, startServer, type RunningServer, type StartServerOptions } from '../../src/server.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
+import type { ApiResponse } from './http.ts';
 
 export interface TestAppOptions {
   /** pglite (default): a fresh temp DATA_DIR; postgres: a fresh database on TEST_DATABASE_URL. */
@@ -25,6 +27,8 @@ export interface TestAppOptions {
   runtime?: StartServerOptions['runtime'];
   /** Capture the server's log lines (they are silent otherwise, unless env.LOG_LEVEL says so). */
   logDestination?: DestinationStream;
+  /** Replaces scrypt in the API (to count hashing work). */
+  passwords?: StartServerOptions['passwords'];
 }
 
 export interface TestApp {
@@ -83,7 +87,7 @@ export async function seedEmbeddedDatabase(dataDir: string): Promise<void> {
  */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const engine = options.engine ?? 'pglite';
-  const admin = { email: 'admin@example.test', password: `admin-${randomBytes(9).toString('base64url')}` };
+  const admin = { email: 'admin@example.test', password: `root-${randomBytes(9).toString('base64url')}` };
   let dataDir: string | undefined;
   let testDatabase: TestDatabase | undefined;
   if (engine === 'pglite') {
@@ -103,8 +107,13 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ADMIN_PASSWORD: admin.password,
     LOG_LEVEL: options.logDestination ? 'info' : 'silent',
     COOKIE_SECURE: 'false',
-    // Tests log in far more often than people do; the rate-limit test lowers it again.
+    // Tests log in, register and create keys from one address far more often than people do; the
+    // rate-limit tests lower these again.
     LOGIN_ATTEMPTS_PER_MINUTE: '1000',
+    LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE: '100000',
+    REGISTRATIONS_PER_ADDRESS_PER_HOUR: '100000',
+    API_KEYS_CREATED_PER_HOUR: '100000',
+    API_KEYS_CREATED_PER_ADDRESS_PER_HOUR: '100000',
     POLL_INTERVAL_MS: '100',
     ENGINE_TICK_MS: '50',
     ...(options.verificationTtlSeconds ? { VERIFICATION_TTL_SECONDS: String(options.verificationTtlSeconds) } : {}),
@@ -119,6 +128,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       clock: options.clock,
       worker: options.worker,
       runtime: options.runtime,
+      passwords: options.passwords,
       logger,
       print: () => {},
     });
@@ -143,5 +153,34 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
         if (dataDir) rmSync(dataDir, { recursive: true, force: true });
         await testDatabase?.dispose();
       })()),
+  };
+}
+
+export interface InProcessApp {
+  call(method: 'GET' | 'POST', url: string): Promise<ApiResponse>;
+  close(): Promise<void>;
+}
+
+/**
+ * The test server's application (same context, logger and runtime) with routes of a test's own,
+ * answered in process: for failures no real route can be made to produce.
+ */
+export async function withTestRoutes(app: TestApp, routes: FastifyPluginAsync): Promise<InProcessApp> {
+  const { runtime } = app.server;
+  const extended = buildApp(app.ctx, { lifecycle: runtime.deps, hub: runtime.hub, staticDir: false });
+  await extended.register(routes);
+  return {
+    async call(method, url) {
+      const injected = await extended.inject({ method, url });
+      const text = injected.body;
+      let body: unknown = null;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
+      }
+      return { status: injected.statusCode, headers: new Headers(injected.headers as Record<string, string>), body, text };
+    },
+    close: () => extended.close(),
   };
 }

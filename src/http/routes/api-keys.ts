@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../accounts/api-keys.ts';
-import { requireUser } from '../auth.ts';
+import { apiKeyLimits, consumeAttempt } from '../../accounts/throttle.ts';
+import { clientAddress, forbidCaching, requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Timestamp } from '../../clock.ts';
 import { Security } from '../schemas.ts';
@@ -30,12 +31,15 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       body: z.strictObject({ name: z.string().trim().min(1).max(100).default('API key') }),
       response: {
         201: z.object({ id: z.uuid(), name: z.string(), prefix: z.string(), created_at: Timestamp, key: z.string() }),
-        ...problemResponses(400, 401, 403, 409),
+        ...problemResponses(400, 401, 403, 409, 429),
       },
     },
     handler: async (request, reply) => {
       const me = await requireUser(request);
-      const key = await createApiKey(ctx.database.db, me.userId, request.body.name, ctx.clock.now());
+      const now = ctx.clock.now();
+      await consumeAttempt(ctx.database.db, apiKeyLimits(ctx.config, { userId: me.userId, address: clientAddress(request) }), now);
+      const key = await createApiKey(ctx.database.db, me.userId, request.body.name, now);
+      forbidCaching(reply);
       return reply
         .status(201)
         .send({ id: key.id, name: key.name, prefix: key.prefix, created_at: key.createdAt.toISOString(), key: key.key });

@@ -2,8 +2,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwords.ts';
 import { createSession, revokeSession } from '../../accounts/sessions.ts';
+import { consumeAttempt, loginLimits, registrationLimits } from '../../accounts/throttle.ts';
 import { authenticateUser, createUser, normalizeEmail } from '../../accounts/users.ts';
-import { clearSessionCookies, currentSessionId, requireUser, setSessionCookies } from '../auth.ts';
+import { clearSessionCookies, clientAddress, currentSessionId, forbidCaching, requireUser, setSessionCookies } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { UserSchema, userResource } from '../../accounts/resource.ts';
 
@@ -20,37 +21,33 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
     schema: {
       tags: ['auth'],
       summary: 'Create an account (and its wallet) and log in',
+      description:
+        'The password must not be whitespace only, contain the email (or the part before the @), or be one of the most ' +
+        'common passwords; the 400 says which. Registrations are limited per client address and per email (429).',
       body: z.strictObject({
         email: z.email().max(254),
         password: z.string().min(PASSWORD_MIN_LENGTH).max(PASSWORD_MAX_LENGTH),
       }),
-      response: { 201: AuthResponse, ...problemResponses(400, 409, 413) },
+      response: { 201: AuthResponse, ...problemResponses(400, 409, 413, 429) },
     },
     handler: async (request, reply) => {
       const now = ctx.clock.now();
-      const user = await createUser(ctx.database, request.body, { currency: ctx.config.CURRENCY, now });
+      const email = normalizeEmail(request.body.email);
+      // Counted before the password is hashed: a refused attempt costs no scrypt work.
+      await consumeAttempt(ctx.database.db, registrationLimits(ctx.config, { email, address: clientAddress(request) }), now);
+      const user = await createUser(ctx.database, request.body, { currency: ctx.config.CURRENCY, now, passwords: ctx.passwords });
       const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
       setSessionCookies(request, reply, ctx.config, session);
+      forbidCaching(reply);
       return reply.status(201).send({ user: userResource(user), token: session.token });
     },
   });
 
   app.post('/v1/auth/login', {
-    config: {
-      rateLimit: {
-        max: ctx.config.LOGIN_ATTEMPTS_PER_MINUTE,
-        timeWindow: 60_000,
-        // Per address and account: one attacker cannot lock out everyone, nor guess one account fast.
-        keyGenerator: (request) => {
-          const body = request.body as { email?: unknown } | undefined;
-          const email = typeof body?.email === 'string' ? normalizeEmail(body.email) : '';
-          return `login|${request.ip}|${email}`;
-        },
-      },
-    },
     schema: {
       tags: ['auth'],
       summary: 'Log in: a session token, also set as the session cookie',
+      description: 'Attempts are limited per account (from all addresses together) and per client address (429 with Retry-After).',
       body: z.strictObject({
         email: z.string().min(1).max(254),
         password: z.string().min(1).max(PASSWORD_MAX_LENGTH),
@@ -59,9 +56,13 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request, reply) => {
       const now = ctx.clock.now();
-      const user = await authenticateUser(ctx.database.db, request.body.email, request.body.password);
+      const email = normalizeEmail(request.body.email);
+      // Counted before the password is checked: a refused attempt costs no scrypt work.
+      await consumeAttempt(ctx.database.db, loginLimits(ctx.config, { email, address: clientAddress(request) }), now);
+      const user = await authenticateUser(ctx.database.db, email, request.body.password, ctx.passwords);
       const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
       setSessionCookies(request, reply, ctx.config, session);
+      forbidCaching(reply);
       return reply.status(200).send({ user: userResource(user), token: session.token });
     },
   });

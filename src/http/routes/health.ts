@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { scrubSecrets } from '../../logging.ts';
+import { forbidCaching, isOperator } from '../auth.ts';
 
 const CHECK_TIMEOUT_MS = 3_000;
 
@@ -28,29 +29,37 @@ async function runCheck(check: () => Promise<unknown>): Promise<z.output<typeof 
   }
 }
 
+const HealthSchema = z.object({
+  status: z.enum(['up', 'down']).describe('up: this instance can serve (its database answers); down: 503'),
+  degraded: z.boolean().optional().describe('operators only: some check is unhappy (engine lag, an open breaker)'),
+  checks: z.record(z.string(), CheckSchema).optional().describe('operators only: every check with its details'),
+});
+
 /**
- * GET /health: liveness and readiness. 503 when the database does not answer (the instance cannot
- * serve); 200 "degraded" when another check (engine lag, a provider's breaker) is unhappy.
+ * GET /health: liveness and readiness. 503 `down` when the database does not answer (the instance
+ * cannot serve), else 200 `up`. That is all the public learns; operators (an admin, the local
+ * operator token, the METRICS_TOKEN) also get every check: engine lag with the workers' host names
+ * and pids, breaker states; `degraded` when one of those is unhappy.
  */
 const healthRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/health', {
     schema: {
       tags: ['operations'],
-      summary: 'Health of this instance and its dependencies',
-      response: {
-        200: z.object({ status: z.enum(['ok', 'degraded']), checks: z.record(z.string(), CheckSchema) }),
-        503: z.object({ status: z.enum(['ok', 'degraded']), checks: z.record(z.string(), CheckSchema) }),
-      },
+      summary: 'Health of this instance: up/down for everyone, the checks for operators',
+      response: { 200: HealthSchema, 503: HealthSchema },
     },
-    handler: async (_request, reply) => {
-      const checks: Record<string, z.output<typeof CheckSchema>> = {
-        database: await runCheck(async () => {
-          await app.ctx.database.db.execute(sql`SELECT 1`);
-        }),
-      };
+    handler: async (request, reply) => {
+      // The answer depends on who asks: no shared cache may hand an operator's answer to anyone.
+      forbidCaching(reply);
+      const database = await runCheck(async () => {
+        await app.ctx.database.db.execute(sql`SELECT 1`);
+      });
+      const status = database.ok ? 'up' : 'down';
+      const code = database.ok ? 200 : 503;
+      if (!isOperator(request)) return reply.status(code).send({ status });
+      const checks: Record<string, z.output<typeof CheckSchema>> = { database };
       for (const [name, check] of Object.entries(app.healthChecks)) checks[name] = await runCheck(check);
-      const status = Object.values(checks).every((c) => c.ok) ? 'ok' : 'degraded';
-      return reply.status(checks.database!.ok ? 200 : 503).send({ status, checks });
+      return reply.status(code).send({ status, degraded: !Object.values(checks).every((c) => c.ok), checks });
     },
   });
 };

@@ -68,16 +68,22 @@ export function renderReport(value, depth = 0) {
   );
 }
 
+/** Down: the database does not answer; degraded: it does, but another check is unhappy. */
+function overallBadge(status, degraded) {
+  if (status !== 'up') return h('span', { class: 'badge badge-fail' }, 'Down');
+  return degraded ? h('span', { class: 'badge badge-warn' }, 'Degraded') : h('span', { class: 'badge badge-ok' }, 'Ok');
+}
+
 function checkError(check) {
   return check.error ? h('p', { class: 'hint' }, check.error) : null;
 }
 
 /**
- * GET /health as an operator sees it: { status, checks } with `database` ({ ok, error? }),
+ * GET /health as an operator sees it: { status: 'up' | 'down', degraded, checks } with `database` ({ ok, error? }),
  * `engine` ({ ok, lag_seconds, workers } or { ok: false, error }), `breakers` ({ ok, <provider>:
  * { state } }) and any further checks the running server adds ({ ok, error?, … }).
  */
-function healthView({ status, checks }) {
+function healthView({ status, degraded, checks }) {
   const { database, engine, breakers, ...others } = checks;
   const providers = Object.entries(breakers).filter(([name]) => name !== 'ok' && name !== 'error');
   const lag = engine.lag_seconds;
@@ -85,7 +91,7 @@ function healthView({ status, checks }) {
     h(
       'dl',
       { class: 'health-grid' },
-      h('div', { class: 'health-item' }, h('dt', null, 'Overall'), h('dd', null, h('span', { class: `badge ${status === 'ok' ? 'badge-ok' : 'badge-warn'}` }, humanKey(status)))),
+      h('div', { class: 'health-item' }, h('dt', null, 'Overall'), h('dd', null, overallBadge(status, degraded))),
       h('div', { class: 'health-item' }, h('dt', null, 'Database'), h('dd', null, okBadge(database.ok, 'Reachable', 'Unreachable'), checkError(database))),
       h(
         'div',
