@@ -21,7 +21,8 @@ export const configSchema = z.object({
   DATABASE_POOL_SIZE: int(1, 200).default(10),
 
   PROVIDER: z.enum(['sandbox', 'textverified', 'sms-activate']).default('sandbox'),
-  PROVIDER_REQUESTS_PER_SECOND: z.coerce.number().min(0).default(10),
+  // No default here: each adapter paces at its own upstream's safe rate unless this overrides it.
+  PROVIDER_REQUESTS_PER_SECOND: optionalText.pipe(z.coerce.number<string | undefined>().min(0).optional()),
   PROVIDER_TIMEOUT_MS: int(100, 120_000).default(10_000),
   BREAKER_FAILURE_THRESHOLD: int(1, 1000).default(5),
   BREAKER_HALF_OPEN_AFTER_MS: int(100, 3_600_000).default(30_000),

@@ -27,7 +27,7 @@ export function createVerificationRuntime(
   ctx: AppContext,
   options: { provider?: Provider; faults?: LifecycleDeps['faults']; workerId?: string } = {},
 ): VerificationRuntime {
-  const upstream = options.provider ?? createProvider(ctx.config, ctx.clock);
+  const upstream = options.provider ?? createProvider(ctx.config, ctx.clock, { logger: ctx.logger });
   const breaker = createBreaker(upstream.name, {
     failureThreshold: ctx.config.BREAKER_FAILURE_THRESHOLD,
     halfOpenAfterMs: ctx.config.BREAKER_HALF_OPEN_AFTER_MS,

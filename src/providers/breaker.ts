@@ -5,7 +5,8 @@ import { ProviderError, isProviderError, type Provider } from './provider.ts';
 /**
  * A per-provider circuit breaker (cockatiel). Upstream trouble — timeouts, dropped connections,
  * 5xx, unparseable answers, "unavailable" — counts towards opening it; business answers such as
- * "no numbers" or "price above cap" do not, because the upstream is working fine when it says them.
+ * "no numbers", "price above cap", "gone" or a refusal in a seller's own word do not, because the
+ * upstream is working fine when it says them.
  *
  * While open, calls fail at once with a definite `unavailable` ProviderError: nothing is sent, so
  * nothing can have been bought. After `halfOpenAfterMs` one trial call goes through; success closes it.
@@ -87,6 +88,8 @@ export function withBreaker(provider: Provider, breaker: ProviderBreaker, option
   if (provider.complete) guarded.complete = (id) => run('complete', () => provider.complete!(id));
   if (provider.report) guarded.report = (id) => run('report', () => provider.report!(id));
   if (provider.activeOrders) guarded.activeOrders = () => run('activeOrders', () => provider.activeOrders!());
+  // Reading a webhook calls nobody upstream: nothing for the breaker to guard.
+  if (provider.webhooks) return { ...guarded, webhooks: provider.webhooks };
   return guarded;
 }
 

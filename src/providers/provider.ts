@@ -20,7 +20,12 @@ export type ProviderErrorCode =
   | 'timeout' // no answer in time after sending (ambiguous)
   | 'connection_lost' // reset/dropped after sending (ambiguous)
   | 'server_error' // 5xx after sending (ambiguous)
-  | 'malformed_response'; // an answer that is not the documented shape, e.g. an HTML page (ambiguous)
+  | 'malformed_response' // an answer that is not the documented shape, e.g. an HTML page (ambiguous)
+  // A well-formed protocol answer in a word we do not know (a seller's own refusal): ambiguous on a
+  // call that changes something, definite on a read. The upstream is working when it says it.
+  | 'unrecognised_answer'
+  // The seller's account is in another currency than the installation's (definite: nothing bought).
+  | 'currency_mismatch';
 
 export type FailureKind = 'definite' | 'ambiguous';
 
@@ -157,5 +162,54 @@ export interface Provider {
   report?(providerOrderId: string): Promise<void>;
   /** Orders the upstream considers active: used to find orphans. */
   activeOrders?(): Promise<ActiveOrder[]>;
-  balance(): Promise<{ amountMinor: number; currency: string }>;
+  /** The operator's float upstream; null when the upstream does not state it. */
+  balance(): Promise<{ amountMinor: number | null; currency: string }>;
+  /** Signed webhooks from this upstream, when it sends them and a secret is configured. */
+  readonly webhooks?: ProviderWebhooks;
+}
+
+// ---- Webhooks ------------------------------------------------------------------------------------
+
+/** An incoming webhook request as the HTTP layer received it. */
+export interface WebhookRequest {
+  /** The exact bytes received: signatures are computed over them, never over re-serialised JSON. */
+  rawBody: Buffer;
+  /** Header names in lower case. */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/** An SMS announced by a webhook, in the same terms the poller uses. */
+export interface WebhookSms {
+  /** The upstream order it was assigned to, when the event says. */
+  providerOrderId: string | null;
+  /** The number it was sent to (E.164 digits), when the event says. */
+  phoneNumber: string | null;
+  /** Same providerMessageId as the poller gives the same SMS: a message is stored once. */
+  message: ProviderMessage;
+}
+
+/** A verified webhook event, free of the vendor's envelope. */
+export interface WebhookEvent {
+  /** The upstream's id of this event. */
+  eventId: string;
+  /** The upstream's key for recognising a repeated delivery, when it sends one besides the id. */
+  dedupeKey: string | null;
+  occurredAt: Date;
+  /** The SMS it announces; null for events we acknowledge and do not act on. */
+  sms: WebhookSms | null;
+}
+
+/** The optional webhook capability: checking and reading what an upstream sends us. */
+export interface ProviderWebhooks {
+  /** True when the request carries a valid signature over its raw body (checked in constant time). */
+  verify(request: WebhookRequest): boolean;
+  /** Reads a verified body; throws MalformedWebhookError when it is not the documented shape. */
+  parse(rawBody: Buffer): WebhookEvent;
+}
+
+export class MalformedWebhookError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MalformedWebhookError';
+  }
 }

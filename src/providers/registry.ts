@@ -1,12 +1,18 @@
+import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import { ConfigError, type Config } from '../config.ts';
 import type { Provider } from './provider.ts';
 import { SandboxProvider } from './sandbox.ts';
 import { SmsActivateProvider } from './sms-activate/adapter.ts';
+import { sellerProfileFor } from './sms-activate/sellers.ts';
 import { TextVerifiedProvider } from './textverified/adapter.ts';
 
-/** Builds the configured upstream. Missing credentials for a real provider stop the start-up. */
-export function createProvider(config: Config, clock: Clock): Provider {
+/**
+ * Builds the configured upstream. Missing credentials for a real provider stop the start-up.
+ * PROVIDER_REQUESTS_PER_SECOND, when set, overrides the adapter's own pacing; unset, each adapter
+ * paces at its upstream's safe rate.
+ */
+export function createProvider(config: Config, clock: Clock, options: { logger?: Pick<Logger, 'error'> } = {}): Provider {
   switch (config.PROVIDER) {
     case 'sandbox':
       return new SandboxProvider({
@@ -23,22 +29,29 @@ export function createProvider(config: Config, clock: Clock): Provider {
         baseUrl: config.TEXTVERIFIED_BASE_URL,
         apiUsername: config.TEXTVERIFIED_API_USERNAME,
         apiKey: config.TEXTVERIFIED_API_KEY,
-        requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND,
-        timeoutMs: config.PROVIDER_TIMEOUT_MS,
-        clock,
-      });
-    case 'sms-activate':
-      if (!config.SMS_ACTIVATE_API_KEY) throw new ConfigError('PROVIDER=sms-activate needs SMS_ACTIVATE_API_KEY');
-      return new SmsActivateProvider({
-        baseUrl: config.SMS_ACTIVATE_BASE_URL,
-        apiKey: config.SMS_ACTIVATE_API_KEY,
+        webhookSecret: config.TEXTVERIFIED_WEBHOOK_SECRET,
         requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND,
         timeoutMs: config.PROVIDER_TIMEOUT_MS,
         currency: config.CURRENCY,
-        // The seller's own activation lifetime (adapter default: 20 minutes) is not our TTL: the
-        // deadline is already the earlier of the two, and a TTL longer than the seller's window
-        // must not make us wait for a number the seller has already taken back.
         clock,
       });
+    case 'sms-activate': {
+      if (!config.SMS_ACTIVATE_API_KEY) throw new ConfigError('PROVIDER=sms-activate needs SMS_ACTIVATE_API_KEY');
+      const seller = sellerProfileFor(config.SMS_ACTIVATE_BASE_URL);
+      const logger = options.logger;
+      return new SmsActivateProvider({
+        ...seller.options,
+        baseUrl: config.SMS_ACTIVATE_BASE_URL,
+        apiKey: config.SMS_ACTIVATE_API_KEY,
+        requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND ?? seller.options.requestsPerSecond,
+        timeoutMs: config.PROVIDER_TIMEOUT_MS,
+        currency: config.CURRENCY,
+        // The seller's own activation lifetime is not our TTL: the deadline is already the earlier
+        // of the two, and a TTL longer than the seller's window must not make us wait for a number
+        // the seller has already taken back.
+        clock,
+        alarm: logger ? (message, detail) => logger.error({ provider: 'sms-activate', seller: seller.name, ...detail }, message) : undefined,
+      });
+    }
   }
 }

@@ -2,7 +2,10 @@ import { test, describe, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { systemClock } from '../../src/clock.ts';
 import { ManualClock } from '../support/clock.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createProvider } from '../../src/providers/registry.ts';
 import { ProviderError, type PurchaseRequest } from '../../src/providers/provider.ts';
 import { TextVerifiedProvider, type TextVerifiedOptions } from '../../src/providers/textverified/adapter.ts';
 import { startFakeTextVerified, type FakeTextVerified, type FakeTextVerifiedOptions } from '../support/fake-textverified.ts';
@@ -53,7 +56,7 @@ describe('TextVerified adapter: purchase', () => {
       costMinor: 125,
     });
     const [create] = creates(fake);
-    assert.equal(create!.headers['idempotency-key'], 'ver_0001');
+    assert.equal(create?.headers['idempotency-key'], 'ver_0001');
     assert.deepEqual(JSON.parse(create!.body), { serviceName: 'whatsapp', capability: 'sms', maxPrice: 2.95 });
     assert.equal(fake.state.purchases, 1);
   });
@@ -246,6 +249,19 @@ describe('TextVerified adapter: resolving an unclear purchase', () => {
     assert.equal(creates(fake).length, 1);
     assert.equal(fake.state.purchases, 1);
   });
+
+  test('past the window, a list cut short by the page limit proves nothing absent', async (t) => {
+    const { clock, fake, provider } = await setup(t, { fake: { pageSize: 1 }, adapter: { idempotencyWindowSeconds: 600, maxPages: 2 } });
+    const requestedAt = clock.now();
+    fake.controls.failNext('create', { type: 'drop' }); // nothing bought
+    await failure(provider.buy(purchase()));
+    // Three other verifications, newer first in the list: our page limit sees two of them.
+    for (const clientRef of ['x', 'y', 'z']) await provider.buy(purchase({ clientRef, service: 'telegram' }));
+    clock.advance(3_600_000);
+    assert.deepEqual(await provider.lookup({ ...purchase(), requestedAt, claimedOrderIds: new Set() }), { status: 'unknown' });
+    const whole = new TextVerifiedProvider({ baseUrl: fake.url, apiUsername: 'operator@example.com', apiKey: 'tv-test-key', requestsPerSecond: 0, clock, idempotencyWindowSeconds: 600 });
+    assert.deepEqual(await whole.lookup({ ...purchase(), requestedAt, claimedOrderIds: new Set() }), { status: 'absent' }, 'every page read: absent');
+  });
 });
 
 describe('TextVerified adapter: messages and states', () => {
@@ -258,12 +274,53 @@ describe('TextVerified adapter: messages and states', () => {
     clock.advance(30_000);
     fake.controls.deliverSms(order.providerOrderId, { text: 'Your WhatsApp code is 123-456', code: '123456' });
     const check = await provider.check({ ...order, since });
-    assert.deepEqual(check, {
-      state: 'received',
-      messages: [
-        { providerMessageId: 'sms_1', text: 'Your WhatsApp code is 123-456', code: '123456', receivedAt: new Date('2026-03-01T12:00:30.000Z') },
-      ],
-    });
+    assert.equal(check.state, 'received');
+    assert.equal(check.messages.length, 1);
+    const [message] = check.messages;
+    assert.deepEqual(
+      { text: message!.text, code: message!.code, receivedAt: message!.receivedAt },
+      { text: 'Your WhatsApp code is 123-456', code: '123456', receivedAt: new Date('2026-03-01T12:00:30.000Z') },
+    );
+    // Not TextVerified's SMS id: the webhook does not carry one, and both paths must agree.
+    assert.match(message!.providerMessageId, /^tv-[0-9a-f]{32}$/);
+    assert.deepEqual((await provider.check({ ...order, since })).messages, check.messages, 'the same SMS polled again is the same message');
+  });
+
+  test('check follows the verification’s sms link as given, never a query built from the number', async (t) => {
+    const { clock, fake, provider } = await setup(t);
+    const since = clock.now();
+    const order = await provider.buy(purchase());
+    clock.advance(5_000);
+    // TextVerified may write the number in another form; the list is the reservation's, so it is ours.
+    fake.controls.smsToNumber('+12025550100', { text: 'Code 777001', code: '777001', at: clock.now(), reservationId: order.providerOrderId });
+    // Same number, another reservation (the number was recycled): not this verification's.
+    fake.controls.smsToNumber('2025550100', { text: 'Code 999999', code: '999999', at: clock.now(), reservationId: 'lr_someone_else' });
+    const check = await provider.check({ ...order, since });
+    assert.deepEqual(
+      check.messages.map((m) => m.code),
+      ['777001'],
+    );
+    const listCalls = fake.state.requests.filter((r) => r.path === '/api/pub/v2/sms');
+    assert.ok(listCalls.length > 0);
+    for (const call of listCalls) {
+      assert.deepEqual(Object.fromEntries(call.query), { reservationId: order.providerOrderId, reservationType: 'verification' });
+    }
+  });
+
+  test('the fake filters the SMS list on every parameter given, as documented: a number in another spelling finds nothing', async (t) => {
+    const { fake, provider } = await setup(t);
+    const order = await provider.buy(purchase());
+    fake.controls.deliverSms(order.providerOrderId, { text: 'Code 123123', code: '123123' });
+    const token = JSON.parse((await fetch(`${fake.url}/api/pub/v2/auth`, { method: 'POST', headers: { 'X-API-KEY': 'tv-test-key', 'X-API-USERNAME': 'operator@example.com' } }).then((r) => r.text()))).token;
+    const list = async (query: string) => {
+      const res = await fetch(`${fake.url}/api/pub/v2/sms?${query}`, { headers: { Authorization: `Bearer ${token}` } });
+      return ((await res.json()) as { data: { smsContent: string }[] }).data.length;
+    };
+    assert.equal(await list(`reservationId=${order.providerOrderId}`), 1);
+    assert.equal(await list('to=2025550100'), 1);
+    assert.equal(await list('to=12025550100'), 0, 'E.164 digits are not how the fake stores the number');
+    assert.equal(await list(`to=2025550100&reservationId=lr_other`), 0, 'every filter applies');
+    assert.equal(await list(`reservationId=${order.providerOrderId}&reservationType=renewable`), 0);
   });
 
   test('a message sent to a recycled number before `since` is never returned', async (t) => {
@@ -294,13 +351,10 @@ describe('TextVerified adapter: messages and states', () => {
     }
     const check = await provider.check({ ...order, since });
     assert.deepEqual(
-      check.messages.map((m) => [m.providerMessageId, m.code]),
-      [
-        ['sms_1', '111111'],
-        ['sms_2', '222222'],
-        ['sms_3', '333333'],
-      ],
+      check.messages.map((m) => m.code),
+      ['111111', '222222', '333333'],
     );
+    assert.equal(new Set(check.messages.map((m) => m.providerMessageId)).size, 3);
   });
 
   test('past its endsAt the order is expired', async (t) => {
@@ -413,6 +467,53 @@ describe('TextVerified adapter: token, catalogue, balance, active orders', () =>
     assert.deepEqual(await provider.balance(), { amountMinor: 9875, currency: 'USD' });
   });
 
+  test('an account answer without currentBalance (optional in the API document) is a balance not stated, not a failure', async (t) => {
+    const { provider } = await setup(t, { fake: { omitBalance: true } });
+    assert.deepEqual(await provider.balance(), { amountMinor: null, currency: 'USD' });
+  });
+
+  test('an installation in another currency than TextVerified’s dollars refuses to buy, before any call', async (t) => {
+    const { fake, provider } = await setup(t, { adapter: { currency: 'EUR' } });
+    const error = await failure(provider.buy(purchase()));
+    assert.deepEqual([error.kind, error.code], ['definite', 'currency_mismatch']);
+    assert.match(error.message, /USD.*EUR/);
+    assert.equal(fake.state.requests.length, 0);
+  });
+
+  test('a 429 in the middle of the catalogue is waited out and the sync continues', async (t) => {
+    const { fake, provider } = await setup(t, { adapter: { rateLimitBackoff: { retries: 3, initialDelayMs: 1, maxDelayMs: 5 } } });
+    fake.controls.failNext('pricing', { type: 'rateLimit', retryAfter: '30' }, 2);
+    const entries = await provider.catalogue();
+    assert.deepEqual(
+      entries.map((e) => [e.service, e.costMinor]),
+      [
+        ['whatsapp', 125],
+        ['telegram', 75],
+        ['google', 50],
+      ],
+    );
+    assert.equal(fake.state.requests.filter((r) => r.path === '/api/pub/v2/pricing/verifications').length, 5, 'three prices, two of them asked twice');
+  });
+
+  test('a rate limit that outlasts the retries fails the catalogue (definite), rather than leave services out silently', async (t) => {
+    const { fake, provider } = await setup(t, { adapter: { rateLimitBackoff: { retries: 2, initialDelayMs: 1, maxDelayMs: 5 } } });
+    fake.controls.failNext('pricing', { type: 'rateLimit', retryAfter: '1' }, 3);
+    const error = await failure(provider.catalogue());
+    assert.deepEqual([error.kind, error.code], ['definite', 'rate_limited']);
+  });
+
+  test('the fake refuses bodies the API document refuses: a missing required field, an unknown field', async (t) => {
+    const { fake } = await setup(t);
+    const auth = await fetch(`${fake.url}/api/pub/v2/auth`, { method: 'POST', headers: { 'X-API-KEY': 'tv-test-key', 'X-API-USERNAME': 'operator@example.com' } });
+    const { token } = (await auth.json()) as { token: string };
+    const post = (path: string, body: unknown) =>
+      fetch(`${fake.url}/api/pub/v2${path}`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal((await post('/verifications', { serviceName: 'whatsapp' })).status, 400, 'capability is required');
+    assert.equal((await post('/verifications', { serviceName: 'whatsapp', capability: 'sms', country: 'US' })).status, 400, 'no unknown fields');
+    assert.equal((await post('/pricing/verifications', { serviceName: 'whatsapp', capability: 'sms', numberType: 'mobile', areaCode: false })).status, 400, 'carrier is required');
+    assert.equal(fake.state.purchases, 0);
+  });
+
   test('catalogue prices every SMS service and is cached', async (t) => {
     const { fake, provider } = await setup(t);
     const entries = await provider.catalogue();
@@ -434,5 +535,23 @@ describe('TextVerified adapter: token, catalogue, balance, active orders', () =>
     assert.deepEqual(await provider.activeOrders(), [
       { providerOrderId: second.providerOrderId, phoneNumber: second.phoneNumber, service: 'telegram', createdAt: clock.now() },
     ]);
+  });
+});
+
+describe('TextVerified as configured (PROVIDER=textverified)', () => {
+  test('without PROVIDER_REQUESTS_PER_SECOND the adapter paces at its own 5 per second: no global default overrides it', async (t) => {
+    const fake = await startFakeTextVerified({});
+    t.after(() => fake.close());
+    const config = loadConfig({ PROVIDER: 'textverified', TEXTVERIFIED_BASE_URL: fake.url, TEXTVERIFIED_API_USERNAME: 'operator@example.com', TEXTVERIFIED_API_KEY: 'tv-test-key' });
+    assert.equal(config.PROVIDER_REQUESTS_PER_SECOND, undefined);
+    const provider = createProvider(config, systemClock);
+    const done: number[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      await provider.balance();
+      done.push(performance.now());
+    }
+    // Calls start 200 ms apart (the first one also authenticates); a load can only widen the gaps.
+    const gaps = done.slice(1).map((at, i) => at - done[i]!);
+    assert.ok(Math.min(...gaps) >= 150, `gaps ${gaps.map((g) => Math.round(g)).join(', ')} ms`);
   });
 });

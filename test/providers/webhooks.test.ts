@@ -9,16 +9,23 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { ManualClock } from '../support/clock.ts';
 import { rows } from '../../src/db/database.ts';
-import { signTextVerifiedWebhook } from '../../src/providers/textverified/webhook.ts';
+import { MalformedWebhookError, type Provider, type ProviderWebhooks } from '../../src/providers/provider.ts';
+import { SandboxProvider } from '../../src/providers/sandbox.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 import { createVerificationRuntime } from '../../src/runtime.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { engines } from '../support/db.ts';
-import { startFakeTextVerified, type FakeSms, type FakeTextVerified, type FakeTextVerifiedOptions } from '../support/fake-textverified.ts';
+import {
+  signWebhook as signTextVerifiedWebhook,
+  startFakeTextVerified,
+  type FakeSms,
+  type FakeTextVerified,
+  type FakeTextVerifiedOptions,
+} from '../support/fake-textverified.ts';
 import { assertProblem, call, login, registerUser, type ApiResponse, type TestUser } from '../support/http.ts';
 import { FaultSwitch } from '../support/lifecycle.ts';
 import { putProviderCatalogue } from '../support/provider-catalogue.ts';
@@ -123,28 +130,17 @@ for (const engine of engines) {
       return JSON.stringify(body);
     }
 
-    /** A v2.sms.received payload as TextVerified sends it for an SMS of the fake's. */
-    function smsData(sms: Pick<FakeSms, 'id' | 'to' | 'createdAt' | 'smsContent' | 'parsedCode' | 'reservationId'>) {
-      return {
-        id: sms.id,
-        from: '32665',
-        to: sms.to,
-        createdAt: sms.createdAt.toISOString(),
-        smsContent: sms.smsContent,
-        parsedCode: sms.parsedCode,
-        encrypted: false,
-        reservationId: sms.reservationId,
-      };
-    }
-
+    /** A v2.sms.received payload exactly as documented (SmsWebhookEvent: no SMS id). */
     function smsFor(row: VerificationRow, code: string, overrides: Partial<FakeSms> = {}) {
-      return smsData({
-        id: `sms_${randomUUID()}`,
+      return fake.controls.smsWebhookData({
+        id: 'unused: the webhook carries no SMS id',
+        from: '32665',
         to: row.phoneNumber!.slice(1),
         createdAt: clock.now(),
         smsContent: `Your WhatsApp code is ${code}`,
         parsedCode: code,
         reservationId: row.providerOrderId,
+        reservationType: 'verification',
         ...overrides,
       });
     }
@@ -171,8 +167,8 @@ for (const engine of engines) {
       };
     }
 
-    const deliveries = (eventId: string) =>
-      count(sql`SELECT count(*)::int AS n FROM webhook_deliveries WHERE provider = 'textverified' AND event_id = ${eventId}`);
+    const deliveries = (key: string) =>
+      count(sql`SELECT count(*)::int AS n FROM webhook_deliveries WHERE provider = 'textverified' AND event_id = ${key}`);
 
     // ---- tests ------------------------------------------------------------------------------------
 
@@ -249,16 +245,42 @@ for (const engine of engines) {
       assert.equal((await snapshot(user, row.id)).code, '271828');
     });
 
-    test('a webhook older than the accepted age (or from the future) is rejected; malformed bodies with a valid signature are 400', async () => {
+    test('a repeat with a new event id but the same idempotency key is a duplicate: both keys are remembered', async () => {
+      const user = await customer(1000);
+      const row = await buy(user);
+      const first = await post(envelope(smsFor(row, '141421'), { id: 'evt_key_first', idempotencyKey: 'idem_shared' }));
+      assert.deepEqual(first.body, { status: 'captured' });
+      const after = await snapshot(user, row.id);
+      assert.equal(await deliveries('evt_key_first'), 1);
+      assert.equal(await deliveries('dedupe:idem_shared'), 1);
+      const again = await post(envelope(smsFor(row, '141421'), { id: 'evt_key_second', idempotencyKey: 'idem_shared' }));
+      assert.equal(again.status, 200, again.text);
+      assert.deepEqual(again.body, { status: 'duplicate' });
+      assert.deepEqual(await snapshot(user, row.id), after);
+    });
+
+    test('a validly signed event outside the accepted age is acknowledged (200) and ignored, so an outage does not get the endpoint disabled', async () => {
       const user = await customer(1000);
       const row = await buy(user);
       const before = await snapshot(user, row.id);
       const sms = smsFor(row, '161803');
+      for (const hours of [-7, 7]) {
+        const raw = envelope(sms, { id: `evt_stale_${hours}`, occurredAt: new Date(clock.now().getTime() + hours * 3_600_000).toISOString() });
+        const res = await post(raw);
+        assert.equal(res.status, 200, res.text);
+        assert.deepEqual(res.body, { status: 'stale' });
+        assert.equal(await deliveries(`evt_stale_${hours}`), 0, 'not remembered: a replay of it is ignored again');
+      }
+      assert.deepEqual(await snapshot(user, row.id), before);
+      // The poller still finds that SMS upstream in its own time: nothing is lost by ignoring it.
+      assert.deepEqual((await post(envelope(sms))).body, { status: 'captured' });
+    });
 
-      const stale = envelope(sms, { occurredAt: new Date(clock.now().getTime() - 7 * 3_600_000).toISOString() });
-      assertProblem(await post(stale), 400, 'validation_failed');
-      const future = envelope(sms, { occurredAt: new Date(clock.now().getTime() + 7 * 3_600_000).toISOString() });
-      assertProblem(await post(future), 400, 'validation_failed');
+    test('malformed bodies with a valid signature are 400; other events are acknowledged; other providers have no receiver', async () => {
+      const user = await customer(1000);
+      const row = await buy(user);
+      const before = await snapshot(user, row.id);
+      const sms = smsFor(row, '161803');
 
       const malformed = [
         '{"id":"evt_broken","event":"v2.sms.received","occurredAt":', // cut off
@@ -278,7 +300,9 @@ for (const engine of engines) {
       assert.deepEqual(await snapshot(user, row.id), before);
 
       // Only the configured upstream has a receiver.
-      assertProblem(await call(app.url, 'POST', '/webhooks/providers/sms-activate', { rawBody: '{}' }), 404, 'not_found');
+      for (const name of ['sms-activate', 'sandbox', 'nobody']) {
+        assertProblem(await call(app.url, 'POST', `/webhooks/providers/${name}`, { rawBody: '{}' }), 404, 'not_found');
+      }
 
       const genuine = await post(envelope(sms));
       assert.deepEqual(genuine.body, { status: 'captured' });
@@ -356,7 +380,7 @@ for (const engine of engines) {
         const code = String(500000 + round);
         // The SMS is upstream (the poller will find it) and announced by a webhook at the same time.
         const sms = fake.controls.deliverSms(row.providerOrderId!, { text: `Your WhatsApp code is ${code}`, code });
-        const raw = envelope(smsData(sms));
+        const raw = envelope(fake.controls.smsWebhookData(sms));
         clock.advance(1000); // the row is due for polling
 
         let fetched!: () => void;
@@ -402,6 +426,82 @@ for (const engine of engines) {
       }
       assert.equal(faults.pending(), false);
       assert.ok(winners.webhook > 0 && winners.poller > 0, JSON.stringify(winners));
+    });
+  });
+}
+
+/**
+ * The receiver names no vendor: a provider that brings its own webhook capability is served at
+ * /webhooks/providers/<its name> without a line of route code. Here the sandbox, given a made-up
+ * signing scheme (HMAC-SHA256 in X-Test-Signature) and body, stands for the next seller.
+ */
+function withMadeUpWebhooks(provider: SandboxProvider, secret: string): Provider {
+  const webhooks: ProviderWebhooks = {
+    verify: ({ rawBody, headers }) => {
+      const given = headers['x-test-signature'];
+      const expected = createHmac('sha256', secret).update(rawBody).digest('hex');
+      return typeof given === 'string' && given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
+    },
+    parse: (rawBody) => {
+      const body = JSON.parse(rawBody.toString('utf8')) as { id?: unknown; at: string; order: string; text: string; code: string };
+      if (typeof body.id !== 'string') throw new MalformedWebhookError('no id');
+      const at = new Date(body.at);
+      return {
+        eventId: body.id,
+        dedupeKey: null,
+        occurredAt: at,
+        sms: { providerOrderId: body.order, phoneNumber: null, message: { providerMessageId: `${body.order}#1`, text: body.text, code: body.code, receivedAt: at } },
+      };
+    },
+  };
+  return Object.assign(provider, { webhooks });
+}
+
+for (const engine of engines) {
+  describe(`webhooks of any provider, through the same route [${engine}]`, () => {
+    const clock = new ManualClock('2026-03-01T12:00:00Z');
+    const secret = randomBytes(16).toString('hex');
+    const sandbox = () => new SandboxProvider({ clock, delayMs: 5000, failureRate: 0, ttlSeconds: 600 });
+    let app: TestApp;
+    let plain: TestApp;
+
+    before(async () => {
+      app = await startTestApp({ engine, clock, worker: false, runtime: (ctx) => createVerificationRuntime(ctx, { provider: withMadeUpWebhooks(sandbox(), secret) }) });
+      plain = await startTestApp({ engine, clock, worker: false, runtime: (ctx) => createVerificationRuntime(ctx, { provider: sandbox() }) });
+    });
+    after(async () => {
+      await app?.close();
+      await plain?.close();
+    });
+
+    const sign = (raw: string) => createHmac('sha256', secret).update(raw).digest('hex');
+
+    test('a signed delivery captures the code once; a forged one is 401; a repeat is a duplicate', async () => {
+      const admin = await login(app.url, app.admin.email, app.admin.password);
+      const user = await registerUser(app.url);
+      assert.equal((await admin.client.post(`/v1/admin/users/${user.id}/credit`, { amount_minor: 1000, reason: 'test funds' })).status, 201);
+      const bought = await user.client.post('/v1/verifications', { service: 'test_timeout' }, { headers: { 'idempotency-key': randomUUID() } });
+      assert.equal(bought.status, 201, bought.text);
+      const row = (await loadVerification(app.ctx.database.db, bought.body.id))!;
+      const raw = JSON.stringify({ id: 'made-up-1', at: clock.now().toISOString(), order: row.providerOrderId, text: 'Your code is 577215', code: '577215' });
+      const post = (body: string, signature: string) =>
+        call(app.url, 'POST', '/webhooks/providers/sandbox', { rawBody: body, headers: { 'x-test-signature': signature } });
+
+      assertProblem(await post(raw, sign(`${raw} `)), 401, 'unauthenticated');
+      assert.equal((await user.client.get(`/v1/verifications/${row.id}`)).body.state, 'waiting');
+      const res = await post(raw, sign(raw));
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(res.body, { status: 'captured' });
+      const view = (await user.client.get(`/v1/verifications/${row.id}`)).body;
+      assert.deepEqual([view.state, view.code, view.messages.length], ['received', '577215', 1]);
+      assert.deepEqual((await post(raw, sign(raw))).body, { status: 'duplicate' });
+      const wallet = (await user.client.get('/v1/wallet')).body;
+      assert.deepEqual([wallet.balance_minor, wallet.held_minor], [1000 - row.priceMinor, 0]);
+    });
+
+    test('a provider without the capability has no receiver: 404, whatever is sent', async () => {
+      const raw = JSON.stringify({ id: 'made-up-2' });
+      assertProblem(await call(plain.url, 'POST', '/webhooks/providers/sandbox', { rawBody: raw, headers: { 'x-test-signature': sign(raw) } }), 404, 'not_found');
     });
   });
 }

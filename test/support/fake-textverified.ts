@@ -1,137 +1,29 @@
 /**
- * A local TextVerified API v2 for tests: the documented paths, headers, JSON bodies and status
- * codes, with in-memory state and controls to script failures (429, 5xx, HTML pages, hangs, a
- * connection cut after the order was created), deliver SMS, expire orders and send signed webhooks.
- *
- * The first part of this file is the plumbing shared with the SMS-Activate fake (a node:http server
- * on 127.0.0.1:0, per-route scripted failures, a close() that also ends hanging requests).
+ * A local TextVerified API v2 for tests, as the published API document describes it: the documented
+ * paths, headers, JSON bodies and status codes; request bodies checked against the document's
+ * required fields (unknown fields refused); the SMS list filtered by every parameter given, the way
+ * the document says; webhook payloads exactly in the documented shape (no SMS id). In-memory state
+ * and controls script failures (429, 5xx, HTML pages, hangs, a connection cut after the order was
+ * created), deliver SMS, forget orders, sell elsewhere and send signed webhooks.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { systemClock, type Clock } from '../../src/clock.ts';
-import { signTextVerifiedWebhook } from '../../src/providers/textverified/webhook.ts';
+import {
+  answerAfterEffect,
+  answerFailure,
+  FailureScript,
+  listen,
+  recordRequest,
+  send,
+  type FakeAnswer,
+  type RecordedRequest,
+  type ScriptedFailure,
+} from './fake-upstream.ts';
 
-export type ScriptedFailure =
-  /** Answer with this status and body instead of handling the request. */
-  | { type: 'status'; status: number; body?: string; contentType?: string; headers?: Record<string, string> }
-  /** 429 with a Retry-After header (seconds or an HTTP date). */
-  | { type: 'rateLimit'; retryAfter: string }
-  /** A proxy's HTML error page with this status (502 from a gateway, or 200 from a captive portal). */
-  | { type: 'html'; status: number }
-  /** Never answer, do nothing: the client times out. */
-  | { type: 'hang' }
-  /** Cut the connection without doing anything. */
-  | { type: 'drop' }
-  /** Do the work (e.g. create the order) and never answer. */
-  | { type: 'hangAfterEffect' }
-  /** Do the work, then cut the connection before the answer. */
-  | { type: 'dropAfterEffect' };
-
-export const HTML_ERROR_PAGE =
-  '<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>';
-
-export interface FakeAnswer {
-  status: number;
-  headers?: Record<string, string>;
-  body?: string;
-}
-
-export interface RecordedRequest {
-  method: string;
-  path: string;
-  query: URLSearchParams;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
-
-export class FailureScript<Route extends string> {
-  private readonly queue = new Map<Route, ScriptedFailure[]>();
-
-  add(route: Route, failure: ScriptedFailure, times = 1): void {
-    const list = this.queue.get(route) ?? [];
-    for (let i = 0; i < times; i += 1) list.push(failure);
-    this.queue.set(route, list);
-  }
-
-  take(route: Route): ScriptedFailure | undefined {
-    const list = this.queue.get(route);
-    return list && list.length > 0 ? list.shift() : undefined;
-  }
-
-  clear(): void {
-    this.queue.clear();
-  }
-}
-
-export function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-export function send(res: ServerResponse, answer: FakeAnswer): void {
-  res.writeHead(answer.status, answer.headers ?? {});
-  res.end(answer.body ?? '');
-}
-
-/** Answers a pre-effect failure; returns false when the failure only applies after the work. */
-export function answerFailure(req: IncomingMessage, res: ServerResponse, failure: ScriptedFailure): boolean {
-  switch (failure.type) {
-    case 'status':
-      send(res, {
-        status: failure.status,
-        headers: { 'Content-Type': failure.contentType ?? 'application/json', ...failure.headers },
-        body: failure.body ?? '',
-      });
-      return true;
-    case 'rateLimit':
-      send(res, { status: 429, headers: { 'Retry-After': failure.retryAfter, 'Content-Type': 'text/plain' }, body: 'Too Many Requests' });
-      return true;
-    case 'html':
-      send(res, { status: failure.status, headers: { 'Content-Type': 'text/html' }, body: HTML_ERROR_PAGE });
-      return true;
-    case 'hang':
-      return true;
-    case 'drop':
-      req.socket.destroy();
-      return true;
-    default:
-      return false;
-  }
-}
-
-/** Applies an after-effect failure in place of the answer; returns false if there was none. */
-export function answerAfterEffect(req: IncomingMessage, failure: ScriptedFailure | undefined): boolean {
-  if (failure?.type === 'hangAfterEffect') return true;
-  if (failure?.type === 'dropAfterEffect') {
-    req.socket.destroy();
-    return true;
-  }
-  return false;
-}
-
-export async function listen(
-  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    handler(req, res).catch((error: unknown) => {
-      if (!res.headersSent) send(res, { status: 500, headers: { 'Content-Type': 'text/plain' }, body: `fake server bug: ${String(error)}` });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections(); // ends hanging requests too
-      }),
-  };
+/** The signature header value for a body, as TextVerified computes it. */
+export function signWebhook(rawBody: string | Buffer, secret: string): string {
+  const digest = createHmac('sha512', secret).update(typeof rawBody === 'string' ? Buffer.from(rawBody, 'utf8') : rawBody).digest('base64');
+  return `HMAC-SHA512=${digest}`;
 }
 
 // ---- TextVerified ---------------------------------------------------------------------------------
@@ -152,6 +44,8 @@ export interface FakeTextVerifiedOptions {
   maxUnfinished?: number;
   pageSize?: number;
   webhookSecret?: string;
+  /** The account answer leaves out `currentBalance` (optional in the API document). */
+  omitBalance?: boolean;
 }
 
 export interface FakeVerification {
@@ -167,11 +61,24 @@ export interface FakeVerification {
 
 export interface FakeSms {
   id: string;
+  /** As TextVerified writes US numbers: ten digits. */
   to: string;
   from: string;
   createdAt: Date;
   smsContent: string;
   parsedCode: string | null;
+  reservationId: string | null;
+  reservationType: 'verification' | null;
+}
+
+/** `v2.sms.received` data exactly as the document's SmsWebhookEvent: no SMS id, no extra field. */
+export interface SmsWebhookData {
+  from: string | null;
+  to: string;
+  createdAt: string;
+  smsContent: string | null;
+  parsedCode: string | null;
+  encrypted: boolean;
   reservationId: string | null;
 }
 
@@ -192,6 +99,8 @@ export interface FakeTextVerified {
   };
   controls: {
     failNext(route: TextVerifiedRoute, failure: ScriptedFailure, times?: number): void;
+    /** Drops every scripted failure not yet used. */
+    clearFailures(): void;
     /** An SMS to a verification's number, assigned to it. */
     deliverSms(verificationId: string, sms: { text: string; code?: string | null; at?: Date }): FakeSms;
     /** An SMS to a bare number, e.g. one a previous holder of a recycled number received. */
@@ -204,14 +113,25 @@ export interface FakeTextVerified {
     revokeTokens(): void;
     /** Makes create answers point at another origin (to check the client refuses to follow). */
     setLinkOrigin(origin: string | null): void;
+    /** The upstream forgets a verification: it answers 404 about it from now on. */
+    forget(verificationId: string): void;
+    /** A verification bought outside our purchase path (an orphan for reconciliation). */
+    sellElsewhere(verification: { serviceName: string; createdAt?: Date }): FakeVerification;
+    /** The documented `v2.sms.received` data for an SMS of the fake's. */
+    smsWebhookData(sms: FakeSms): SmsWebhookData;
     /** POSTs a signed webhook envelope to a receiver. */
     sendWebhook(
       target: string,
-      envelope: { event: string; data: unknown; id?: string; attempt?: number; occurredAt?: Date },
+      envelope: { event: string; data: unknown; id?: string; attempt?: number; occurredAt?: Date; idempotencyKey?: string },
       options?: { secret?: string; signature?: string },
     ): Promise<{ status: number; body: string; rawBody: string; signature: string }>;
   };
 }
+
+const NEW_VERIFICATION_FIELDS = new Set(['areaCodeSelectOption', 'carrierSelectOption', 'serviceName', 'capability', 'serviceNotListedName', 'maxPrice']);
+const PRICE_CHECK_FIELDS = new Set(['serviceName', 'areaCode', 'carrier', 'numberType', 'capability']);
+const CAPABILITIES = new Set(['sms', 'voice', 'smsAndVoiceCombo']);
+const NUMBER_TYPES = new Set(['mobile', 'voip', 'landline']);
 
 const API = '/api/pub/v2';
 
@@ -272,8 +192,8 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
       state: s,
       totalCost: v.totalCost,
       serviceName: v.serviceName,
-      sms: link(base, `/sms?reservationId=${v.id}`),
-      calls: link(base, `/calls?reservationId=${v.id}`),
+      sms: link(base, `/sms?reservationId=${v.id}&reservationType=verification`),
+      calls: link(base, `/calls?reservationId=${v.id}&reservationType=verification`),
       sale: link(base, `/sales/sale_${v.id}`),
       cancel: { canCancel: canCancel(v), link: link(base, `/verifications/${v.id}/cancel`, 'POST') },
       report: { canReport: s === 'verificationPending' || s === 'verificationCompleted', link: link(base, `/verifications/${v.id}/report`, 'POST') },
@@ -301,7 +221,36 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     };
   }
 
+  /** The document's required fields and nothing else (its schemas say additionalProperties: false). */
+  function invalidBody(body: Record<string, unknown>, allowed: Set<string>, required: string[]): FakeAnswer | null {
+    const unknown = Object.keys(body).filter((k) => !allowed.has(k));
+    if (unknown.length > 0) return error(400, 'InvalidRequest', `Unknown field(s): ${unknown.join(', ')}.`);
+    const missing = required.filter((k) => body[k] === undefined || body[k] === null);
+    if (missing.length > 0) return error(400, 'InvalidRequest', `Missing required field(s): ${missing.join(', ')}.`);
+    return null;
+  }
+
+  function sell(serviceName: string, createdAt: Date): FakeVerification {
+    const price = prices[serviceName] ?? 1;
+    const v: FakeVerification = {
+      id: `lr_${String(nextId++).padStart(6, '0')}`,
+      number: numberQueue.shift() ?? String(nextNumber++),
+      serviceName,
+      createdAt,
+      endsAt: new Date(createdAt.getTime() + (options.verificationLifetimeSeconds ?? 900) * 1000),
+      state: 'verificationPending',
+      totalCost: price,
+    };
+    state.verifications.set(v.id, v);
+    state.purchases += 1;
+    state.balance = Math.round((state.balance - price) * 100) / 100;
+    return v;
+  }
+
   function createVerification(base: string, body: Record<string, unknown>, key: string | undefined): FakeAnswer {
+    const invalid = invalidBody(body, NEW_VERIFICATION_FIELDS, ['serviceName', 'capability']);
+    if (invalid) return invalid;
+    if (typeof body.capability !== 'string' || !CAPABILITIES.has(body.capability)) return error(400, 'InvalidRequest', 'Unknown capability.');
     if (key !== undefined) {
       const record = state.idempotency.get(key);
       if (record?.state === 'running') return error(409, 'IdempotencyConflict', 'A request with this idempotency key is still being processed.');
@@ -318,19 +267,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     const unfinished = [...state.verifications.values()].filter((v) => stateOf(v) === 'verificationPending').length;
     if (unfinished >= (options.maxUnfinished ?? 10)) return error(400, 'TooManyUnfinishedVerifications', 'Too many pending verifications.');
 
-    const now = clock.now();
-    const v: FakeVerification = {
-      id: `lr_${String(nextId++).padStart(6, '0')}`,
-      number: numberQueue.shift() ?? String(nextNumber++),
-      serviceName,
-      createdAt: now,
-      endsAt: new Date(now.getTime() + (options.verificationLifetimeSeconds ?? 900) * 1000),
-      state: 'verificationPending',
-      totalCost: price,
-    };
-    state.verifications.set(v.id, v);
-    state.purchases += 1;
-    state.balance = Math.round((state.balance - price) * 100) / 100;
+    const v = sell(serviceName, clock.now());
     if (stock.has(serviceName)) stock.set(serviceName, (stock.get(serviceName) ?? 1) - 1);
     if (key !== undefined) state.idempotency.set(key, { state: 'done', verificationId: v.id });
     return created(base, v.id);
@@ -380,13 +317,16 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
         return json(200, { token, expiresIn: lifetime, expiresAt: expiresAt.toISOString() });
       }
       case 'account':
-        return json(200, { username: apiUsername, currentBalance: state.balance });
+        return json(200, options.omitBalance ? { username: apiUsername } : { username: apiUsername, currentBalance: state.balance });
       case 'services':
         return json(200, [
           ...Object.keys(prices).map((serviceName) => ({ serviceName, capability: 'sms' })),
           { serviceName: 'voiceonly', capability: 'voice' },
         ]);
       case 'pricing': {
+        const invalid = invalidBody(body, PRICE_CHECK_FIELDS, ['serviceName', 'areaCode', 'carrier', 'numberType', 'capability']);
+        if (invalid) return invalid;
+        if (typeof body.numberType !== 'string' || !NUMBER_TYPES.has(body.numberType)) return error(400, 'InvalidRequest', 'Unknown numberType.');
         const name = body.serviceName;
         if (typeof name !== 'string' || !(name in prices)) return error(400, 'InvalidServiceName', 'Unknown service.');
         return json(200, { serviceName: name, price: prices[name] });
@@ -404,8 +344,8 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
           serviceName: v.serviceName,
           totalCost: v.totalCost,
           link: link(base, `/verifications/${v.id}`),
-          sms: link(base, `/sms?reservationId=${v.id}`),
-          calls: link(base, `/calls?reservationId=${v.id}`),
+          sms: link(base, `/sms?reservationId=${v.id}&reservationType=verification`),
+          calls: link(base, `/calls?reservationId=${v.id}&reservationType=verification`),
         }));
         return json(200, page(base, '/verifications', req.query, all));
       }
@@ -430,11 +370,15 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
         return { status: 200 };
       }
       case 'sms': {
-        // Filtered by number when given (numbers are recycled), else by reservation.
+        // Every filter given applies, as documented. `to` is compared with the number as the fake
+        // stores it (ten digits): a client that spells it otherwise sees nothing.
         const to = req.query.get('to');
         const reservationId = req.query.get('reservationId');
+        const reservationType = req.query.get('reservationType');
         const list = state.sms
-          .filter((s) => (to ? s.to === to : reservationId ? s.reservationId === reservationId : true))
+          .filter((s) => to === null || s.to === to)
+          .filter((s) => reservationId === null || s.reservationId === reservationId)
+          .filter((s) => reservationType === null || s.reservationType === reservationType)
           .map((s) => ({
             id: s.id,
             from: s.from,
@@ -450,10 +394,9 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
   }
 
   const server = await listen(async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://fake');
-    const recorded: RecordedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, body: await readBody(req) };
+    const recorded = await recordRequest(req);
     state.requests.push(recorded);
-    const r = route(recorded.method, url.pathname);
+    const r = route(recorded.method, recorded.path);
     if (!r) return send(res, { status: 404 });
     const failure = script.take(r.name);
     if (failure && answerFailure(req, res, failure)) return;
@@ -475,6 +418,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     state,
     controls: {
       failNext: (route, failure, times) => script.add(route, failure, times),
+      clearFailures: () => script.clear(),
       deliverSms(verificationId, sms) {
         const v = state.verifications.get(verificationId);
         if (!v) throw new Error(`fake textverified: no verification ${verificationId}`);
@@ -486,6 +430,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
           smsContent: sms.text,
           parsedCode: sms.code === undefined ? (/\d{4,8}/.exec(sms.text)?.[0] ?? null) : sms.code,
           reservationId: v.id,
+          reservationType: 'verification',
         };
         state.sms.push(message);
         if (stateOf(v) === 'verificationPending') v.state = 'verificationCompleted';
@@ -500,6 +445,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
           smsContent: sms.text,
           parsedCode: sms.code ?? null,
           reservationId: sms.reservationId ?? null,
+          reservationType: sms.reservationId ? 'verification' : null,
         };
         state.sms.push(message);
         return message;
@@ -511,16 +457,27 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
       setLinkOrigin: (origin) => {
         linkOrigin = origin;
       },
+      forget: (verificationId) => void state.verifications.delete(verificationId),
+      sellElsewhere: (verification) => sell(verification.serviceName, verification.createdAt ?? clock.now()),
+      smsWebhookData: (sms) => ({
+        from: sms.from,
+        to: sms.to,
+        createdAt: sms.createdAt.toISOString(),
+        smsContent: sms.smsContent,
+        parsedCode: sms.parsedCode,
+        encrypted: false,
+        reservationId: sms.reservationId,
+      }),
       async sendWebhook(target, envelope, sendOptions = {}) {
         const rawBody = JSON.stringify({
           id: envelope.id ?? `evt_${randomUUID()}`,
           event: envelope.event,
           occurredAt: (envelope.occurredAt ?? clock.now()).toISOString(),
           attempt: envelope.attempt ?? 1,
-          idempotencyKey: randomUUID(),
+          idempotencyKey: envelope.idempotencyKey ?? randomUUID(),
           data: envelope.data,
         });
-        const signature = sendOptions.signature ?? signTextVerifiedWebhook(rawBody, sendOptions.secret ?? secret);
+        const signature = sendOptions.signature ?? signWebhook(rawBody, sendOptions.secret ?? secret);
         const response = await fetch(target, {
           method: 'POST',
           headers: { 'Content-Type': 'application/json', 'X-Webhook-Signature': signature },

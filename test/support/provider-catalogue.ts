@@ -5,6 +5,7 @@
  */
 import type { Executor } from '../../src/db/database.ts';
 import { services } from '../../src/catalogue/schema.ts';
+import type { ProviderName } from '../../src/providers/provider.ts';
 
 export interface TestOffer {
   service: string;
@@ -36,11 +37,8 @@ export const DEFAULT_OFFERS: Record<'textverified' | 'sms-activate', TestOffer[]
 };
 
 /** Inserts (or updates) catalogue rows for `provider`; defaults to DEFAULT_OFFERS[provider]. */
-export async function putProviderCatalogue(
-  ex: Executor,
-  provider: 'textverified' | 'sms-activate',
-  offers: TestOffer[] = DEFAULT_OFFERS[provider],
-): Promise<void> {
+export async function putProviderCatalogue(ex: Executor, provider: ProviderName, offers?: TestOffer[]): Promise<void> {
+  offers ??= provider === 'sandbox' ? [] : DEFAULT_OFFERS[provider];
   for (const offer of offers) {
     const row = {
       provider,

@@ -1,84 +1,76 @@
-import { createHash } from 'node:crypto';
-import { and, desc, eq, inArray, lte, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, lte } from 'drizzle-orm';
 import type { FastifyPluginAsync } from 'fastify';
+import type { Executor } from '../../db/database.ts';
 import { DomainError } from '../../errors.ts';
-import {
-  isSmsReceivedEvent,
-  MalformedWebhookError,
-  parseTextVerifiedWebhook,
-  verifyTextVerifiedWebhook,
-  type TextVerifiedWebhookSms,
-} from '../../providers/textverified/webhook.ts';
+import { MalformedWebhookError, type Provider, type WebhookEvent, type WebhookSms } from '../../providers/provider.ts';
 import { recordMessages } from '../../verifications/lifecycle.ts';
 import { verifications } from '../../verifications/schema.ts';
 import { recordDelivery, wasDelivered } from '../../webhooks/deliveries.ts';
-import type { Executor } from '../../db/database.ts';
 
-/** Signed webhooks older than this are refused outright, so a captured one cannot be replayed later. */
+/**
+ * Signed webhooks older (or further in the future) than this are not acted on, so a captured one
+ * cannot be replayed later. They are still answered 200: an upstream that keeps getting errors for
+ * deliveries it retried through an outage disables the endpoint.
+ */
 const MAX_WEBHOOK_AGE_MS = 6 * 3_600_000;
 
 /**
- * POST /webhooks/providers/:provider — signed upstream webhooks (TextVerified `v2.sms.received`).
- * The signature is checked over the raw bytes in constant time; each event id is acted on once
- * (a repeat is acknowledged with 200 and changes nothing, so the upstream stops retrying). A webhook
- * and the poller may both report one SMS: the lifecycle's compare-and-set makes that one capture.
+ * POST /webhooks/providers/:provider — signed upstream webhooks. The route names no vendor: it finds
+ * the configured provider by the name in the path and uses its webhook capability to check the
+ * signature over the raw bytes (in constant time) and to read the event. Each event is acted on once
+ * (by its id and by the upstream's deduplication key); a repeat is acknowledged with 200 and changes
+ * nothing, so the upstream stops retrying. A webhook and the poller may both report one SMS: the
+ * adapter gives it one identity and the lifecycle's compare-and-set makes that one capture.
  */
 const webhookRoutes: FastifyPluginAsync = async (app) => {
   const { ctx } = app;
+  // Today one provider is configured; each keeps its own webhook endpoint under its own name.
+  const providers: readonly Provider[] = [app.lifecycle.provider];
   // Raw bytes for this plugin only: a re-serialised body would not match the signature.
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.post<{ Params: { provider: string } }>('/webhooks/providers/:provider', {
     schema: { hide: true },
     handler: async (request, reply) => {
-      const secret = ctx.config.TEXTVERIFIED_WEBHOOK_SECRET;
-      if (request.params.provider !== 'textverified' || ctx.config.PROVIDER !== 'textverified' || !secret) {
-        throw new DomainError('not_found', `no webhook receiver for ${request.params.provider}`);
-      }
-      const raw = request.body;
-      if (!Buffer.isBuffer(raw)) throw new DomainError('validation_failed', 'expected an application/json body');
-      const signature = request.headers['x-webhook-signature'];
-      if (!verifyTextVerifiedWebhook({ rawBody: raw, signatureHeader: typeof signature === 'string' ? signature : undefined, secret })) {
+      const provider = providers.find((p) => p.name === request.params.provider);
+      // No capability, or no secret configured (the adapter then offers none): nothing listens here.
+      const receiver = provider?.webhooks;
+      if (!provider || !receiver) throw new DomainError('not_found', `no webhook receiver for ${request.params.provider}`);
+      const rawBody = request.body;
+      if (!Buffer.isBuffer(rawBody)) throw new DomainError('validation_failed', 'expected an application/json body');
+      if (!receiver.verify({ rawBody, headers: request.headers })) {
         throw new DomainError('unauthenticated', 'webhook signature missing or invalid');
       }
-      let event;
+      let event: WebhookEvent;
       try {
-        event = parseTextVerifiedWebhook(raw);
+        event = receiver.parse(rawBody);
       } catch (error) {
         if (error instanceof MalformedWebhookError) throw new DomainError('validation_failed', error.message);
         throw error;
       }
       const now = ctx.clock.now();
       if (Math.abs(now.getTime() - event.occurredAt.getTime()) > MAX_WEBHOOK_AGE_MS) {
-        throw new DomainError('validation_failed', 'webhook is too old (or from the future) to be accepted');
+        request.log.warn({ provider: provider.name, event: event.eventId, occurredAt: event.occurredAt }, 'webhook outside the accepted age ignored');
+        return reply.status(200).send({ status: 'stale' });
       }
-      if (await wasDelivered(ctx.database.db, 'textverified', event.id)) return reply.status(200).send({ status: 'duplicate' });
+      const keys = deliveryKeys(event);
+      const db = ctx.database.db;
+      for (const key of keys) {
+        if (await wasDelivered(db, provider.name, key)) return reply.status(200).send({ status: 'duplicate' });
+      }
 
       let outcome = 'ignored';
-      if (isSmsReceivedEvent(event)) {
-        const target = await findTarget(ctx.database.db, event.data);
+      if (event.sms) {
+        const target = await findTarget(db, provider.name, event.sms);
         if (target) {
-          const sms = event.data;
-          const result = await recordMessages(
-            app.lifecycle,
-            target,
-            [
-              {
-                providerMessageId: sms.id ?? createHash('sha256').update(`${sms.to}|${sms.createdAt.toISOString()}|${sms.smsContent}`).digest('hex'),
-                text: sms.smsContent ?? '',
-                code: sms.parsedCode,
-                receivedAt: sms.createdAt,
-              },
-            ],
-            'webhook',
-          );
+          const result = await recordMessages(app.lifecycle, target, [event.sms.message], 'webhook');
           outcome = result?.captured ? 'captured' : 'recorded';
         } else {
           outcome = 'unmatched';
-          request.log.warn({ event: event.id }, 'webhook SMS matches no verification; the poller will look again');
+          request.log.warn({ provider: provider.name, event: event.eventId }, 'webhook SMS matches no verification; the poller will look again');
         }
       }
-      await recordDelivery(ctx.database.db, 'textverified', event.id, now);
+      for (const key of keys) await recordDelivery(db, provider.name, key, now);
       return reply.status(200).send({ status: outcome });
     },
   });
@@ -86,26 +78,30 @@ const webhookRoutes: FastifyPluginAsync = async (app) => {
 
 export default webhookRoutes;
 
-/** The verification an SMS belongs to: by reservation id, else by number — never one bought after it. */
-async function findTarget(ex: Executor, sms: TextVerifiedWebhookSms): Promise<string | undefined> {
-  if (sms.reservationId) {
+/** The event id, and the upstream's deduplication key in its own namespace. */
+function deliveryKeys(event: WebhookEvent): string[] {
+  return event.dedupeKey === null ? [event.eventId] : [event.eventId, `dedupe:${event.dedupeKey}`];
+}
+
+/** The verification an SMS belongs to: by upstream order, else by number — never one bought after it. */
+async function findTarget(ex: Executor, provider: string, sms: WebhookSms): Promise<string | undefined> {
+  if (sms.providerOrderId) {
     const [row] = await ex
       .select({ id: verifications.id })
       .from(verifications)
-      .where(and(eq(verifications.provider, 'textverified'), eq(verifications.providerOrderId, sms.reservationId)));
+      .where(and(eq(verifications.provider, provider), eq(verifications.providerOrderId, sms.providerOrderId)));
     if (row) return row.id;
   }
-  const digits = sms.to.replace(/\D/g, '');
+  if (!sms.phoneNumber) return undefined;
   const [row] = await ex
     .select({ id: verifications.id })
     .from(verifications)
     .where(
       and(
-        eq(verifications.provider, 'textverified'),
-        // Upstreams write numbers with or without the country code: compare the national part.
-        sql`right(regexp_replace(${verifications.phoneNumber}, '\\D', '', 'g'), 10) = right(${digits}, 10)`,
+        eq(verifications.provider, provider),
+        eq(verifications.phoneNumber, sms.phoneNumber),
         inArray(verifications.state, ['waiting', 'received', 'cancelled', 'expired']),
-        lte(verifications.createdAt, sms.createdAt),
+        lte(verifications.createdAt, sms.message.receivedAt),
       ),
     )
     .orderBy(desc(verifications.createdAt))

@@ -1,10 +1,12 @@
 /**
  * The SMS-Activate `handler_api.php` protocol, spoken by many sellers (SMS-Activate itself until
  * its shutdown, DaisySMS, HeroSMS, Grizzly, SMS-Man, …). One URL, `api_key` + `action` parameters.
+ * What each seller does differently is an option here; `sellers.ts` holds the known sellers' sets.
  *
  * The protocol has no idempotency key and no client reference, so an unclear purchase can only be
  * matched afterwards by what it looks like in the active-activations list (see `lookup`). Prices
- * are read as major units of the installation currency: configure a seller account in that currency.
+ * are read as major units of the installation currency: a seller account in another currency is
+ * refused as soon as the seller says so (or the operator states it).
  */
 import { createHash } from 'node:crypto';
 import type { Clock } from '../../clock.ts';
@@ -24,10 +26,13 @@ import {
   type ProviderOrder,
   type PurchaseRequest,
 } from '../provider.ts';
+import { DEFAULT_RATE_LIMIT_BACKOFF, retryWhenRateLimited, type RateLimitBackoff } from '../retry.ts';
 import {
   activeActivationsSchema,
+  currencyOf,
   errorFor,
   GONE_TOKENS,
+  infoNumber,
   normaliseId,
   normalisePhone,
   numberV2Schema,
@@ -40,6 +45,8 @@ import {
   type ActiveActivationWire,
   type Answer,
 } from './protocol.ts';
+
+export type PurchaseAction = 'getNumber' | 'getNumberV2';
 
 export interface SmsActivateOptions {
   /** Full URL of the seller's handler, e.g. "https://api.sms-activate.ae/stubs/handler_api.php". */
@@ -54,23 +61,53 @@ export interface SmsActivateOptions {
   countryCodes?: Record<string, string>;
   /** Our service name → the seller's service code. */
   serviceCodes?: Record<string, string>;
-  /** Currency of prices and balance: the installation currency (default "USD"). */
+  /** The installation currency (default "USD"): prices and balance are read as its major units. */
   currency?: string;
-  /** Wait suggested after EARLY_CANCEL_DENIED (default 120 s; sellers document 1 to 3 minutes). */
+  /**
+   * The seller account's currency, when the operator knows it and the seller does not say it in
+   * what we read. Any other currency than `currency` refuses every purchase.
+   */
+  sellerCurrency?: string;
+  /**
+   * The purchase action (default getNumber, which every seller serves). getNumberV2 answers JSON with
+   * the end time, cost and currency, but not every seller serves it, or serves it as documented.
+   */
+  purchaseAction?: PurchaseAction;
+  /** Send `country` with purchases and price lists (default true; DaisySMS asks clients not to). */
+  sendCountry?: boolean;
+  /**
+   * The price list: getPrices (country → service, default) or getPricesVerification (service →
+   * country, with each service's lifetime: DaisySMS).
+   */
+  pricesAction?: 'getPrices' | 'getPricesVerification';
+  /**
+   * getActiveActivations is read in pages of this many (sent as start/limit; default 10, the old
+   * list call's cap). A page this full may not be the last, and a seller that ignores paging makes
+   * the list unprovable: "not in the list" then never counts as "absent".
+   */
+  activeListPageSize?: number;
+  /** Pages read at most per list (default 10). */
+  activeListMaxPages?: number;
+  /** Wait suggested after EARLY_CANCEL_DENIED when the seller names none (default 120 s). */
   earlyCancelRetryAfterSeconds?: number;
   /** Lookup: activations created this long before our request still count (clock skew; default 60 s). */
   lookupSkewSeconds?: number;
   /** Lookup: until this long after the request, "not in the list yet" is unknown, not absent (default 120 s). */
   lookupSettleSeconds?: number;
   /**
-   * Activation lifetime assumed when the seller states no end time (default 1200 s, the 20 minutes
-   * sellers consistently use); null leaves endsAt null.
+   * Activation lifetime assumed when the seller states none (default 1200 s, the 20 minutes most
+   * sellers use); null leaves endsAt null. With getPricesVerification, the seller's per-service
+   * lifetime wins.
    */
   activationLifetimeSeconds?: number | null;
   /** UTC offset of the seller's zone-less timestamps (default 180: SMS-Activate wrote Moscow time). */
   sellerUtcOffsetMinutes?: number;
   /** How long catalogue() answers from cache (default 600 s). */
   catalogueTtlSeconds?: number;
+  /** Waiting out 429s on price-list reads. */
+  rateLimitBackoff?: RateLimitBackoff;
+  /** Told about what an operator must fix (a currency mismatch), every time it refuses a purchase. */
+  alarm?: (message: string, detail: Record<string, unknown>) => void;
 }
 
 export const DEFAULT_COUNTRY_CODES: Readonly<Record<string, string>> = {
@@ -112,11 +149,20 @@ interface Activation {
   texts: string[];
 }
 
+/** A read of the active-activations list; `complete` says whether an absent order is provably absent. */
+interface ActiveList {
+  activations: Activation[];
+  complete: boolean;
+}
+
 /** A code the seller reported, possibly with the full text; the basis of a stable message id. */
 interface ReportedSms {
   code: string | null;
   text: string;
 }
+
+/** Stated lifetimes outside this range are not believed (a unit we misread would be worse than none). */
+const PLAUSIBLE_LIFETIME_SECONDS = { min: 60, max: 86_400 };
 
 export class SmsActivateProvider implements Provider {
   readonly name = 'sms-activate' as const;
@@ -128,10 +174,16 @@ export class SmsActivateProvider implements Provider {
   private readonly serviceCodes: Record<string, string>;
   private readonly lifetimeMs: number | null;
   private readonly utcOffset: number;
+  private readonly currency: string;
+  /** The seller account's currency, as stated by the operator or learned from the seller's answers. */
+  private sellerCurrency: string | undefined;
   // Learned from the seller: a BAD_ACTION answer means the action does not exist there.
   private numberV2: 'unknown' | 'supported' | 'unsupported' = 'unknown';
   private fullSms: 'unknown' | 'supported' | 'unsupported' = 'unknown';
+  private activeList: 'unknown' | 'supported' | 'unsupported' = 'unknown';
   private catalogueCache: { entries: CatalogueEntry[]; until: number } | null = null;
+  /** Seconds a number of each service code lives, as the seller's price list states it. */
+  private readonly statedLifetimes = new Map<string, number>();
 
   constructor(options: SmsActivateOptions) {
     this.options = options;
@@ -142,6 +194,8 @@ export class SmsActivateProvider implements Provider {
     const lifetime = options.activationLifetimeSeconds === undefined ? 1200 : options.activationLifetimeSeconds;
     this.lifetimeMs = lifetime === null ? null : lifetime * 1000;
     this.utcOffset = options.sellerUtcOffsetMinutes ?? 180;
+    this.currency = (options.currency ?? 'USD').toUpperCase();
+    this.sellerCurrency = options.sellerCurrency?.toUpperCase();
     new URL(options.baseUrl); // fail at start-up on a malformed URL, not at the first purchase
   }
 
@@ -150,44 +204,27 @@ export class SmsActivateProvider implements Provider {
   async catalogue(): Promise<CatalogueEntry[]> {
     const now = this.clock.now().getTime();
     if (this.catalogueCache && now < this.catalogueCache.until) return this.catalogueCache.entries;
-    const entries: CatalogueEntry[] = [];
-    for (const [country, countryId] of Object.entries(this.countryCodes)) {
-      const label = `sms-activate getPrices ${countryId}`;
-      const answer = await this.call('getPrices', { country: countryId }, false, label);
-      const token = tokenOf(answer);
-      if (token !== null) {
-        const error = errorFor(token, answer, label, false);
-        // A country this seller does not serve is left out; anything else fails the catalogue.
-        if (error.code === 'rejected' || error.code === 'no_numbers') continue;
-        throw error;
-      }
-      if (answer.kind !== 'json') throw malformed(label, 'expected JSON prices');
-      const prices = validateShape(pricesSchema, answer.value, label);
-      const byService = prices[countryId] ?? {};
-      for (const [service, code] of Object.entries(this.serviceCodes)) {
-        if (byService[code] === undefined) continue;
-        const entry = validateShape(priceEntrySchema, byService[code], `${label} ${code}`);
-        const costMinor = decimalToMinor(entry.cost, 'up');
-        if (costMinor === null) throw malformed(label, `unusable price ${String(entry.cost)} for ${code}`);
-        const count = entry.count === null || entry.count === undefined ? null : Number(entry.count);
-        entries.push({ service, country, costMinor, available: count !== null && Number.isSafeInteger(count) && count >= 0 ? count : null });
-      }
+    const entries = this.options.pricesAction === 'getPricesVerification' ? await this.pricesByService() : await this.pricesByCountry();
+    if (entries.length === 0) {
+      throw new ProviderError('definite', 'rejected', 'sms-activate catalogue: the seller offers none of the configured services in any configured country');
     }
     this.catalogueCache = { entries, until: now + (this.options.catalogueTtlSeconds ?? 600) * 1000 };
     return entries;
   }
 
   async buy(request: PurchaseRequest): Promise<ProviderOrder> {
+    this.refuseForeignCurrency();
     const service = this.serviceCode(request.service);
     const country = this.countryId(request.country);
     if (!Number.isSafeInteger(request.maxCostMinor) || request.maxCostMinor <= 0) {
       throw new ProviderError('definite', 'rejected', `sms-activate: invalid price cap ${request.maxCostMinor}`);
     }
     // The cap always goes upstream: the seller refuses (WRONG_MAX_PRICE) rather than charging more.
-    const params = { service, country, maxPrice: minorToDecimalString(request.maxCostMinor) };
+    const params = this.withCountry({ service, maxPrice: minorToDecimalString(request.maxCostMinor) }, country);
+    const lifetimeMs = await this.lifetimeFor(service);
     const startedAt = this.clock.now();
 
-    if (this.numberV2 !== 'unsupported') {
+    if (this.options.purchaseAction === 'getNumberV2' && this.numberV2 !== 'unsupported') {
       const label = 'sms-activate getNumberV2';
       const answer = await this.call('getNumberV2', params, true, label);
       const token = tokenOf(answer);
@@ -195,25 +232,25 @@ export class SmsActivateProvider implements Provider {
         this.numberV2 = 'unsupported'; // nothing was bought: fall back to the classic action
       } else {
         this.numberV2 = 'supported';
-        return this.orderFrom(answer, token, startedAt, label);
+        return this.orderFrom(answer, token, startedAt, lifetimeMs, label);
       }
     }
     const label = 'sms-activate getNumber';
     const answer = await this.call('getNumber', params, true, label);
-    return this.orderFrom(answer, tokenOf(answer), startedAt, label);
+    return this.orderFrom(answer, tokenOf(answer), startedAt, lifetimeMs, label);
   }
 
   /**
    * No client reference exists, so: the seller's active activations of the same service and
    * country, created no earlier than our request (minus skew), that no other verification claims.
    * Exactly one → found; several → unknown; none → unknown while the upstream may still be
-   * finishing our request (settle window), then absent.
+   * finishing our request (settle window) or while the list may be incomplete, then absent.
    */
   async lookup(request: LookupRequest): Promise<LookupResult> {
     const service = this.serviceCodes[request.service];
     const country = this.countryCodes[request.country];
     if (service === undefined || country === undefined) return { status: 'absent' }; // buy() could not have sent it
-    const activations = await this.activeActivations('sms-activate getActiveActivations (lookup)');
+    const { activations, complete } = await this.activeActivations('sms-activate getActiveActivations (lookup)');
     const from = request.requestedAt.getTime() - (this.options.lookupSkewSeconds ?? 60) * 1000;
 
     let undated = 0;
@@ -228,14 +265,20 @@ export class SmsActivateProvider implements Provider {
       return a.createdAt.getTime() >= from;
     });
 
-    const a = candidates[0];
-    if (candidates.length === 1 && undated === 0 && a) {
+    const [candidate, ...others] = candidates;
+    if (candidate && others.length === 0 && undated === 0) {
+      const lifetimeMs = await this.lifetimeFor(service);
       return {
         status: 'found',
-        order: { providerOrderId: a.id, phoneNumber: a.phoneNumber, endsAt: this.assumedEnd(a.createdAt ?? request.requestedAt), costMinor: a.costMinor },
+        order: {
+          providerOrderId: candidate.id,
+          phoneNumber: candidate.phoneNumber,
+          endsAt: endAfter(candidate.createdAt ?? request.requestedAt, lifetimeMs),
+          costMinor: candidate.costMinor,
+        },
       };
     }
-    if (candidates.length > 0 || undated > 0) return { status: 'unknown' };
+    if (candidate || undated > 0 || !complete) return { status: 'unknown' };
     const elapsed = this.clock.now().getTime() - request.requestedAt.getTime();
     return elapsed < (this.options.lookupSettleSeconds ?? 120) * 1000 ? { status: 'unknown' } : { status: 'absent' };
   }
@@ -268,17 +311,18 @@ export class SmsActivateProvider implements Provider {
     }
   }
 
-  /** One getActiveActivations call for many orders; orders missing from the list are left out. */
+  /** One list read for many orders; orders missing from it are left out (the caller checks them one by one). */
   async checkMany(orders: OrderRef[]): Promise<Map<string, OrderCheck>> {
     const result = new Map<string, OrderCheck>();
     if (orders.length === 0) return result;
-    const byId = new Map((await this.activeActivations('sms-activate getActiveActivations')).map((a) => [a.id, a]));
+    const { activations } = await this.activeActivations('sms-activate getActiveActivations');
+    const byId = new Map(activations.map((a) => [a.id, a]));
     for (const order of orders) {
       const activation = byId.get(order.providerOrderId);
       if (!activation) continue;
       const reported: ReportedSms[] = activation.codes.map((code, i) => ({ code, text: activation.texts[i] ?? code }));
       // Text without a code: some sellers only fill smsText.
-      for (let i = activation.codes.length; i < activation.texts.length; i += 1) reported.push({ code: null, text: activation.texts[i]! });
+      for (const text of activation.texts.slice(activation.codes.length)) reported.push({ code: null, text });
       const messages = this.messages(order, reported);
       result.set(order.providerOrderId, { state: messages.length > 0 ? 'received' : 'waiting', messages });
     }
@@ -298,7 +342,7 @@ export class SmsActivateProvider implements Provider {
 
     const label = 'sms-activate setStatus 8 (cancel)';
     const answer = await this.call('setStatus', { id: providerOrderId, status: '8' }, true, label);
-    if (answer.kind === 'empty' && answer.status >= 200 && answer.status < 300) return { outcome: 'cancelled' }; // HeroSMS 204
+    if (answer.kind === 'empty' && answer.status >= 200 && answer.status < 300) return { outcome: 'cancelled' };
     const token = tokenOf(answer);
     switch (token) {
       case 'ACCESS_CANCEL':
@@ -311,7 +355,11 @@ export class SmsActivateProvider implements Provider {
       case 'ALREADY_FINISH':
         return { outcome: 'already_received' };
       case 'EARLY_CANCEL_DENIED':
-        return { outcome: 'too_early', retryAfterSeconds: this.options.earlyCancelRetryAfterSeconds ?? 120 };
+        // HeroSMS names the minimum age (info.minActivationTime): waiting that long is always enough.
+        return {
+          outcome: 'too_early',
+          retryAfterSeconds: infoNumber(answer, 'minActivationTime') ?? this.options.earlyCancelRetryAfterSeconds ?? 120,
+        };
       case 'FREE_CANCELLATION_EXPIRED':
       case 'CANT_CANCEL':
         // The seller will not cancel any more; the activation runs out on its own.
@@ -331,8 +379,9 @@ export class SmsActivateProvider implements Provider {
     throw token === null ? malformed(label, `unexpected ${answer.kind} answer`, answer.status) : errorFor(token, answer, label, true);
   }
 
+  /** The orders the seller lists as active (possibly not all of them: see activeListPageSize). */
   async activeOrders(): Promise<ActiveOrder[]> {
-    const activations = await this.activeActivations('sms-activate getActiveActivations');
+    const { activations } = await this.activeActivations('sms-activate getActiveActivations');
     return activations.map((a) => ({
       providerOrderId: a.id,
       phoneNumber: a.phoneNumber,
@@ -341,70 +390,226 @@ export class SmsActivateProvider implements Provider {
     }));
   }
 
-  async balance(): Promise<{ amountMinor: number; currency: string }> {
+  async balance(): Promise<{ amountMinor: number | null; currency: string }> {
     const label = 'sms-activate getBalance';
     const answer = await this.call('getBalance', {}, false, label);
     const token = tokenOf(answer);
     if (token !== 'ACCESS_BALANCE') {
       throw token === null ? malformed(label, `unexpected ${answer.kind} answer`, answer.status) : errorFor(token, answer, label, false);
     }
+    // HeroSMS states three decimals ("ACCESS_BALANCE:2.225"): a balance rounds down.
     const amountMinor = decimalToMinor(restOf(answer), 'down');
     if (amountMinor === null) throw malformed(label, 'unusable balance');
-    return { amountMinor, currency: this.options.currency ?? 'USD' };
+    return { amountMinor, currency: this.sellerCurrency ?? this.currency };
+  }
+
+  // ---- Currency ---------------------------------------------------------------------------------
+
+  /** Remembers the currency a seller's answer states (numeric ISO 4217 such as 840, or a code). */
+  private noteSellerCurrency(value: unknown, where: string): void {
+    const stated = currencyOf(value);
+    if (stated === undefined || stated === this.sellerCurrency) return;
+    this.sellerCurrency = stated;
+    if (stated !== this.currency) {
+      this.options.alarm?.(`sms-activate: ${where} states the seller account is in ${stated}, this installation sells in ${this.currency}`, {
+        seller_currency: stated,
+        currency: this.currency,
+      });
+    }
+  }
+
+  /** Prices, caps and costs would be read in the wrong currency: no purchase until the operator fixes it. */
+  private refuseForeignCurrency(): void {
+    if (this.sellerCurrency === undefined || this.sellerCurrency === this.currency) return;
+    const message = `sms-activate: the seller account is in ${this.sellerCurrency}, this installation sells in ${this.currency}; refusing to buy`;
+    this.options.alarm?.(message, { seller_currency: this.sellerCurrency, currency: this.currency });
+    throw new ProviderError('definite', 'currency_mismatch', message);
+  }
+
+  // ---- Catalogue ----------------------------------------------------------------------------------
+
+  /** getPrices: country → service → {cost, count}; per configured country, or once without `country`. */
+  private async pricesByCountry(): Promise<CatalogueEntry[]> {
+    const entries: CatalogueEntry[] = [];
+    const sendCountry = this.options.sendCountry !== false;
+    // One call per country, or one call for all when `country` is not sent.
+    const asked: (string | undefined)[] = sendCountry ? Object.values(this.countryCodes) : [undefined];
+    for (const countryAsked of asked) {
+      const label = `sms-activate getPrices${countryAsked === undefined ? '' : ` ${countryAsked}`}`;
+      const prices = await this.priceList('getPrices', countryAsked, label);
+      if (prices === null) continue;
+      const countries = Object.entries(this.countryCodes).filter(([, id]) => countryAsked === undefined || id === countryAsked);
+      let matched = 0;
+      for (const [country, countryId] of countries) {
+        const byService = prices[countryId];
+        if (byService === undefined) continue;
+        matched += 1;
+        for (const [service, code] of Object.entries(this.serviceCodes)) {
+          if (byService[code] === undefined) continue;
+          entries.push({ service, country, ...this.priceEntry(byService[code], `${label} ${code}`, code) });
+        }
+      }
+      unexpectedCountries(prices, matched, label);
+    }
+    return entries;
+  }
+
+  /** getPricesVerification: service → country → {cost, count, ttl}, one call. */
+  private async pricesByService(): Promise<CatalogueEntry[]> {
+    const label = 'sms-activate getPricesVerification';
+    const prices = await this.priceList('getPricesVerification', undefined, label);
+    if (prices === null) return [];
+    const entries: CatalogueEntry[] = [];
+    const countryKeys = new Map<string, number>();
+    for (const [service, code] of Object.entries(this.serviceCodes)) {
+      const byCountry = prices[code];
+      if (byCountry === undefined) continue;
+      for (const key of Object.keys(byCountry)) countryKeys.set(key, (countryKeys.get(key) ?? 0) + 1);
+      for (const [country, countryId] of Object.entries(this.countryCodes)) {
+        const raw = (byCountry as Record<string, unknown>)[countryId];
+        if (raw === undefined) continue;
+        entries.push({ service, country, ...this.priceEntry(raw, `${label} ${code}`, code) });
+      }
+    }
+    if (countryKeys.size > 0 && entries.length === 0) {
+      throw new ProviderError('definite', 'malformed_response', `${label}: prices keyed by country ${[...countryKeys.keys()].join(', ')}, none of them configured`);
+    }
+    return entries;
+  }
+
+  /** A price list, waiting out 429s; null when the seller refuses it (it does not serve the request). */
+  private async priceList(action: string, countryId: string | undefined, label: string): Promise<Record<string, Record<string, unknown>> | null> {
+    const answer = await retryWhenRateLimited(
+      () => this.call(action, this.withCountry({}, countryId), false, label),
+      this.options.rateLimitBackoff ?? DEFAULT_RATE_LIMIT_BACKOFF,
+    );
+    const token = tokenOf(answer);
+    if (token !== null) {
+      const error = errorFor(token, answer, label, false);
+      // A country this seller does not serve is left out; anything else fails the catalogue.
+      if (error.code === 'rejected' || error.code === 'no_numbers') return null;
+      throw error;
+    }
+    if (answer.kind !== 'json') throw malformed(label, 'expected JSON prices');
+    return validateShape(pricesSchema, answer.value, label);
+  }
+
+  private priceEntry(raw: unknown, label: string, code: string): { costMinor: number; available: number | null } {
+    const entry = validateShape(priceEntrySchema, raw, label);
+    const costMinor = decimalToMinor(entry.cost, 'up');
+    if (costMinor === null) throw malformed(label, `unusable price ${String(entry.cost)}`);
+    const count = entry.count === null || entry.count === undefined ? null : Number(entry.count);
+    const ttl = entry.ttl === null || entry.ttl === undefined ? null : Number(entry.ttl);
+    if (ttl !== null && Number.isInteger(ttl) && ttl >= PLAUSIBLE_LIFETIME_SECONDS.min && ttl <= PLAUSIBLE_LIFETIME_SECONDS.max) {
+      this.statedLifetimes.set(code, ttl);
+    }
+    return { costMinor, available: count !== null && Number.isSafeInteger(count) && count >= 0 ? count : null };
+  }
+
+  /**
+   * How long a number of this service lives: the seller's stated lifetime when its price list gives
+   * one (read at most once per catalogue period), else the configured assumption.
+   */
+  private async lifetimeFor(serviceCode: string): Promise<number | null> {
+    if (this.options.pricesAction === 'getPricesVerification' && !this.statedLifetimes.has(serviceCode) && !this.catalogueCache) {
+      try {
+        await this.catalogue();
+      } catch (error) {
+        // Without the price list the shorter configured assumption stands; the purchase goes on.
+        if (!(error instanceof ProviderError)) throw error;
+      }
+    }
+    const stated = this.statedLifetimes.get(serviceCode);
+    return stated === undefined ? this.lifetimeMs : stated * 1000;
   }
 
   // ---- Internals --------------------------------------------------------------------------------
 
-  private orderFrom(answer: Answer, token: string | null, startedAt: Date, label: string): ProviderOrder {
-    // DaisySMS states the effective price in a header.
+  private orderFrom(answer: Answer, token: string | null, startedAt: Date, lifetimeMs: number | null, label: string): ProviderOrder {
+    // DaisySMS states the effective price in a header (it may be below the cap we sent).
     const headerCost = answer.headers.get('x-price');
     if (token === 'ACCESS_NUMBER') {
       if (answer.kind !== 'text' || answer.fields.length !== 2) throw malformed(label, 'ACCESS_NUMBER without id and number');
       const id = normaliseId(answer.fields[0]!);
       const phone = normalisePhone(answer.fields[1]!);
       if (id === null || phone === null) throw malformed(label, 'ACCESS_NUMBER with an unusable id or number');
-      return { providerOrderId: id, phoneNumber: phone, endsAt: this.assumedEnd(startedAt), costMinor: costOrNull(headerCost, label) };
+      return { providerOrderId: id, phoneNumber: phone, endsAt: endAfter(startedAt, lifetimeMs), costMinor: this.costInOurCurrency(headerCost, label) };
     }
     if (token !== null) throw errorFor(token, answer, label, true);
     if (answer.kind !== 'json') throw malformed(label, `unexpected ${answer.kind} answer`, answer.status);
     const order = validateShape(numberV2Schema, answer.value, label, answer.status);
+    // Bought already: the order is used; what it reveals about the account stops the next purchase.
+    this.noteSellerCurrency(order.currency, 'a purchase answer');
     const createdAt = parseSellerTime(order.activationTime, this.utcOffset);
     const statedEnd = parseSellerTime(order.activationEndTime, this.utcOffset);
     const cost = order.activationCost === null || order.activationCost === undefined ? headerCost : order.activationCost;
     return {
       providerOrderId: order.activationId,
       phoneNumber: order.phoneNumber,
-      endsAt: statedEnd ?? this.assumedEnd(createdAt ?? startedAt),
-      costMinor: costOrNull(cost, label),
+      endsAt: statedEnd ?? endAfter(createdAt ?? startedAt, lifetimeMs),
+      costMinor: this.costInOurCurrency(cost, label),
     };
+  }
+
+  /** A cost in our minor units, or null when it is in another currency than ours. */
+  private costInOurCurrency(value: string | number | null | undefined, label: string): number | null {
+    if (this.sellerCurrency !== undefined && this.sellerCurrency !== this.currency) return null;
+    return costOrNull(value, label);
   }
 
   private pastLifetime(order: OrderRef): boolean {
     return this.lifetimeMs !== null && this.clock.now().getTime() >= order.since.getTime() + this.lifetimeMs;
   }
 
-  private assumedEnd(from: Date): Date | null {
-    return this.lifetimeMs === null ? null : new Date(from.getTime() + this.lifetimeMs);
+  /**
+   * The seller's active activations, page by page (start/limit). Complete only when a page came back
+   * short; a page that repeats what we already have means the seller ignores paging and the rest is
+   * out of sight.
+   */
+  private async activeActivations(label: string): Promise<ActiveList> {
+    if (this.activeList === 'unsupported') return { activations: [], complete: false };
+    const pageSize = this.options.activeListPageSize ?? 10;
+    const maxPages = this.options.activeListMaxPages ?? 10;
+    const seen = new Map<string, Activation>();
+    for (let page = 0; page < maxPages; page += 1) {
+      const answer = await this.call('getActiveActivations', { start: String(page * pageSize), limit: String(pageSize) }, false, label);
+      const token = tokenOf(answer);
+      if (token === 'NO_ACTIVATIONS') return { activations: [...seen.values()], complete: true };
+      if (token === 'BAD_ACTION' || token === 'WRONG_ACTION') {
+        // The seller has no list: nothing can be proven absent, orphans cannot be listed.
+        this.activeList = 'unsupported';
+        return { activations: [], complete: false };
+      }
+      if (token !== null) throw errorFor(token, answer, label, false);
+      if (answer.kind !== 'json') throw malformed(label, `unexpected ${answer.kind} answer`, answer.status);
+      this.activeList = 'supported';
+      const body = validateShape(activeActivationsSchema, answer.value, label, answer.status);
+      const raw = 'data' in body ? body.data : body.activeActivations;
+      const list: ActiveActivationWire[] = Array.isArray(raw) ? raw : Object.values(raw);
+      let fresh = 0;
+      for (const wire of list) {
+        this.noteSellerCurrency(wire.currency, 'the active-activations list');
+        if (seen.has(wire.activationId)) continue;
+        fresh += 1;
+        seen.set(wire.activationId, this.activationFrom(wire, label));
+      }
+      if (list.length < pageSize) return { activations: [...seen.values()], complete: true };
+      if (fresh === 0) break;
+    }
+    return { activations: [...seen.values()], complete: false };
   }
 
-  private async activeActivations(label: string): Promise<Activation[]> {
-    const answer = await this.call('getActiveActivations', {}, false, label);
-    const token = tokenOf(answer);
-    if (token === 'NO_ACTIVATIONS') return [];
-    if (token !== null) throw errorFor(token, answer, label, false);
-    if (answer.kind !== 'json') throw malformed(label, `unexpected ${answer.kind} answer`, answer.status);
-    const body = validateShape(activeActivationsSchema, answer.value, label, answer.status);
-    const list: ActiveActivationWire[] = Array.isArray(body.activeActivations) ? body.activeActivations : Object.values(body.activeActivations);
-    return list.map((a) => ({
+  private activationFrom(a: ActiveActivationWire, label: string): Activation {
+    return {
       id: a.activationId,
       serviceCode: a.serviceCode,
       phoneNumber: a.phoneNumber,
-      costMinor: costOrNull(a.activationCost, label),
+      costMinor: this.costInOurCurrency(a.activationCost, label),
       countryCode: a.countryCode === null || a.countryCode === undefined ? null : String(a.countryCode),
       createdAt: parseSellerTime(a.activationTime, this.utcOffset),
       codes: a.smsCode,
       texts: a.smsText,
-    }));
+    };
   }
 
   /** The full SMS text where the seller offers getFullSms; null when it does not or cannot say now. */
@@ -445,6 +650,11 @@ export class SmsActivateProvider implements Provider {
       out.push({ providerMessageId, text: sms.text, code: sms.code, receivedAt });
     }
     return out;
+  }
+
+  /** `country` goes upstream unless the seller asks clients not to send it. */
+  private withCountry(params: Record<string, string>, countryId: string | undefined): Record<string, string> {
+    return countryId === undefined || this.options.sendCountry === false ? params : { ...params, country: countryId };
   }
 
   private async call(action: string, params: Record<string, string>, mutating: boolean, label: string): Promise<Answer> {
@@ -492,6 +702,18 @@ export class SmsActivateProvider implements Provider {
   private ourService(code: string): string {
     for (const [service, theirs] of Object.entries(this.serviceCodes)) if (theirs === code) return service;
     return code;
+  }
+}
+
+function endAfter(from: Date, lifetimeMs: number | null): Date | null {
+  return lifetimeMs === null ? null : new Date(from.getTime() + lifetimeMs);
+}
+
+/** A price list keyed by other countries than the ones asked for is an error, never an empty catalogue. */
+function unexpectedCountries(prices: Record<string, unknown>, matched: number, label: string): void {
+  const keys = Object.keys(prices);
+  if (matched === 0 && keys.length > 0) {
+    throw new ProviderError('definite', 'malformed_response', `${label}: prices keyed by country ${keys.slice(0, 5).join(', ')}, none of them configured`);
   }
 }
 

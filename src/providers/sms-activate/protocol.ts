@@ -36,9 +36,22 @@ export function tokenOf(answer: Answer): string | null {
   if (answer.kind === 'text') return answer.token;
   if (answer.kind !== 'json' || answer.value === null || typeof answer.value !== 'object' || Array.isArray(answer.value)) return null;
   const value = answer.value as Record<string, unknown>;
-  // HeroSMS: {title, details}; classic JSON actions: {status: "error", error: "NO_ACTIVATIONS"}.
-  const name = typeof value.title === 'string' ? value.title : value.status === 'error' && typeof value.error === 'string' ? value.error : null;
+  // HeroSMS: {title, details, info}; classic JSON actions: {status: "error", error: "NO_ACTIVATIONS"};
+  // HeroSMS price lists: {status: "false", msg: "country is incorrect"}.
+  let name: string | null = null;
+  if (typeof value.title === 'string') name = value.title;
+  else if (value.status === 'error' && typeof value.error === 'string') name = value.error;
+  else if (value.status === 'false' && typeof value.msg === 'string') name = value.msg;
   return name === null ? null : name.trim().toUpperCase().replace(/[\s-]+/g, '_');
+}
+
+/** A number from a JSON error's `info` object (HeroSMS: `info.minActivationTime`), if present. */
+export function infoNumber(answer: Answer, field: string): number | undefined {
+  if (answer.kind !== 'json' || answer.value === null || typeof answer.value !== 'object') return undefined;
+  const info = (answer.value as Record<string, unknown>).info;
+  if (info === null || typeof info !== 'object') return undefined;
+  const value = Number((info as Record<string, unknown>)[field]);
+  return Number.isFinite(value) && value >= 0 ? value : undefined;
 }
 
 /** Text after the token, colons included: `FULL_SMS:Your code: 1234` → "Your code: 1234". */
@@ -46,53 +59,99 @@ export function restOf(answer: Answer): string {
   return answer.kind === 'text' ? answer.fields.join(':') : '';
 }
 
-/** Error tokens that prove the request did nothing upstream. */
+/**
+ * Tokens saying the activation does not exist (any more) upstream: it was never ours, the seller
+ * forgot it, or it closed it (HeroSMS answers an unknown activation with 404 `NOT_FOUND`).
+ */
+export const GONE_TOKENS = new Set([
+  'NO_ACTIVATION',
+  'BAD_ID',
+  'WRONG_ID',
+  'WRONG_ACTIVATION_ID',
+  'ACTIVATION_NOT_ACTIVE',
+  'ACTIVATION_NOT_FOUND',
+  'NOT_FOUND',
+]);
+
+/**
+ * Error words sellers use, each proving the request did nothing upstream (union of the official
+ * client, HeroSMS's document, DaisySMS's page and clients that record real answers).
+ */
 const DEFINITE_ERRORS: Record<string, ProviderErrorCode> = {
   NO_NUMBERS: 'no_numbers',
+  NO_NUMBER: 'no_numbers',
+  OPERATORS_NOT_FOUND: 'no_numbers',
   NO_BALANCE: 'upstream_balance',
+  LOW_BALANCE: 'upstream_balance',
+  BAD_BALANCE: 'upstream_balance',
   NO_MONEY: 'upstream_balance',
   NO_BALANCE_FORWARD: 'upstream_balance',
   BAD_KEY: 'bad_credentials',
+  NO_KEY: 'bad_credentials',
   WRONG_KEY: 'bad_credentials',
+  ERROR_WRONG_KEY: 'bad_credentials',
+  WRONG_API_KEY: 'bad_credentials',
+  BAD_API_KEY: 'bad_credentials',
   WRONG_MAX_PRICE: 'price_exceeds_max',
   MAX_PRICE_EXCEEDED: 'price_exceeds_max',
   RATE_LIMITED: 'rate_limited',
+  RATE_LIMIT: 'rate_limited',
   TOO_MANY_REQUESTS: 'rate_limited',
   BAD_ACTION: 'rejected',
   WRONG_ACTION: 'rejected',
   BAD_SERVICE: 'rejected',
   WRONG_SERVICE: 'rejected',
+  SERVICE_IS_INCORRECT: 'rejected',
   BAD_COUNTRY: 'rejected',
+  WRONG_COUNTRY: 'rejected',
   WRONG_COUNTRY_ID: 'rejected',
+  COUNTRY_IS_INCORRECT: 'rejected',
+  WRONG_CURRENCY: 'rejected',
   WRONG_OPERATOR: 'rejected',
   WRONG_EXCEPTION_PHONE: 'rejected',
+  WRONG_SECURITY: 'rejected',
+  UNPROCESSABLE_ENTITY: 'rejected',
   BAD_STATUS: 'rejected',
   BANNED: 'rejected',
   CHANNELS_LIMIT: 'rejected',
   TOO_MANY_ACTIVE_RENTALS: 'rejected',
+  ORDER_ALREADY_EXISTS: 'rejected',
   ACCOUNT_INACTIVE: 'rejected',
+  NOT_AVAILABLE: 'rejected',
   SERVICE_NOT_AVAILABLE: 'rejected',
   SERVICE_UNAVAILABLE_REGION: 'rejected',
   EARLY_CANCEL_DENIED: 'rejected',
-  NO_ACTIVATION: 'rejected',
-  BAD_ID: 'rejected',
-  WRONG_ACTIVATION_ID: 'rejected',
-  ACTIVATION_NOT_ACTIVE: 'rejected',
+  ...Object.fromEntries([...GONE_TOKENS].map((token) => [token, 'rejected' as const])),
 };
 
-/** Tokens saying the activation does not exist (any more) upstream. */
-export const GONE_TOKENS = new Set(['NO_ACTIVATION', 'BAD_ID', 'WRONG_ACTIVATION_ID', 'ACTIVATION_NOT_ACTIVE']);
+/** The seller's own failure: like a 5xx, it may have happened after the request did something. */
+const SERVER_ERRORS = new Set(['ERROR_SQL', 'SQL_ERROR', 'SERVER_ERROR']);
 
-/** Turns an error answer into a classified failure. Unknown tokens are ambiguous: we cannot tell what happened. */
+/**
+ * Turns an error answer into a classified failure. A word we do not know is still a well-formed
+ * answer from a working seller: `unrecognised_answer`, which does not count against the breaker —
+ * ambiguous on a call that changes something (we cannot tell what happened), definite on a read.
+ */
 export function errorFor(token: string, answer: Answer, label: string, mutating: boolean): ProviderError {
   const detail = answer.kind === 'text' ? answer.raw : `${token} (status ${answer.status})`;
   const status = answer.status;
-  if (token === 'ERROR_SQL') {
+  if (SERVER_ERRORS.has(token)) {
     return new ProviderError(mutating ? 'ambiguous' : 'definite', 'server_error', `${label}: ${detail}`, { status });
   }
   const code = DEFINITE_ERRORS[token];
   if (code) return new ProviderError('definite', code, `${label}: ${snippet(detail)}`, { status });
-  return malformed(label, `unexpected answer ${snippet(detail)}`, status);
+  return new ProviderError(mutating ? 'ambiguous' : 'definite', 'unrecognised_answer', `${label}: unknown answer ${snippet(detail)}`, { status });
+}
+
+/** ISO 4217 codes of the numeric currencies sellers send (`currency: 840`). */
+const NUMERIC_CURRENCIES: Record<string, string> = { '840': 'USD', '643': 'RUB', '978': 'EUR', '156': 'CNY', '980': 'UAH', '356': 'INR' };
+
+/** A seller's currency field as an ISO code; undefined when absent, the raw value when unknown. */
+export function currencyOf(value: unknown): string | undefined {
+  if (value === null || value === undefined || value === '') return undefined;
+  const text = String(value).trim().toUpperCase();
+  if (/^[A-Z]{3}$/.test(text)) return text;
+  return NUMERIC_CURRENCIES[text] ?? `numeric ${text}`;
 }
 
 // ---- Values ---------------------------------------------------------------------------------------
@@ -123,7 +182,7 @@ export function parseSellerTime(value: unknown, utcOffsetMinutes: number): Date 
   const text = value.trim();
   const local = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})$/.exec(text);
   if (local) {
-    const [y, mo, d, h, mi, s] = local.slice(1).map(Number) as [number, number, number, number, number, number];
+    const [y = 0, mo = 1, d = 1, h = 0, mi = 0, s = 0] = local.slice(1).map(Number);
     return new Date(Date.UTC(y, mo - 1, d, h, mi, s) - utcOffsetMinutes * 60_000);
   }
   if (/^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:?\d{2})$/i.test(text)) {
@@ -161,6 +220,7 @@ export const numberV2Schema = z.object({
   activationId: idValue,
   phoneNumber: phoneValue,
   activationCost: decimalValue.nullable().optional(),
+  currency: looseScalar,
   countryCode: looseScalar,
   activationTime: looseScalar,
   activationEndTime: looseScalar,
@@ -196,16 +256,22 @@ export const activeActivationSchema = z.object({
   smsText: smsList,
   activationTime: looseScalar,
   countryCode: looseScalar,
+  currency: looseScalar,
 });
 export type ActiveActivationWire = z.output<typeof activeActivationSchema>;
 
-export const activeActivationsSchema = z.object({
-  status: z.literal('success'),
-  activeActivations: z.union([z.array(activeActivationSchema), z.record(z.string(), activeActivationSchema)]),
-});
+const activationList = z.union([z.array(activeActivationSchema), z.record(z.string(), activeActivationSchema)]);
+
+/** SMS-Activate names the list `activeActivations`; HeroSMS pages it under `data`. */
+export const activeActivationsSchema = z.union([
+  z.object({ status: z.literal('success'), activeActivations: activationList }),
+  z.object({ status: z.literal('success'), data: activationList }),
+]);
 
 export const pricesSchema = z.record(z.string(), z.record(z.string(), z.unknown()));
 export const priceEntrySchema = z.object({
   cost: decimalValue,
   count: z.union([z.number(), z.string()]).nullable().optional(),
+  /** DaisySMS (getPricesVerification): how long a number of this service lives, in seconds. */
+  ttl: z.union([z.number(), z.string()]).nullable().optional(),
 });

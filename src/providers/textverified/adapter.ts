@@ -9,6 +9,7 @@
 import type { z } from 'zod';
 import type { Clock } from '../../clock.ts';
 import { createPacer, type Pacer } from '../pacing.ts';
+import { DEFAULT_RATE_LIMIT_BACKOFF, retryWhenRateLimited, type RateLimitBackoff } from '../retry.ts';
 import {
   decimalToMinor,
   looksLikeHtml,
@@ -30,17 +31,17 @@ import {
   type OrderCheck,
   type OrderRef,
   type Provider,
-  type ProviderMessage,
   type ProviderOrder,
+  type ProviderWebhooks,
   type PurchaseRequest,
   type UpstreamOrderState,
 } from '../provider.ts';
+import { messageFromSms } from './messages.ts';
 import {
   accountSchema,
   bearerTokenSchema,
   errorBodySchema,
   linkSchema,
-  normaliseUsNumber,
   paginated,
   pricingSchema,
   servicesSchema,
@@ -50,6 +51,7 @@ import {
   type Sms,
   type Verification,
 } from './schemas.ts';
+import { textVerifiedWebhooks } from './webhook.ts';
 
 export interface TextVerifiedOptions {
   /** e.g. "https://www.textverified.com" (no trailing /api path). */
@@ -82,11 +84,20 @@ export interface TextVerifiedOptions {
   tokenRefreshMarginSeconds?: number;
   /** Safety bound on followed `links.next` pages (default 20). */
   maxPages?: number;
-  /** Currency of the account balance and prices (default "USD"). */
+  /**
+   * The installation currency (default "USD"). TextVerified bills in US dollars: any other
+   * currency refuses every purchase, as prices and caps would be read in the wrong unit.
+   */
   currency?: string;
+  /** The `whsec_…` secret of the webhook endpoint; without it the adapter has no webhook capability. */
+  webhookSecret?: string;
+  /** Waiting out 429s on catalogue reads, which TextVerified documents as rate-limited. */
+  rateLimitBackoff?: RateLimitBackoff;
 }
 
 const API = '/api/pub/v2';
+/** TextVerified's prices, costs and balances are US dollars. */
+const ACCOUNT_CURRENCY = 'USD';
 
 /** Create refusals that prove nothing was bought (documented mock error matrix). */
 const PURCHASE_REFUSALS: Record<string, { code: 'no_numbers' | 'price_exceeds_max' | 'upstream_balance' | 'rejected' }> = {
@@ -122,6 +133,7 @@ export function mapVerificationState(state: string, hasMessages: boolean): Upstr
 
 export class TextVerifiedProvider implements Provider {
   readonly name = 'textverified' as const;
+  readonly webhooks?: ProviderWebhooks;
 
   private readonly baseUrl: string;
   private readonly origin: string;
@@ -142,6 +154,7 @@ export class TextVerifiedProvider implements Provider {
     this.clock = options.clock;
     this.timeoutMs = options.timeoutMs ?? 20_000;
     this.pacer = createPacer({ requestsPerSecond: options.requestsPerSecond ?? 5 });
+    if (options.webhookSecret) this.webhooks = textVerifiedWebhooks(options.webhookSecret);
   }
 
   // ---- Provider ---------------------------------------------------------------------------------
@@ -151,12 +164,11 @@ export class TextVerifiedProvider implements Provider {
     if (this.catalogueCache && now < this.catalogueCache.until) return this.catalogueCache.entries;
 
     const label = 'textverified services';
-    const res = await this.authorisedCall({
-      method: 'GET',
-      url: this.apiUrl('/services?numberType=mobile&reservationType=verification'),
-      label,
-      mutating: false,
-    });
+    const backoff = this.options.rateLimitBackoff ?? DEFAULT_RATE_LIMIT_BACKOFF;
+    const res = await retryWhenRateLimited(
+      () => this.authorisedCall({ method: 'GET', url: this.apiUrl('/services?numberType=mobile&reservationType=verification'), label, mutating: false }),
+      backoff,
+    );
     const services = validateShape(servicesSchema, this.okJson(res, label), label);
     const wanted = this.options.catalogueServices ? new Set(this.options.catalogueServices) : null;
     const names = services
@@ -165,16 +177,20 @@ export class TextVerifiedProvider implements Provider {
       .filter((name) => (wanted ? wanted.has(name) : true));
 
     const entries: CatalogueEntry[] = [];
-    // One at a time: pricing is one of the calls TextVerified rate-limits.
+    // One at a time, waiting out 429s: pricing is one of the calls TextVerified rate-limits.
     for (const serviceName of new Set(names)) {
       const priceLabel = `textverified pricing ${serviceName}`;
-      const priced = await this.authorisedCall({
-        method: 'POST',
-        url: this.apiUrl('/pricing/verifications'),
-        body: { serviceName, areaCode: false, carrier: false, numberType: 'mobile', capability: 'sms' },
-        label: priceLabel,
-        mutating: false,
-      });
+      const priced = await retryWhenRateLimited(
+        () =>
+          this.authorisedCall({
+            method: 'POST',
+            url: this.apiUrl('/pricing/verifications'),
+            body: { serviceName, areaCode: false, carrier: false, numberType: 'mobile', capability: 'sms' },
+            label: priceLabel,
+            mutating: false,
+          }),
+        backoff,
+      );
       // A service that cannot be priced right now is left out rather than failing the catalogue.
       if (priced.status >= 400 && priced.status < 500) continue;
       const price = validateShape(pricingSchema, this.okJson(priced, priceLabel), priceLabel);
@@ -225,7 +241,7 @@ export class TextVerifiedProvider implements Provider {
   async check(order: OrderRef): Promise<OrderCheck> {
     const details = await this.fetchVerification(this.verificationUrl(order.providerOrderId), 'textverified verification');
     if (details === null) return { state: 'unknown', messages: [] };
-    const messages = (await this.smsFor(details, order.since)).map(toMessage);
+    const messages = (await this.smsFor(details, order.since)).map(messageFromSms);
     return { state: mapVerificationState(details.state, messages.length > 0), messages };
   }
 
@@ -277,24 +293,29 @@ export class TextVerifiedProvider implements Provider {
   }
 
   async activeOrders(): Promise<ActiveOrder[]> {
-    const list = await this.listVerifications();
-    return list
+    const { items } = await this.listVerifications();
+    return items
       .filter((v) => v.state === 'verificationPending')
       .map((v) => ({ providerOrderId: v.id, phoneNumber: v.number, service: this.ourServiceName(v.serviceName), createdAt: v.createdAt }));
   }
 
-  async balance(): Promise<{ amountMinor: number; currency: string }> {
+  async balance(): Promise<{ amountMinor: number | null; currency: string }> {
     const label = 'textverified account';
     const res = await this.authorisedCall({ method: 'GET', url: this.apiUrl('/account/me'), label, mutating: false });
     const account = validateShape(accountSchema, this.okJson(res, label), label);
+    if (account.currentBalance === null || account.currentBalance === undefined) return { amountMinor: null, currency: ACCOUNT_CURRENCY };
     const amountMinor = decimalToMinor(account.currentBalance, 'down');
     if (amountMinor === null) throw malformed(label, `unusable balance ${account.currentBalance}`);
-    return { amountMinor, currency: this.options.currency ?? 'USD' };
+    return { amountMinor, currency: ACCOUNT_CURRENCY };
   }
 
   // ---- Purchase internals -----------------------------------------------------------------------
 
   private assertPurchasable(country: string, maxCostMinor: number, clientRef: string): void {
+    const currency = (this.options.currency ?? ACCOUNT_CURRENCY).toUpperCase();
+    if (currency !== ACCOUNT_CURRENCY) {
+      throw new ProviderError('definite', 'currency_mismatch', `textverified bills in ${ACCOUNT_CURRENCY}, this installation sells in ${currency}; refusing to buy`);
+    }
     if (country !== 'US') {
       throw new ProviderError('definite', 'rejected', `textverified sells US numbers only, not ${country}`);
     }
@@ -351,12 +372,14 @@ export class TextVerifiedProvider implements Provider {
   private async lookupInList(request: LookupRequest): Promise<LookupResult> {
     const serviceName = this.theirServiceName(request.service);
     const from = request.requestedAt.getTime() - (this.options.lookupSkewSeconds ?? 60) * 1000;
-    const candidates = (await this.listVerifications()).filter(
+    const list = await this.listVerifications();
+    const candidates = list.items.filter(
       (v) => v.serviceName === serviceName && v.createdAt.getTime() >= from && !request.claimedOrderIds.has(v.id),
     );
-    if (candidates.length === 0) return { status: 'absent' };
-    const [candidate] = candidates;
-    if (candidates.length > 1 || !candidate) return { status: 'unknown' };
+    const [candidate, ...others] = candidates;
+    // "None" proves absence only when every page was read.
+    if (!candidate) return { status: list.complete ? 'absent' : 'unknown' };
+    if (others.length > 0) return { status: 'unknown' };
     const details = await this.fetchVerification(this.verificationUrl(candidate.id), 'textverified verification');
     if (details === null) return { status: 'unknown' };
     return { status: 'found', order: this.toOrder(details) };
@@ -371,19 +394,22 @@ export class TextVerifiedProvider implements Provider {
     return validateShape(verificationSchema, this.okJson(res, label), label);
   }
 
-  /** SMS to this verification's number at or after `since`, following every page. */
+  /**
+   * This verification's SMS at or after `since`, from the list its `sms` link names (every page). A
+   * message older than the purchase went to a previous holder of the number.
+   */
   private async smsFor(details: Verification, since: Date): Promise<Sms[]> {
-    const query = new URLSearchParams({ to: rawUsNumber(details.number), reservationId: details.id, reservationType: 'verification' });
-    const all = await this.listPages(this.apiUrl(`/sms?${query.toString()}`), smsSchema, 'textverified sms');
-    // The list is filtered by number and numbers are recycled: an older SMS belonged to someone else.
-    return all.filter((sms) => sms.createdAt.getTime() >= since.getTime() && normaliseUsNumber(sms.to) === details.number);
+    const label = 'textverified sms';
+    const { items } = await this.listPages(this.followable(details.sms.href, label), smsSchema, label);
+    return items.filter((sms) => sms.createdAt.getTime() >= since.getTime());
   }
 
   private listVerifications() {
     return this.listPages(this.apiUrl('/verifications'), verificationCompactSchema, 'textverified verifications');
   }
 
-  private async listPages<T extends z.ZodType>(first: URL, item: T, label: string) {
+  /** Follows `links.next` up to maxPages; `complete` says whether the last page was reached. */
+  private async listPages<T extends z.ZodType>(first: URL, item: T, label: string): Promise<{ items: z.output<T>[]; complete: boolean }> {
     const schema = paginated(item);
     const items: z.output<T>[] = [];
     const maxPages = this.options.maxPages ?? 20;
@@ -395,7 +421,7 @@ export class TextVerifiedProvider implements Provider {
       const next = body.links?.next?.href;
       url = next ? this.followable(next, label) : null;
     }
-    return items;
+    return { items, complete: url === null };
   }
 
   // ---- Transport --------------------------------------------------------------------------------
@@ -513,15 +539,6 @@ export class TextVerifiedProvider implements Provider {
     }
     return serviceName;
   }
-}
-
-function toMessage(sms: Sms): ProviderMessage {
-  return { providerMessageId: sms.id, text: sms.smsContent ?? '', code: sms.parsedCode ?? null, receivedAt: sms.createdAt };
-}
-
-/** TextVerified's own spelling of a US number (10 digits) for query strings. */
-function rawUsNumber(e164: string): string {
-  return e164.length === 11 && e164.startsWith('1') ? e164.slice(1) : e164;
 }
 
 function safeJson(text: string): unknown {

@@ -46,6 +46,12 @@ export const linkSchema = z.object({
   href: z.string().nullable().optional(),
 });
 
+/** A link we must follow: the document marks it required and it is useless without an href. */
+const requiredLinkSchema = z.object({
+  method: z.string().nullable().optional(),
+  href: z.string().min(1),
+});
+
 export const bearerTokenSchema = z.object({
   token: z.string().min(1),
   expiresIn: z.number().optional(),
@@ -67,6 +73,8 @@ export const verificationSchema = z.object({
   serviceName: z.string(),
   cancel: z.object({ canCancel: z.boolean() }),
   report: z.object({ canReport: z.boolean() }).optional(),
+  // Where this verification's SMS are listed: followed as given, never rebuilt from the number.
+  sms: requiredLinkSchema,
 });
 export type Verification = z.output<typeof verificationSchema>;
 
@@ -104,9 +112,10 @@ export function paginated<T extends z.ZodType>(item: T) {
   });
 }
 
+// `currentBalance` is optional in the API document.
 export const accountSchema = z.object({
   username: z.string(),
-  currentBalance: money,
+  currentBalance: money.nullable().optional(),
 });
 
 export const servicesSchema = z.array(

@@ -3,15 +3,29 @@
  * over the exact bytes received, and a JSON envelope `{id, event, occurredAt, attempt,
  * idempotencyKey, data}`. Verification must run on the raw body: re-serialised JSON would not match.
  *
- * Replay protection (remembering event ids) belongs to the HTTP layer; this module gives it the
- * event `id` and `occurredAt`.
+ * Replay protection (remembering event ids and idempotency keys) and the age limit belong to the
+ * HTTP layer; this module gives it the vendor-neutral event.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { isoInstant } from './schemas.ts';
+import { MalformedWebhookError, type ProviderWebhooks, type WebhookEvent, type WebhookRequest } from '../provider.ts';
+import { messageFromSms } from './messages.ts';
+import { isoInstant, normaliseUsNumber } from './schemas.ts';
 
+const SIGNATURE_HEADER = 'x-webhook-signature';
 const SIGNATURE_PREFIX = 'hmac-sha512=';
 const SHA512_BYTES = 64;
+
+/** The webhook capability of the TextVerified adapter, for the endpoint's `whsec_…` secret. */
+export function textVerifiedWebhooks(secret: string): ProviderWebhooks {
+  return {
+    verify: (request: WebhookRequest) => {
+      const header = request.headers[SIGNATURE_HEADER];
+      return verifyTextVerifiedWebhook({ rawBody: request.rawBody, signatureHeader: typeof header === 'string' ? header : undefined, secret });
+    },
+    parse: parseTextVerifiedWebhook,
+  };
+}
 
 export function verifyTextVerifiedWebhook(input: {
   rawBody: string | Buffer;
@@ -31,12 +45,6 @@ export function verifyTextVerifiedWebhook(input: {
   return timingSafeEqual(given, expected);
 }
 
-/** The signature header value for a body, as TextVerified computes it (used by tests and the fake). */
-export function signTextVerifiedWebhook(rawBody: string | Buffer, secret: string): string {
-  const digest = createHmac('sha512', secret).update(typeof rawBody === 'string' ? Buffer.from(rawBody, 'utf8') : rawBody).digest('base64');
-  return `HMAC-SHA512=${digest}`;
-}
-
 const envelopeSchema = z.object({
   id: z.string().min(1),
   event: z.string().min(1),
@@ -46,55 +54,22 @@ const envelopeSchema = z.object({
   data: z.unknown(),
 });
 
+/**
+ * `v2.sms.received` data as documented (SmsWebhookEvent). It has no SMS id; the SMS is identified
+ * by what both the webhook and the SMS list carry (see messages.ts).
+ */
 const smsDataSchema = z.object({
-  id: z.string().min(1).optional(),
   from: z.string().nullable(),
   to: z.string().min(1),
   createdAt: isoInstant,
   smsContent: z.string().nullable(),
   parsedCode: z.string().nullable(),
   encrypted: z.boolean().optional(),
-  reservationId: z.string().nullable().optional(),
-  verificationId: z.string().nullable().optional(),
+  reservationId: z.string().min(1).nullable().optional(),
 });
 
-export interface TextVerifiedWebhookSms {
-  /** TextVerified's SMS id when the event carries one. */
-  id: string | null;
-  from: string | null;
-  to: string;
-  createdAt: Date;
-  smsContent: string | null;
-  parsedCode: string | null;
-  /** The reservation (verification) the SMS was assigned to, when given: our providerOrderId. */
-  reservationId: string | null;
-}
-
-interface EnvelopeFields {
-  id: string;
-  occurredAt: Date;
-  attempt: number;
-  idempotencyKey: string | null;
-}
-
-export type TextVerifiedSmsReceivedEvent = EnvelopeFields & { event: 'v2.sms.received'; data: TextVerifiedWebhookSms };
-/** Events we do not act on are still parsed, so the receiver can acknowledge them with 200. */
-export type TextVerifiedOtherEvent = EnvelopeFields & { event: string; data: unknown };
-export type TextVerifiedWebhookEvent = TextVerifiedSmsReceivedEvent | TextVerifiedOtherEvent;
-
-export function isSmsReceivedEvent(event: TextVerifiedWebhookEvent): event is TextVerifiedSmsReceivedEvent {
-  return event.event === 'v2.sms.received';
-}
-
-export class MalformedWebhookError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MalformedWebhookError';
-  }
-}
-
 /** Parses a (verified) webhook body. Throws MalformedWebhookError on anything off-shape. */
-export function parseTextVerifiedWebhook(rawBody: string | Buffer): TextVerifiedWebhookEvent {
+export function parseTextVerifiedWebhook(rawBody: string | Buffer): WebhookEvent {
   let json: unknown;
   try {
     json = JSON.parse(typeof rawBody === 'string' ? rawBody : rawBody.toString('utf8'));
@@ -103,23 +78,20 @@ export function parseTextVerifiedWebhook(rawBody: string | Buffer): TextVerified
   }
   const envelope = envelopeSchema.safeParse(json);
   if (!envelope.success) throw new MalformedWebhookError(`webhook envelope: ${describe(envelope.error)}`);
-  const { id, event, occurredAt, attempt, data } = envelope.data;
-  const base: EnvelopeFields = { id, occurredAt, attempt, idempotencyKey: envelope.data.idempotencyKey ?? null };
-  if (event !== 'v2.sms.received') return { ...base, event, data };
+  const { id, event, occurredAt, data } = envelope.data;
+  const base = { eventId: id, dedupeKey: envelope.data.idempotencyKey || null, occurredAt };
+  // Other events are read too, so the receiver can acknowledge them (TextVerified disables
+  // endpoints that keep failing).
+  if (event !== 'v2.sms.received') return { ...base, sms: null };
 
   const sms = smsDataSchema.safeParse(data);
   if (!sms.success) throw new MalformedWebhookError(`v2.sms.received data: ${describe(sms.error)}`);
   return {
     ...base,
-    event: 'v2.sms.received',
-    data: {
-      id: sms.data.id ?? null,
-      from: sms.data.from,
-      to: sms.data.to,
-      createdAt: sms.data.createdAt,
-      smsContent: sms.data.smsContent,
-      parsedCode: sms.data.parsedCode,
-      reservationId: sms.data.reservationId ?? sms.data.verificationId ?? null,
+    sms: {
+      providerOrderId: sms.data.reservationId ?? null,
+      phoneNumber: normaliseUsNumber(sms.data.to),
+      message: messageFromSms(sms.data),
     },
   };
 }
