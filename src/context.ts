@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { PasswordHasher } from './accounts/passwords.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
@@ -13,6 +12,4 @@ export interface AppContext {
   database: Database;
   clock: Clock;
   logger: Logger;
-  /** Password hashing; scrypt unless replaced (tests count its calls). */
-  passwords?: PasswordHasher;
 }

@@ -1,5 +1,4 @@
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
-import { CREDENTIAL_TABLES } from './accounts/schema.ts';
 import { redactUrl, type Config } from './config.ts';
 
 /**
@@ -87,11 +86,14 @@ function failedStatement(error: unknown): FailedStatement | undefined {
   return undefined;
 }
 
-const CREDENTIAL_TABLE = new RegExp(`(^|[^a-z0-9_$])"?(${CREDENTIAL_TABLES.join('|')})"?($|[^a-z0-9_$])`, 'i');
-
-/** Whether a statement (or a driver error naming its table) touches a table that holds credentials. */
-function touchesCredentials(query: string): boolean {
-  return CREDENTIAL_TABLE.test(query);
+/**
+ * Whether a statement (or a driver error naming its table) touches one of the tables that hold
+ * credentials. Without the list every statement counts as one: nothing is ever logged that could be.
+ */
+function credentialMatcher(tables: readonly string[] | undefined): (query: string) => boolean {
+  if (!tables || tables.length === 0) return () => true;
+  const pattern = new RegExp(`(^|[^a-z0-9_$])"?(${tables.join('|')})"?($|[^a-z0-9_$])`, 'i');
+  return (query) => pattern.test(query);
 }
 
 /**
@@ -100,7 +102,7 @@ function touchesCredentials(query: string): boolean {
  * table, are they logged (as `params`). A driver's `detail` (it may quote a row's values, e.g. a
  * duplicate key) is dropped for credential tables.
  */
-function serializeError(error: unknown, paramsWanted: () => boolean): unknown {
+function serializeError(error: unknown, paramsWanted: () => boolean, touchesCredentials: (query: string) => boolean): unknown {
   const statement = failedStatement(error);
   const serialized = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown>;
   if (!serialized || typeof serialized !== 'object') return serialized;
@@ -131,6 +133,11 @@ function withoutParams(text: string, statement: FailedStatement | undefined): st
 export interface LoggerOptions {
   /** Replaces stdout (tests capture the output here). */
   destination?: DestinationStream;
+  /**
+   * Tables whose statements are never logged with their parameters or the driver's detail (the
+   * composition root passes the accounts module's list). Without it, no statement ever is.
+   */
+  credentialTables?: readonly string[];
 }
 
 export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'LOG_FILE'>, options: LoggerOptions = {}): Logger {
@@ -140,7 +147,8 @@ export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'LOG_FILE'>, opt
   }
   // Statement parameters are worth logging only while debugging; the level is read at each error.
   let logger: Logger | undefined;
-  const serialize = (error: unknown) => serializeError(error, () => logger?.isLevelEnabled('debug') ?? false);
+  const touchesCredentials = credentialMatcher(options.credentialTables);
+  const serialize = (error: unknown) => serializeError(error, () => logger?.isLevelEnabled('debug') ?? false, touchesCredentials);
   logger = pino(
     {
       level: config.LOG_LEVEL,

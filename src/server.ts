@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import { ensureFirstAdmin } from './accounts/admin.ts';
 import { newOpsToken, removeOpsToken, writeOpsToken } from './accounts/ops-token.ts';
 import type { PasswordHasher } from './accounts/passwords.ts';
+import { CREDENTIAL_TABLES } from './accounts/schema.ts';
 import { hashToken } from './accounts/tokens.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { redactUrl, type Config } from './config.ts';
@@ -124,7 +125,7 @@ function localUrl(config: Config, app: FastifyInstance): string {
 /** The composition root: everything a running Namaskah needs, wired once. */
 export async function startServer(config: Config, options: StartServerOptions = {}): Promise<RunningServer> {
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? createLogger(config);
+  const logger = options.logger ?? createLogger(config, { credentialTables: CREDENTIAL_TABLES });
   const print = options.print ?? ((text: string) => void process.stdout.write(`${text}\n`));
   const cleanups: (() => Promise<void>)[] = [];
   const runCleanups = async () => {
@@ -150,7 +151,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     const applied = await prepareDatabase(database, config, clock.now());
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
 
-    const ctx: AppContext = { config, database, clock, logger, passwords: options.passwords };
+    const ctx: AppContext = { config, database, clock, logger };
     const { adminId } = await ensureFirstAdmin(database, {
       email: config.ADMIN_EMAIL,
       password: config.ADMIN_PASSWORD,
@@ -177,6 +178,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     const app = buildApp(ctx, {
       lifecycle: runtime.deps,
       hub: runtime.hub,
+      passwords: options.passwords,
       metrics,
       healthChecks,
       ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
@@ -225,7 +227,7 @@ export interface RunningWorker {
  */
 export async function startWorker(config: Config, options: { clock?: Clock; logger?: Logger } = {}): Promise<RunningWorker> {
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? createLogger(config);
+  const logger = options.logger ?? createLogger(config, { credentialTables: CREDENTIAL_TABLES });
   const opened = await openConfiguredDatabase(config, clock.now());
   try {
     await prepareDatabase(opened.database, config, clock.now());

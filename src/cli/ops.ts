@@ -6,6 +6,7 @@ import { systemClock, type Clock } from '../clock.ts';
 import { loadConfig, type Config } from '../config.ts';
 import type { AppContext } from '../context.ts';
 import { DataDirLockedError } from '../db/lock.ts';
+import { CREDENTIAL_TABLES } from '../accounts/schema.ts';
 import { createLogger, scrubSecrets } from '../logging.ts';
 import { formatDiagnose, formatReconcile } from '../ops/format.ts';
 import type { DiagnoseReport, ReconcileReport } from '../ops/reports.ts';
@@ -96,7 +97,7 @@ async function callServer<T>(target: { url: string; token: string }, method: 'GE
 function toolLogger(config: Config) {
   // Reports go to stdout; the tool's own log lines (warnings from upstream calls) to stderr.
   const quiet = ['error', 'fatal', 'silent'].includes(config.LOG_LEVEL);
-  return createLogger({ LOG_LEVEL: quiet ? config.LOG_LEVEL : 'warn', LOG_FILE: config.LOG_FILE }, { destination: process.stderr });
+  return createLogger({ LOG_LEVEL: quiet ? config.LOG_LEVEL : 'warn', LOG_FILE: config.LOG_FILE }, { destination: process.stderr, credentialTables: CREDENTIAL_TABLES });
 }
 
 async function hasSchema(opened: OpenedDatabase): Promise<boolean> {

@@ -13,6 +13,7 @@ import {
   validatorCompiler,
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
+import { scryptHasher, type PasswordHasher } from '../accounts/passwords.ts';
 import type { AppContext } from '../context.ts';
 import type { EventHub } from '../events/bus.ts';
 import type { LifecycleDeps } from '../verifications/lifecycle.ts';
@@ -31,6 +32,8 @@ declare module 'fastify' {
     lifecycle: LifecycleDeps;
     /** This process's live events, for GET /v1/events. */
     hub: EventHub;
+    /** Password hashing for sign-up and sign-in: scrypt unless replaced (tests count its calls). */
+    passwords: PasswordHasher;
     /** The Prometheus registry behind GET /metrics; add series to it. */
     metrics: Registry;
     /** Checks reported by GET /health besides the database; read on every request, so entries may be added later. */
@@ -41,6 +44,7 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   lifecycle: LifecycleDeps;
   hub: EventHub;
+  passwords?: PasswordHasher;
   healthChecks?: Record<string, HealthCheck>;
   metrics?: Registry;
   /** The local operator token accepted as an admin bearer (embedded mode; see src/accounts/ops-token.ts). */
@@ -68,6 +72,7 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
   app.decorate('ctx', ctx);
   app.decorate('lifecycle', options.lifecycle);
   app.decorate('hub', options.hub);
+  app.decorate('passwords', options.passwords ?? scryptHasher);
   app.decorate('metrics', options.metrics ?? createMetricsRegistry());
   app.decorate('healthChecks', options.healthChecks ?? {});
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
+import { CREDENTIAL_TABLES } from '../../src/accounts/schema.ts';
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { AppContext } from '../../src/context.ts';
@@ -121,7 +122,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ...options.env,
   };
   const config = loadConfig(env);
-  const logger: Logger = createLogger(config, { destination: options.logDestination });
+  const logger: Logger = createLogger(config, { destination: options.logDestination, credentialTables: CREDENTIAL_TABLES });
   let server: RunningServer;
   try {
     server = await startServer(config, {

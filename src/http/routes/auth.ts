@@ -35,7 +35,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
       const email = normalizeEmail(request.body.email);
       // Counted before the password is hashed: a refused attempt costs no scrypt work.
       await consumeAttempt(ctx.database.db, registrationLimits(ctx.config, { email, address: clientAddress(request) }), now);
-      const user = await createUser(ctx.database, request.body, { currency: ctx.config.CURRENCY, now, passwords: ctx.passwords });
+      const user = await createUser(ctx.database, request.body, { currency: ctx.config.CURRENCY, now, passwords: app.passwords });
       const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
       setSessionCookies(request, reply, ctx.config, session);
       forbidCaching(reply);
@@ -59,7 +59,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
       const email = normalizeEmail(request.body.email);
       // Counted before the password is checked: a refused attempt costs no scrypt work.
       await consumeAttempt(ctx.database.db, loginLimits(ctx.config, { email, address: clientAddress(request) }), now);
-      const user = await authenticateUser(ctx.database.db, email, request.body.password, ctx.passwords);
+      const user = await authenticateUser(ctx.database.db, email, request.body.password, app.passwords);
       const session = await createSession(ctx.database.db, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS });
       setSessionCookies(request, reply, ctx.config, session);
       forbidCaching(reply);
