@@ -130,6 +130,28 @@ function withoutParams(text: string, statement: FailedStatement | undefined): st
   return listed === '' ? text : text.split(`params: ${listed}`).join(`params: ${PARAMS_NOT_LOGGED}`);
 }
 
+interface RequestLike {
+  method?: string;
+  url?: string;
+  host?: string;
+  ip?: string;
+  socket?: { remotePort?: number };
+}
+
+/**
+ * The request line of every access log (fastify's fields), with secret-looking query parameters
+ * masked: some clients can only send their API key as `?api_key=`.
+ */
+function serializeRequest(req: RequestLike): Record<string, unknown> {
+  return {
+    method: req.method,
+    url: typeof req.url === 'string' ? redactUrl(req.url) : req.url,
+    host: req.host,
+    remoteAddress: req.ip,
+    remotePort: req.socket?.remotePort,
+  };
+}
+
 export interface LoggerOptions {
   /** Replaces stdout (tests capture the output here). */
   destination?: DestinationStream;
@@ -154,7 +176,7 @@ export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'LOG_FILE'>, opt
       level: config.LOG_LEVEL,
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      serializers: { err: serialize, error: serialize },
+      serializers: { err: serialize, error: serialize, req: serializeRequest },
       hooks: {
         logMethod(args, method) {
           const scrubbed = args.map((arg) => (typeof arg === 'string' ? scrubSecrets(arg) : arg));

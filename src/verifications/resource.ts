@@ -41,7 +41,8 @@ export const AdminVerificationSchema = VerificationSchema.extend({ user_email: z
 export type AdminVerificationView = z.output<typeof AdminVerificationSchema>;
 
 
-async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
+/** The views of several verifications, with two queries for all their messages and events. */
+export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<VerificationView[]> {
   if (list.length === 0) return [];
   const ids = list.map((r) => r.id);
   const messages = await ex

@@ -24,8 +24,8 @@ const FLOORS: readonly (readonly string[])[] = [
   ['accounts', 'catalogue', 'notifications'],
   // 5, the verification lifecycle.
   ['verifications'],
-  // 6, the background engine that drives it.
-  ['engine'],
+  // 6, the background engine that drives it, and the SMS-Activate protocol served on top of it.
+  ['engine', 'sms-activate-api'],
   // 7, operations: diagnose, reconcile, metrics.
   ['ops'],
   // 8, the HTTP API.

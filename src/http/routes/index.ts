@@ -14,6 +14,7 @@ import metricsRoutes from './metrics.ts';
 import notificationRoutes from './notifications.ts';
 import sandboxRoutes from './sandbox.ts';
 import serviceRoutes from './services.ts';
+import smsActivateRoutes from './sms-activate.ts';
 import verificationRoutes from './verifications.ts';
 import walletRoutes from './wallet.ts';
 import webhookRoutes from './webhooks.ts';
@@ -43,6 +44,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     adminVerificationRoutes,
     adminOpsRoutes,
     webhookRoutes,
+    smsActivateRoutes,
     // The sandbox exists only when it is the configured provider.
     ...(config.PROVIDER === 'sandbox' ? [sandboxRoutes] : []),
   ];
