@@ -19,6 +19,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post('/v1/auth/register', {
     schema: {
+      operationId: 'register',
       tags: ['auth'],
       summary: 'Create an account (and its wallet) and log in',
       description:
@@ -29,6 +30,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
         password: z.string().min(PASSWORD_MIN_LENGTH).max(PASSWORD_MAX_LENGTH),
       }),
       response: { 201: AuthResponse, ...problemResponses(400, 409, 413, 429) },
+      answers: { 201: { description: 'The account and a session token', headers: { 'Set-Cookie': true, 'Cache-Control': true } } },
     },
     handler: async (request, reply) => {
       const now = ctx.clock.now();
@@ -45,6 +47,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post('/v1/auth/login', {
     schema: {
+      operationId: 'login',
       tags: ['auth'],
       summary: 'Log in: a session token, also set as the session cookie',
       description: 'Attempts are limited per account (from all addresses together) and per client address (429 with Retry-After).',
@@ -53,6 +56,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
         password: z.string().min(1).max(PASSWORD_MAX_LENGTH),
       }),
       response: { 200: AuthResponse, ...problemResponses(400, 401, 413, 429) },
+      answers: { 200: { description: 'The account and a new session token', headers: { 'Set-Cookie': true, 'Cache-Control': true } } },
     },
     handler: async (request, reply) => {
       const now = ctx.clock.now();
@@ -69,9 +73,15 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post('/v1/auth/logout', {
     schema: {
+      operationId: 'logout',
       tags: ['auth'],
       summary: 'End the current session (its token and cookie stop working)',
+      description: 'Public: without a valid session it only clears the cookies. With the session cookie it needs X-CSRF-Token (403 `csrf_failed`).',
+      headers: z.looseObject({
+        'x-csrf-token': z.string().optional().describe('with the session cookie: the value of the `namaskah_csrf` cookie'),
+      }),
       response: { 204: z.undefined(), ...problemResponses(401, 403) },
+      answers: { 204: { description: 'Logged out; the cookies are cleared', headers: { 'Set-Cookie': true } } },
     },
     handler: async (request, reply) => {
       // Logging out without a valid session just clears the cookies: the outcome the caller wants.

@@ -44,9 +44,14 @@ const HealthSchema = z.object({
 const healthRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/health', {
     schema: {
+      operationId: 'getHealth',
       tags: ['operations'],
       summary: 'Health of this instance: up/down for everyone, the checks for operators',
       response: { 200: HealthSchema, 503: HealthSchema },
+      answers: {
+        200: { description: '`up`: this instance can serve', headers: { 'Cache-Control': true } },
+        503: { description: '`down`: the database does not answer', headers: { 'Cache-Control': true } },
+      },
     },
     handler: async (request, reply) => {
       // The answer depends on who asks: no shared cache may hand an operator's answer to anyone.
