@@ -147,7 +147,6 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
         description:
           'Temporary phone numbers for one-time codes, paid from a prepaid wallet. Errors are RFC 9457 problem details ' +
           '(application/problem+json) with a stable `code`; GET /v1/errors lists every code. Guide: docs/integrate.md.',
-        license: { name: 'UNLICENSED', identifier: 'UNLICENSED' },
       },
       // Relative: the API is wherever this document was fetched from.
       servers: [{ url: '/', description: 'the server this document was fetched from' }],

@@ -139,7 +139,9 @@ export function createOpenApiTransform(): (input: any) => any {
     if (!schema.operationId) throw new Error(`${where}: the route schema needs an operationId`);
     delete schema.answers;
 
-    const secured = Array.isArray(schema.security) && schema.security.length > 0;
+    // `{}` among the requirements: a credential is optional (it only changes what the answer shows).
+    const requirements: JsonObject[] = Array.isArray(schema.security) ? schema.security : [];
+    const secured = requirements.length > 0 && !requirements.some((r) => Object.keys(r).length === 0);
     // A public operation says so: the document has no global security, but generators and readers should not guess.
     if (!schema.security) schema.security = [];
     const write = WRITE_METHODS.has(method);

@@ -35,3 +35,6 @@ export function Page<Item extends z.ZodType>(item: Item) {
 }
 
 export const Security: { [scheme: string]: string[] }[] = [{ bearerAuth: [] }, { cookieAuth: [] }];
+
+/** For public routes whose answer depends on who asks (operators see more; logout ends the session it is given). */
+export const OptionalSecurity: { [scheme: string]: string[] }[] = [{}, ...Security];

@@ -6,6 +6,7 @@ import { consumeAttempt, loginLimits, registrationLimits } from '../../accounts/
 import { authenticateUser, createUser, normalizeEmail } from '../../accounts/users.ts';
 import { clearSessionCookies, clientAddress, currentSessionId, forbidCaching, requireUser, setSessionCookies } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
+import { OptionalSecurity } from '../schemas.ts';
 import { UserSchema, userResource } from '../../accounts/resource.ts';
 
 const AuthResponse = z.object({
@@ -75,6 +76,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
     schema: {
       operationId: 'logout',
       tags: ['auth'],
+      security: OptionalSecurity,
       summary: 'End the current session (its token and cookie stop working)',
       description: 'Public: without a valid session it only clears the cookies. With the session cookie it needs X-CSRF-Token (403 `csrf_failed`).',
       headers: z.looseObject({

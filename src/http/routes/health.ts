@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { scrubSecrets } from '../../logging.ts';
 import { forbidCaching, isOperator } from '../auth.ts';
+import { OptionalSecurity } from '../schemas.ts';
 
 const CHECK_TIMEOUT_MS = 3_000;
 
@@ -46,6 +47,7 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     schema: {
       operationId: 'getHealth',
       tags: ['operations'],
+      security: OptionalSecurity,
       summary: 'Health of this instance: up/down for everyone, the checks for operators',
       response: { 200: HealthSchema, 503: HealthSchema },
       answers: {
