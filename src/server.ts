@@ -102,6 +102,8 @@ export interface StartServerOptions {
   runtime?: (ctx: AppContext) => VerificationRuntime;
   /** Replaces scrypt for the HTTP API (tests count the hashing work an attack causes). */
   passwords?: PasswordHasher;
+  /** Called with the HTTP application before it listens (tests add a hook that checks every answer against /openapi.json). */
+  extendApp?: (app: FastifyInstance) => void;
 }
 
 export interface RunningServer {
@@ -184,6 +186,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
       ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
     });
     cleanups.push(() => app.close());
+    options.extendApp?.(app);
     await app.listen({ host: config.HOST, port: config.PORT });
     const url = localUrl(config, app);
 

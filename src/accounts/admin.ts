@@ -6,7 +6,7 @@ import { DomainError, isDomainError } from '../errors.ts';
 import { creditWallet, walletOf, type Wallet } from '../ledger/ledger.ts';
 import { recordAudit } from './audit.ts';
 import { generatePassword } from './passwords.ts';
-import { IDEMPOTENCY_KEY_PATTERN, MAX_CREDIT_MINOR, MAX_REASON_LENGTH } from './policy.ts';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_CREDIT_MINOR, MAX_REASON_LENGTH } from './policy.ts';
 import { createUser, findUser, findUserByEmail, setRole, type User } from './users.ts';
 
 /** The account created on first start when no admin is configured and none exists. */
@@ -133,7 +133,7 @@ export async function creditUserWallet(database: Database, request: WalletCredit
     throw new DomainError('validation_failed', `reason must be 1-${MAX_REASON_LENGTH} characters`);
   }
   if (request.idempotencyKey !== undefined && !IDEMPOTENCY_KEY_PATTERN.test(request.idempotencyKey)) {
-    throw new DomainError('validation_failed', 'idempotency key must be 1-255 printable ASCII characters');
+    throw new DomainError('validation_failed', `idempotency key must be ${IDEMPOTENCY_KEY_RULE}`);
   }
   const actorId = request.actor.kind === 'admin' ? request.actor.adminId : null;
   const scope = request.actor.kind === 'admin' ? `admin-credit:${request.actor.adminId}` : 'cli-credit';

@@ -9,8 +9,12 @@ export const PASSWORD_MAX_LENGTH = 200;
 /** |amount| above this is a typo, not a top-up (10 billion in a two-decimal currency). */
 export const MAX_CREDIT_MINOR = 1_000_000_000_000;
 export const MAX_REASON_LENGTH = 500;
-/** IETF Idempotency-Key: 1-255 printable ASCII characters. */
-export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
+/**
+ * IETF Idempotency-Key, one rule for every route and command that takes a key: 1-255 printable
+ * ASCII characters without spaces (a space is where a copied key gets cut or padded).
+ */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+export const IDEMPOTENCY_KEY_RULE = '1-255 printable ASCII characters without spaces';
 
 const emailSchema = z.email().max(254);
 

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { generatePassword } from '../accounts/passwords.ts';
 import {
   IDEMPOTENCY_KEY_PATTERN,
+  IDEMPOTENCY_KEY_RULE,
   isValidEmail,
   MAX_REASON_LENGTH,
   normalizeEmail,
@@ -179,7 +180,7 @@ function buildProgram(io: CliIo): Command {
         throw new UsageError(`--reason must be 1-${MAX_REASON_LENGTH} characters`);
       }
       if (options.idempotencyKey !== undefined && !IDEMPOTENCY_KEY_PATTERN.test(options.idempotencyKey)) {
-        throw new UsageError('--idempotency-key must be 1-255 printable ASCII characters');
+        throw new UsageError(`--idempotency-key must be ${IDEMPOTENCY_KEY_RULE}`);
       }
       const backend = await (await import('./backend.ts')).openAdminBackend(configFrom(io), clock);
       try {

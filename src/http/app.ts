@@ -6,12 +6,7 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import {
-  createJsonSchemaTransform,
-  jsonSchemaTransformObject,
-  serializerCompiler,
-  validatorCompiler,
-} from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import { scryptHasher, type PasswordHasher } from '../accounts/passwords.ts';
 import type { AppContext } from '../context.ts';
@@ -20,6 +15,7 @@ import type { LifecycleDeps } from '../verifications/lifecycle.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
 import { installInputGuard } from './input-guard.ts';
 import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
+import { createOpenApiTransform, openApiTransformObject } from './openapi.ts';
 import { errorToProblem, problem, sendProblem } from './problem.ts';
 import { apiRoutes } from './routes/index.ts';
 
@@ -51,6 +47,37 @@ export interface BuildAppOptions {
   ops?: OpsCredential;
   /** The dashboard's static files; default web/public when it exists, false to serve none. */
   staticDir?: string | false;
+}
+
+const API_TAGS = [
+  { name: 'auth', description: 'Accounts, sessions and their cookies' },
+  { name: 'account', description: 'The signed-in customer' },
+  { name: 'wallet', description: 'Balances and the wallet history' },
+  { name: 'api keys', description: 'Credentials for scripts and servers' },
+  { name: 'verifications', description: 'Buying a number, waiting for its code, cancelling' },
+  { name: 'notifications', description: 'In-app notices: a code arrived, a refund was issued' },
+  { name: 'events', description: 'Live updates as server-sent events' },
+  { name: 'sandbox', description: 'Rehearsal helpers, present only when the sandbox is the provider' },
+  { name: 'errors', description: 'The error codes of this API' },
+  { name: 'admin', description: 'Operators: users, credits, every verification' },
+  { name: 'operations', description: 'Health, metrics, diagnose and reconcile' },
+];
+
+/**
+ * Bodies are JSON only: a text/plain body is 415 `unsupported_media_type` like any other type
+ * (Fastify would otherwise parse it as a string and the answer would be a confusing 400). A write
+ * that says `content-type: application/json` but sends nothing is treated as sending no body, so
+ * routes that take none accept it and routes that need one answer 400 naming the body.
+ */
+function installBodyRules(app: FastifyInstance): void {
+  app.removeContentTypeParser('text/plain');
+  app.addHook('onRequest', async (request) => {
+    const { headers } = request;
+    const type = headers['content-type'];
+    if (type === undefined || type.split(';')[0]!.trim().toLowerCase() !== 'application/json') return;
+    const empty = headers['transfer-encoding'] === undefined && (headers['content-length'] ?? '0') === '0';
+    if (empty) delete headers['content-type'];
+  });
 }
 
 const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../../web/public/', import.meta.url));
@@ -98,6 +125,7 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
     },
   });
   installAuthentication(app, ctx, options.ops);
+  installBodyRules(app);
   installInputGuard(app);
   installHttpMetrics(app, app.metrics);
 
@@ -117,8 +145,12 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
         title: 'Namaskah API',
         version: '1',
         description:
-          'Temporary phone numbers for one-time codes, paid from a prepaid wallet. Errors are RFC 9457 problem details with a stable `code`.',
+          'Temporary phone numbers for one-time codes, paid from a prepaid wallet. Errors are RFC 9457 problem details ' +
+          '(application/problem+json) with a stable `code`; GET /v1/errors lists every code. Guide: docs/integrate.md.',
       },
+      // Relative: the API is wherever this document was fetched from.
+      servers: [{ url: '/', description: 'the server this document was fetched from' }],
+      tags: API_TAGS,
       components: {
         securitySchemes: {
           bearerAuth: {
@@ -130,8 +162,8 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
         },
       },
     },
-    transform: createJsonSchemaTransform({ skipList: [] }),
-    transformObject: jsonSchemaTransformObject,
+    transform: createOpenApiTransform(),
+    transformObject: openApiTransformObject,
   });
   app.register(fastifySwaggerUi, {
     routePrefix: '/docs',

@@ -36,9 +36,13 @@ export const ProblemSchema = z
     title: z.string(),
     status: z.number().int(),
     detail: z.string(),
-    code: z.string().describe('stable machine-readable error code'),
+    code: z.enum(Object.keys(errorTable) as [ErrorCode, ...ErrorCode[]]).describe('stable machine-readable error code; GET /v1/errors lists them'),
   })
-  .meta({ id: 'Problem', description: 'RFC 9457 problem details' });
+  .meta({
+    id: 'Problem',
+    description:
+      'RFC 9457 problem details. Some problems carry more members: `issues` (validation), `retry_after_seconds`, `request_id` (500), `verification`.',
+  });
 
 /** Error responses a route may give, for its OpenAPI entry. */
 export function problemResponses<const S extends number>(...statuses: S[]): Record<S, typeof ProblemSchema> {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IDEMPOTENCY_KEY_PATTERN } from '../accounts/policy.ts';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE } from '../accounts/policy.ts';
 import { Cursor } from '../db/keyset.ts';
 
 /**
@@ -7,14 +7,22 @@ import { Cursor } from '../db/keyset.ts';
  * domain module (a resource.ts in the module's folder), so the domain builds exactly the type the API validates.
  */
 
-/** Optional Idempotency-Key header; other headers pass through untouched. */
-export const IdempotencyHeaders = z.looseObject({
-  'idempotency-key': z
-    .string()
-    .regex(IDEMPOTENCY_KEY_PATTERN, 'must be 1-255 printable ASCII characters')
-    .optional()
-    .describe('makes the request safe to retry: a retry returns the first outcome'),
-});
+const IdempotencyKey = z
+  .string()
+  .regex(IDEMPOTENCY_KEY_PATTERN, `must be ${IDEMPOTENCY_KEY_RULE}`)
+  .describe(
+    `${IDEMPOTENCY_KEY_RULE}, chosen by the client and scoped to the caller: a retry with the same key and the same request ` +
+      'returns the first outcome (Idempotent-Replayed: true); the same key with a different request is 422',
+  );
+
+/** The Idempotency-Key header, with the same rule on every route that takes one; other headers pass through untouched. */
+export const IdempotencyHeaders = z.looseObject({ 'idempotency-key': IdempotencyKey.optional() });
+
+/**
+ * For routes that need the key: the document says required, while validation lets a missing key
+ * through to the route, which refuses it with its own code (400 `idempotency_key_missing`).
+ */
+export const RequiredIdempotencyHeaders = IdempotencyHeaders.meta({ required: ['idempotency-key'] });
 
 /** The query fields every list route takes: the previous page's cursor and a bounded page size. */
 export function pageQuery(limit: { max: number; default: number }) {
@@ -27,3 +35,6 @@ export function Page<Item extends z.ZodType>(item: Item) {
 }
 
 export const Security: { [scheme: string]: string[] }[] = [{ bearerAuth: [] }, { cookieAuth: [] }];
+
+/** For public routes whose answer depends on who asks (operators see more; logout ends the session it is given). */
+export const OptionalSecurity: { [scheme: string]: string[] }[] = [{}, ...Security];

@@ -1,18 +1,17 @@
 import { createHash } from 'node:crypto';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE } from '../accounts/policy.ts';
 import { DomainError } from '../errors.ts';
 
 /**
  * Idempotency-Key rules for purchases (IETF draft semantics; docs/api.md, "Idempotency"), as pure functions.
  */
-const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
-
 export function parseIdempotencyKey(header: string | string[] | undefined): string {
   if (header === undefined || header === '') {
     throw new DomainError('idempotency_key_missing', 'an Idempotency-Key header is required for this request');
   }
   const value = Array.isArray(header) ? header[0] : header;
-  if (value === undefined || !KEY_PATTERN.test(value)) {
-    throw new DomainError('validation_failed', 'Idempotency-Key must be 1–255 printable ASCII characters without spaces');
+  if (value === undefined || !IDEMPOTENCY_KEY_PATTERN.test(value)) {
+    throw new DomainError('validation_failed', `Idempotency-Key must be ${IDEMPOTENCY_KEY_RULE}`);
   }
   return value;
 }

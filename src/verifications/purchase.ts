@@ -81,7 +81,14 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
       }
       const activity = await customerActivity(tx, request.userId, new Date(now.getTime() - 60_000));
       if (activity.active >= config.MAX_ACTIVE_VERIFICATIONS) {
-        throw new DomainError('too_many_active', `at most ${config.MAX_ACTIVE_VERIFICATIONS} verifications may be active at once`);
+        // A place frees up at the latest when the soonest active verification reaches its deadline.
+        const seconds = secondsUntil(activity.firstDeadline, now);
+        throw new DomainError(
+          'too_many_active',
+          `at most ${config.MAX_ACTIVE_VERIFICATIONS} verifications may be active at once; one ends within ${seconds} s`,
+          { retry_after_seconds: seconds },
+          { 'Retry-After': String(seconds) },
+        );
       }
       if (activity.recent >= config.PURCHASES_PER_MINUTE) {
         throw new DomainError('rate_limited', `at most ${config.PURCHASES_PER_MINUTE} purchases per minute`, {}, { 'Retry-After': '60' });
@@ -211,13 +218,28 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   return { status: 201, row, replayed: false };
 }
 
-/** Counts active verifications and recent purchases of a customer (for limits). */
-async function customerActivity(ex: Executor, userId: string, since: Date): Promise<{ active: number; recent: number }> {
-  const row = await firstRow<{ active: number; recent: number }>(
+/** Counts active verifications and recent purchases of a customer (for limits), and when the first active one ends. */
+async function customerActivity(
+  ex: Executor,
+  userId: string,
+  since: Date,
+): Promise<{ active: number; recent: number; firstDeadline: Date | null }> {
+  const row = await firstRow<{ active: number; recent: number; first_deadline: Date | string | null }>(
     ex,
     sql`SELECT count(*) FILTER (WHERE state IN ('pending', 'waiting'))::int AS active,
-               count(*) FILTER (WHERE created_at >= ${since})::int AS recent
+               count(*) FILTER (WHERE created_at >= ${since})::int AS recent,
+               min(expires_at) FILTER (WHERE state IN ('pending', 'waiting')) AS first_deadline
         FROM verifications WHERE user_id = ${userId} AND (state IN ('pending', 'waiting') OR created_at >= ${since})`,
   );
-  return { active: Number(row?.active ?? 0), recent: Number(row?.recent ?? 0) };
+  return {
+    active: Number(row?.active ?? 0),
+    recent: Number(row?.recent ?? 0),
+    firstDeadline: row?.first_deadline ? new Date(row.first_deadline) : null,
+  };
+}
+
+/** Whole seconds from now until `at`, at least 1 (a Retry-After of 0 invites a busy loop). */
+function secondsUntil(at: Date | null, now: Date): number {
+  if (!at) return 1;
+  return Math.max(1, Math.ceil((at.getTime() - now.getTime()) / 1000));
 }

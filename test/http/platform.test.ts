@@ -46,7 +46,7 @@ for (const engine of engines) {
       });
       assertProblem(form, 415, 'unsupported_media_type');
       const text = await call(app.url, 'POST', '/v1/auth/login', { rawBody: 'email=a', headers: { 'content-type': 'text/plain' } });
-      assertProblem(text, 400, 'validation_failed');
+      assertProblem(text, 415, 'unsupported_media_type');
     });
 
     test('validation problems list every issue; unknown fields are rejected', async () => {

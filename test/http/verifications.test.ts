@@ -180,8 +180,17 @@ for (const engine of engines) {
     test('errors: at most MAX_ACTIVE_VERIFICATIONS at once (429 too_many_active)', async () => {
       const user = await customer(1000);
       for (let i = 0; i < 5; i++) assert.equal((await buy(user, { service: 'test_timeout' })).status, 201);
-      assertProblem(await buy(user, { service: 'test_timeout' }), 429, 'too_many_active');
+      const refused = await buy(user, { service: 'test_timeout' });
+      assertProblem(refused, 429, 'too_many_active');
       assert.deepEqual(await wallet(user), [1000, 250, 750]);
+      // Retry-After: until the soonest active verification's deadline, when a place frees up.
+      const deadlines = (await user.client.get('/v1/verifications')).body.items.map((v: { expires_at: string }) => Date.parse(v.expires_at));
+      const expected = Math.ceil((Math.min(...deadlines) - clock.now().getTime()) / 1000);
+      assert.ok(expected > 1);
+      assert.equal(refused.headers.get('retry-after'), String(expected));
+      assert.equal(refused.body.retry_after_seconds, expected);
+      clock.advance(30_000);
+      assert.equal((await buy(user, { service: 'test_timeout' })).headers.get('retry-after'), String(expected - 30));
     });
 
     test("security: another customer's verification is 404 for read, cancel and sandbox SMS; no auth is 401", async () => {

@@ -15,6 +15,7 @@ import { createLogger } from '../../src/logging.ts';
 import { embeddedDatabasePath, startServer, type RunningServer, type StartServerOptions } from '../../src/server.ts';
 import { freshDatabase, type TestDatabase } from './db.ts';
 import type { ApiResponse } from './http.ts';
+import { AnswerConformance } from './openapi-conformance.ts';
 
 export interface TestAppOptions {
   /** pglite (default): a fresh temp DATA_DIR; postgres: a fresh database on TEST_DATABASE_URL. */
@@ -30,6 +31,11 @@ export interface TestAppOptions {
   logDestination?: DestinationStream;
   /** Replaces scrypt in the API (to count hashing work). */
   passwords?: StartServerOptions['passwords'];
+  /**
+   * Check every answer against /openapi.json (default on): a mismatch is printed at once and
+   * close() fails with the list. Off only for a test that provokes answers outside the contract on purpose.
+   */
+  checkAnswers?: boolean;
 }
 
 export interface TestApp {
@@ -42,6 +48,8 @@ export interface TestApp {
   /** The embedded data directory (pglite) or the database URL (postgres). */
   dataDir?: string;
   databaseUrl?: string;
+  /** Answers that did not match /openapi.json so far (see TestAppOptions.checkAnswers). */
+  answerMismatches: readonly string[];
   close(): Promise<void>;
 }
 
@@ -123,6 +131,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   };
   const config = loadConfig(env);
   const logger: Logger = createLogger(config, { destination: options.logDestination, credentialTables: CREDENTIAL_TABLES });
+  const conformance = options.checkAnswers === false ? undefined : new AnswerConformance();
   let server: RunningServer;
   try {
     server = await startServer(config, {
@@ -132,6 +141,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       passwords: options.passwords,
       logger,
       print: () => {},
+      extendApp: (app) => conformance?.install(app),
     });
   } catch (error) {
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
@@ -148,11 +158,16 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     admin: { email: config.ADMIN_EMAIL ?? admin.email, password: config.ADMIN_PASSWORD ?? admin.password },
     dataDir,
     databaseUrl: testDatabase?.databaseUrl,
+    answerMismatches: conformance?.mismatches ?? [],
     close: () =>
       (closed ??= (async () => {
         await server.close();
         if (dataDir) rmSync(dataDir, { recursive: true, force: true });
         await testDatabase?.dispose();
+        const mismatches = conformance?.mismatches ?? [];
+        if (mismatches.length > 0) {
+          throw new Error(`${mismatches.length} answers did not match /openapi.json:\n  ${[...new Set(mismatches)].join('\n  ')}`);
+        }
       })()),
   };
 }

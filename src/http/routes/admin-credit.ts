@@ -18,6 +18,7 @@ const adminCreditRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/admin/users/:id/credit', {
     preValidation: requireAdmin,
     schema: {
+      operationId: 'adminCreditWallet',
       tags: ['admin'],
       summary: "Credit (or debit) a user's wallet",
       security: Security,
@@ -36,6 +37,9 @@ const adminCreditRoutes: FastifyPluginAsyncZod = async (app) => {
       response: {
         201: z.object({ transfer_id: z.uuid(), replayed: z.boolean(), wallet: WalletSchema }),
         ...problemResponses(400, 401, 402, 403, 404, 413, 422),
+      },
+      answers: {
+        201: { description: 'The transfer and the wallet after it; a replay returns the first transfer', headers: { 'Idempotent-Replayed': false } },
       },
     },
     handler: async (request, reply) => {

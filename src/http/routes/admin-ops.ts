@@ -19,10 +19,12 @@ const adminOpsRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/admin/diagnose', {
     preValidation: requireAdmin,
     schema: {
+      operationId: 'adminDiagnose',
       tags: ['admin', 'operations'],
       summary: 'Prove the ledger and lifecycle invariants on the live database (read-only)',
       security: Security,
       response: { 200: DiagnoseSchema, ...problemResponses(401, 403) },
+      answers: { 200: { description: 'Every invariant check with what it found' } },
     },
     handler: async (request) => {
       await requireAdmin(request);
@@ -33,6 +35,7 @@ const adminOpsRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/admin/reconcile', {
     preValidation: requireAdmin,
     schema: {
+      operationId: 'adminReconcile',
       tags: ['admin', 'operations'],
       summary: 'Find money problems of the last N days; with execute, repair them through the settlement code',
       security: Security,
@@ -42,6 +45,7 @@ const adminOpsRoutes: FastifyPluginAsyncZod = async (app) => {
         user: z.string().trim().min(3).max(254).optional().describe("only this customer's verifications (email)"),
       }),
       response: { 200: ReconcileSchema, ...problemResponses(400, 401, 403) },
+      answers: { 200: { description: 'What was found and, with execute, repaired' } },
     },
     handler: async (request) => {
       const admin = await requireAdmin(request);

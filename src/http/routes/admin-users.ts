@@ -15,6 +15,7 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/admin/users', {
     preValidation: requireAdmin,
     schema: {
+      operationId: 'adminListUsers',
       tags: ['admin'],
       summary: 'Users with their balances, newest first',
       security: Security,
@@ -26,6 +27,7 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
         200: Page(AdminUserSchema),
         ...problemResponses(400, 401, 403),
       },
+      answers: { 200: { description: 'A page of users with their balances' } },
     },
     handler: async (request) => {
       await requireAdmin(request);
@@ -38,6 +40,7 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/admin/users', {
     preValidation: requireAdmin,
     schema: {
+      operationId: 'adminCreateUser',
       tags: ['admin'],
       summary: 'Create an account (customer or admin) with its wallet',
       security: Security,
@@ -47,6 +50,7 @@ const adminUserRoutes: FastifyPluginAsyncZod = async (app) => {
         role: z.enum(['customer', 'admin']).default('customer'),
       }),
       response: { 201: z.object({ user: UserSchema }), ...problemResponses(400, 401, 403, 409) },
+      answers: { 201: { description: 'The new account (audited)' } },
     },
     handler: async (request, reply) => {
       const admin = await requireAdmin(request);

@@ -12,6 +12,7 @@ const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/admin/verifications', {
     preValidation: requireAdmin,
     schema: {
+      operationId: 'adminListVerifications',
       tags: ['admin'],
       summary: 'Search verifications of all customers',
       security: Security,
@@ -25,6 +26,7 @@ const adminVerificationRoutes: FastifyPluginAsyncZod = async (app) => {
         200: Page(AdminVerificationSchema),
         ...problemResponses(400, 401, 403),
       },
+      answers: { 200: { description: 'A page of verifications with their customers' } },
     },
     handler: async (request) => {
       await requireAdmin(request);

@@ -25,6 +25,7 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/api-keys', {
     preValidation: requireUser,
     schema: {
+      operationId: 'createApiKey',
       tags: ['api keys'],
       summary: 'Create an API key (the key is shown in this answer only)',
       security: Security,
@@ -33,6 +34,7 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
         201: z.object({ id: z.uuid(), name: z.string(), prefix: z.string(), created_at: Timestamp, key: z.string() }),
         ...problemResponses(400, 401, 403, 409, 429),
       },
+      answers: { 201: { description: 'The new key, shown this once', headers: { 'Cache-Control': true } } },
     },
     handler: async (request, reply) => {
       const me = await requireUser(request);
@@ -49,10 +51,12 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/api-keys', {
     preValidation: requireUser,
     schema: {
+      operationId: 'listApiKeys',
       tags: ['api keys'],
       summary: "The caller's API keys (never the keys themselves)",
       security: Security,
       response: { 200: z.object({ items: z.array(ApiKeySchema) }), ...problemResponses(401) },
+      answers: { 200: { description: 'Every key of the caller, revoked ones included' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);
@@ -73,11 +77,13 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
   app.delete('/v1/api-keys/:id', {
     preValidation: requireUser,
     schema: {
+      operationId: 'revokeApiKey',
       tags: ['api keys'],
       summary: 'Revoke an API key',
       security: Security,
       params: z.strictObject({ id: z.uuid() }),
       response: { 204: z.undefined(), ...problemResponses(400, 401, 403, 404) },
+      answers: { 204: { description: 'Revoked: the key stops working at once' } },
     },
     handler: async (request, reply) => {
       const me = await requireUser(request);

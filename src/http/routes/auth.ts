@@ -6,6 +6,7 @@ import { consumeAttempt, loginLimits, registrationLimits } from '../../accounts/
 import { authenticateUser, createUser, normalizeEmail } from '../../accounts/users.ts';
 import { clearSessionCookies, clientAddress, currentSessionId, forbidCaching, requireUser, setSessionCookies } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
+import { OptionalSecurity } from '../schemas.ts';
 import { UserSchema, userResource } from '../../accounts/resource.ts';
 
 const AuthResponse = z.object({
@@ -19,6 +20,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post('/v1/auth/register', {
     schema: {
+      operationId: 'register',
       tags: ['auth'],
       summary: 'Create an account (and its wallet) and log in',
       description:
@@ -29,6 +31,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
         password: z.string().min(PASSWORD_MIN_LENGTH).max(PASSWORD_MAX_LENGTH),
       }),
       response: { 201: AuthResponse, ...problemResponses(400, 409, 413, 429) },
+      answers: { 201: { description: 'The account and a session token', headers: { 'Set-Cookie': true, 'Cache-Control': true } } },
     },
     handler: async (request, reply) => {
       const now = ctx.clock.now();
@@ -45,6 +48,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post('/v1/auth/login', {
     schema: {
+      operationId: 'login',
       tags: ['auth'],
       summary: 'Log in: a session token, also set as the session cookie',
       description: 'Attempts are limited per account (from all addresses together) and per client address (429 with Retry-After).',
@@ -53,6 +57,7 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
         password: z.string().min(1).max(PASSWORD_MAX_LENGTH),
       }),
       response: { 200: AuthResponse, ...problemResponses(400, 401, 413, 429) },
+      answers: { 200: { description: 'The account and a new session token', headers: { 'Set-Cookie': true, 'Cache-Control': true } } },
     },
     handler: async (request, reply) => {
       const now = ctx.clock.now();
@@ -69,9 +74,16 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post('/v1/auth/logout', {
     schema: {
+      operationId: 'logout',
       tags: ['auth'],
+      security: OptionalSecurity,
       summary: 'End the current session (its token and cookie stop working)',
+      description: 'Public: without a valid session it only clears the cookies. With the session cookie it needs X-CSRF-Token (403 `csrf_failed`).',
+      headers: z.looseObject({
+        'x-csrf-token': z.string().optional().describe('with the session cookie: the value of the `namaskah_csrf` cookie'),
+      }),
       response: { 204: z.undefined(), ...problemResponses(401, 403) },
+      answers: { 204: { description: 'Logged out; the cookies are cleared', headers: { 'Set-Cookie': true } } },
     },
     handler: async (request, reply) => {
       // Logging out without a valid session just clears the cookies: the outcome the caller wants.

@@ -40,9 +40,11 @@ const errorRoutes: FastifyPluginAsyncZod = async (app) => {
   const body = { errors: Object.entries(errorTable).map(([code, entry]) => entryBody(code, entry)) };
   app.get('/v1/errors', {
     schema: {
+      operationId: 'listErrors',
       tags: ['errors'],
       summary: 'The error codes of this API, with what to tell a customer',
       response: { 200: z.object({ errors: z.array(ErrorEntrySchema) }) },
+      answers: { 200: { description: 'Every error code with its status and customer sentence', headers: { 'Cache-Control': true } } },
     },
     handler: async (_request, reply) => reply.header('cache-control', CACHE_CONTROL).send(body),
   });

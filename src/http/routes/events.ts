@@ -11,6 +11,18 @@ import { Security } from '../schemas.ts';
 
 const HEARTBEAT_MS = 15_000;
 
+const EVENTS_DESCRIPTION = [
+  'Server-sent events for the signed-in customer, each with the resource as it is now (the same JSON as the REST routes):',
+  '',
+  '- `ready` — first, once: `{"user_id": "…"}`',
+  '- `verification` — a verification changed (number assigned, code arrived, cancelled, expired, failed): a `Verification`',
+  '- `notification` — a new in-app notice: a `Notification`',
+  '- `wallet` — a wallet movement committed: a `Wallet`',
+  '',
+  'A `: heartbeat` comment every 15 s keeps proxies from closing the stream; `retry: 3000` asks clients to reconnect after 3 s. ' +
+    'Events are not replayed after a reconnect: read the resource (GET /v1/verifications/{id}) to catch up.',
+].join('\n');
+
 /**
  * GET /v1/events: server-sent events so a client sees its code arrive without polling. Events are
  * `verification`, `notification` and `wallet`, each carrying the resource's current JSON.
@@ -20,10 +32,19 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/events', {
     preValidation: requireUser,
     schema: {
+      operationId: 'streamEvents',
       tags: ['events'],
       summary: 'Live updates (text/event-stream): verification, notification and wallet events',
+      description: EVENTS_DESCRIPTION,
       security: Security,
       response: problemResponses(401),
+      answers: {
+        200: {
+          description: 'A server-sent event stream that stays open; reconnect (with the same credential) when it ends',
+          contentType: 'text/event-stream',
+          schema: { type: 'string', description: 'server-sent events, each `event: <type>` and `data: <JSON>`' },
+        },
+      },
     },
     handler: async (request, reply) => {
       const me = await requireUser(request);

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { scrubSecrets } from '../../logging.ts';
 import { forbidCaching, isOperator } from '../auth.ts';
+import { OptionalSecurity } from '../schemas.ts';
 
 const CHECK_TIMEOUT_MS = 3_000;
 
@@ -44,9 +45,15 @@ const HealthSchema = z.object({
 const healthRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/health', {
     schema: {
+      operationId: 'getHealth',
       tags: ['operations'],
+      security: OptionalSecurity,
       summary: 'Health of this instance: up/down for everyone, the checks for operators',
       response: { 200: HealthSchema, 503: HealthSchema },
+      answers: {
+        200: { description: '`up`: this instance can serve', headers: { 'Cache-Control': true } },
+        503: { description: '`down`: the database does not answer', headers: { 'Cache-Control': true } },
+      },
     },
     handler: async (request, reply) => {
       // The answer depends on who asks: no shared cache may hand an operator's answer to anyone.

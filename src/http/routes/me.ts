@@ -14,10 +14,12 @@ const meRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/me', {
     preValidation: requireUser,
     schema: {
+      operationId: 'getMe',
       tags: ['account'],
       summary: 'The authenticated customer, with wallet balances',
       security: Security,
       response: { 200: z.object({ user: UserSchema, wallet: WalletSchema }), ...problemResponses(401) },
+      answers: { 200: { description: 'The customer and their wallet' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);

@@ -11,10 +11,14 @@ import { Security } from '../schemas.ts';
 const metricsRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/metrics', {
     schema: {
+      operationId: 'getMetrics',
       tags: ['operations'],
       summary: 'Prometheus metrics (operators: METRICS_TOKEN or an admin)',
       security: Security,
       response: { 200: z.string().describe('Prometheus text format'), ...problemResponses(401, 403) },
+      answers: {
+        200: { description: 'Prometheus text exposition format 0.0.4', contentType: 'text/plain', headers: { 'Cache-Control': true } },
+      },
     },
     preValidation: async (request) => requireOperator(request),
     handler: async (_request, reply) => {

@@ -14,6 +14,7 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/notifications', {
     preValidation: requireUser,
     schema: {
+      operationId: 'listNotifications',
       tags: ['notifications'],
       summary: 'Your notifications, newest first',
       security: Security,
@@ -22,6 +23,7 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
         200: Page(NotificationSchema).extend({ unread: z.number().int() }),
         ...problemResponses(400, 401),
       },
+      answers: { 200: { description: 'A page of notifications and the number unread' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);
@@ -36,11 +38,13 @@ const notificationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/notifications/:id/read', {
     preValidation: requireUser,
     schema: {
+      operationId: 'markNotificationRead',
       tags: ['notifications'],
       summary: 'Mark a notification read',
       security: Security,
       params: z.strictObject({ id: z.uuid() }),
       response: { 200: NotificationSchema, ...problemResponses(400, 401, 404) },
+      answers: { 200: { description: 'The notification, now read' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);

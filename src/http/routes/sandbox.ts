@@ -20,6 +20,7 @@ const sandboxRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/sandbox/sms', {
     preValidation: requireUser,
     schema: {
+      operationId: 'sandboxDeliverSms',
       tags: ['sandbox'],
       summary: 'Sandbox only: deliver an SMS to one of your sandbox numbers',
       security: Security,
@@ -31,6 +32,7 @@ const sandboxRoutes: FastifyPluginAsyncZod = async (app) => {
         })
         .refine((b) => b.verification_id || b.phone_number, 'give verification_id or phone_number'),
       response: { 200: VerificationSchema, ...problemResponses(400, 401, 404) },
+      answers: { 200: { description: 'The verification after the message (captured when it was waiting)' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);

@@ -13,6 +13,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/services', {
     preValidation: requireUser,
     schema: {
+      operationId: 'listServices',
       tags: ['verifications'],
       summary: 'What can be bought, and at what price',
       security: Security,
@@ -32,6 +33,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
         }),
         ...problemResponses(400, 401),
       },
+      answers: { 200: { description: 'The offers with customer prices; `available: false` ones cannot be bought now' } },
     },
     handler: async (request) => {
       await requireUser(request);

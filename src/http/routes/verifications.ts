@@ -8,7 +8,7 @@ import { verificationStates } from '../../verifications/schema.ts';
 import { findCustomerVerification, listVerifications, VerificationSchema, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
-import { Page, pageQuery, Security } from '../schemas.ts';
+import { Page, pageQuery, RequiredIdempotencyHeaders, Security } from '../schemas.ts';
 
 const VerificationId = z.strictObject({ id: z.uuid() });
 
@@ -19,13 +19,14 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/verifications', {
     preValidation: requireUser,
     schema: {
+      operationId: 'createVerification',
       tags: ['verifications'],
       summary: 'Buy a number for a service (Idempotency-Key required)',
       description:
         '201 with the number (state waiting); 202 when the upstream outcome is not known yet (state pending, resolved in the background). ' +
         'The price is held on the wallet and captured only when the SMS arrives.',
       security: Security,
-      headers: z.looseObject({ 'idempotency-key': z.string().optional().describe('1–255 printable ASCII characters, per customer') }),
+      headers: RequiredIdempotencyHeaders,
       body: z.strictObject({
         service: z.string().trim().min(1).max(64),
         country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166 alpha-2, upper case').optional(),
@@ -35,6 +36,16 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
         201: VerificationSchema,
         202: VerificationSchema,
         ...problemResponses(400, 401, 402, 409, 422, 429, 503),
+      },
+      answers: {
+        201: {
+          description: 'The number is assigned (state `waiting`); its price is held until the code arrives',
+          headers: { Location: true, 'Idempotent-Replayed': false },
+        },
+        202: {
+          description: 'The upstream outcome is not known yet (state `pending`): follow Location or the live events',
+          headers: { Location: true, 'Idempotent-Replayed': false },
+        },
       },
     },
     handler: async (request, reply) => {
@@ -56,6 +67,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/verifications', {
     preValidation: requireUser,
     schema: {
+      operationId: 'listVerifications',
       tags: ['verifications'],
       summary: 'Your verifications, newest first',
       security: Security,
@@ -64,6 +76,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
         ...pageQuery({ max: 100, default: 20 }),
       }),
       response: { 200: Page(VerificationSchema), ...problemResponses(400, 401) },
+      answers: { 200: { description: 'A page of verifications; `next_cursor` is null on the last page' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);
@@ -76,11 +89,13 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/verifications/:id', {
     preValidation: requireUser,
     schema: {
+      operationId: 'getVerification',
       tags: ['verifications'],
       summary: 'One verification with its messages and audit trail',
       security: Security,
       params: VerificationId,
       response: { 200: VerificationSchema, ...problemResponses(400, 401, 404) },
+      answers: { 200: { description: 'The verification as it is now' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);
@@ -93,6 +108,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/v1/verifications/:id/cancel', {
     preValidation: requireUser,
     schema: {
+      operationId: 'cancelVerification',
       tags: ['verifications'],
       summary: 'Cancel a waiting verification and release its hold',
       description:
@@ -100,6 +116,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       security: Security,
       params: VerificationId,
       response: { 200: VerificationSchema, ...problemResponses(400, 401, 404, 409) },
+      answers: { 200: { description: 'The cancelled verification (its hold released), also when it was cancelled already' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);

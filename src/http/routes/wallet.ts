@@ -14,10 +14,12 @@ const walletRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/wallet', {
     preValidation: requireUser,
     schema: {
+      operationId: 'getWallet',
       tags: ['wallet'],
       summary: 'Wallet balances',
       security: Security,
       response: { 200: WalletSchema, ...problemResponses(401) },
+      answers: { 200: { description: 'Balance, held and available amounts in minor units' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);
@@ -28,6 +30,7 @@ const walletRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/v1/wallet/transactions', {
     preValidation: requireUser,
     schema: {
+      operationId: 'listWalletTransactions',
       tags: ['wallet'],
       summary: 'Wallet history, newest first',
       security: Security,
@@ -38,6 +41,7 @@ const walletRoutes: FastifyPluginAsyncZod = async (app) => {
         200: Page(HistoryItemSchema),
         ...problemResponses(400, 401),
       },
+      answers: { 200: { description: 'A page of wallet movements; `next_cursor` is null on the last page' } },
     },
     handler: async (request) => {
       const me = await requireUser(request);
