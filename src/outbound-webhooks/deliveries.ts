@@ -122,18 +122,15 @@ export async function recordAttempt(tx: Tx, delivery: ClaimedDelivery, attempt: 
       ),
     )
     .returning({ endpointId: outboundWebhookDeliveries.endpointId });
+  // The attempt is kept even when the claim was lost (a lease that lapsed under a stalled worker):
+  // the receiver saw it. It then changes nothing else; the worker holding the claim decides.
+  await tx.execute(sql`
+    INSERT INTO outbound_webhook_attempts
+      (endpoint_id, event_id, worker, attempted_at, latency_ms, succeeded, response_status, response_excerpt, error)
+    SELECT ${delivery.endpointId}, ${delivery.eventId}, ${attempt.workerId}, ${attempt.now}, ${attempt.latencyMs},
+           ${attempt.succeeded}, ${attempt.status}, ${attempt.excerpt}, ${attempt.error}
+    WHERE EXISTS (SELECT 1 FROM outbound_webhook_deliveries WHERE endpoint_id = ${delivery.endpointId} AND event_id = ${delivery.eventId})`);
   if (!updated) return { recorded: false };
-  await tx.insert(outboundWebhookAttempts).values({
-    endpointId: delivery.endpointId,
-    eventId: delivery.eventId,
-    worker: attempt.workerId,
-    attemptedAt: attempt.now,
-    latencyMs: attempt.latencyMs,
-    succeeded: attempt.succeeded,
-    responseStatus: attempt.status,
-    responseExcerpt: attempt.excerpt,
-    error: attempt.error,
-  });
   if (attempt.succeeded) {
     await tx.update(webhookEndpoints).set({ failingSince: null }).where(eq(webhookEndpoints.id, delivery.endpointId));
     return { recorded: true, status, nextAttemptAt };

@@ -26,6 +26,10 @@ export class WebhookReceiver {
   /** Answers to give, in order; when empty, `fallback`. */
   readonly script: ReceiverAnswer[] = [];
   fallback: ReceiverAnswer = 200;
+  /** Answers by what was received (overrides script and fallback when set). */
+  decide?: (hook: ReceivedWebhook, earlierForSameId: number) => ReceiverAnswer;
+  /** Real milliseconds before answering (widens the window in which two workers could overlap). */
+  delayMs = 0;
   private readonly hanging = new Set<ServerResponse>();
   private server?: Server;
   url = '';
@@ -54,15 +58,18 @@ export class WebhookReceiver {
         return false;
       }
     });
-    this.received.push({
+    const hook: ReceivedWebhook = {
       id: headers['webhook-id'],
       timestamp: headers['webhook-timestamp'],
       signature: headers['webhook-signature'],
       body,
       payload: JSON.parse(body),
       verifiedWith,
-    });
-    const answer = this.script.shift() ?? this.fallback;
+    };
+    const earlier = this.received.filter((r) => r.id === hook.id).length;
+    this.received.push(hook);
+    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    const answer = this.decide ? this.decide(hook, earlier) : (this.script.shift() ?? this.fallback);
     if (answer === 'hang') {
       this.hanging.add(res);
       return;
