@@ -29,7 +29,7 @@ for (const engine of engines) {
 
     before(async () => {
       h = await lifecycleHarness(engine, {
-        env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '300' },
+        env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '1500' },
       });
       // Jitter at the middle of its range, so every wait is exactly 1.1 × the schedule's.
       worker = new Engine(h.runtime.engineDeps, { workerId: 'webhook-worker', webhooks: { random: () => 0.5 } });
@@ -74,7 +74,8 @@ for (const engine of engines) {
       await h.runtime.engine.tick();
       const received = (await loadVerification(db(), bought.row.id))!;
       assert.equal(received.state, 'received');
-      assert.equal(await worker.deliverWebhooks(), 2, 'both endpoints subscribe to verification.received');
+      const both = await worker.deliverWebhooks();
+      assert.equal(both, 2, `both endpoints subscribe to verification.received: ${JSON.stringify(receiver.received.map((r) => [r.payload.type, r.payload.data.state]))}`);
 
       h.clock.advance(1000);
       await creditWallet(db(), { userId: user, amountMinor: 500, kind: 'topup', actor: 'admin', reason: 'top-up', now: h.clock.now() });
@@ -162,13 +163,47 @@ for (const engine of engines) {
 
       const [hung] = await listDeliveries(db(), user, endpoint.id, 10);
       assert.equal(hung!.attempts[0]!.responseStatus, null);
-      assert.match(hung!.attempts[0]!.error ?? '', /timed out after 300 ms/);
+      assert.match(hung!.attempts[0]!.error ?? '', /timed out after 1500 ms/);
       assert.equal(hung!.attempts[1]!.responseStatus, 302);
       assert.match(hung!.attempts[1]!.error ?? '', /redirects are not followed/);
       assert.equal(receiver.received.length, 2, 'the redirect was not followed');
       const [refusedDelivery] = await listDeliveries(db(), user, refused.endpoint.id, 10);
       assert.deepEqual(refusedDelivery!.attempts.map((a) => /ECONNREFUSED/.test(a.error ?? '')), [true, true]);
       assert.equal(refusedDelivery!.delivery.status, 'pending', 'still retried');
+    });
+
+    test('never in the way: the lifecycle ticks past a hanging receiver without attempting anything', async () => {
+      const { user } = await subscriber();
+      receiver.fallback = 'hang';
+      const bought = await buy(user);
+      h.clock.set(bought.row.expiresAt);
+      const report = await h.runtime.engine.tick();
+      assert.ok(report.expired >= 1, 'the expiry and its refund happen in the lifecycle tick');
+      assert.equal((await loadVerification(db(), bought.row.id))!.state, 'expired');
+      assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);
+      assert.equal(receiver.received.length, 0, 'deliveries run in their own loop, never in the tick');
+      // The receiver hangs both attempts; the verification and its money stay as they are.
+      assert.equal(await worker.deliverWebhooks(), 2);
+      assert.equal((await loadVerification(db(), bought.row.id))!.state, 'expired');
+      assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);
+    });
+
+    test('a worker that stalls past its lease: another makes the attempt; the stalled one is kept and changes nothing', async () => {
+      const { user, endpoint } = await subscriber();
+      await buy(user);
+      const stalled = new Engine(h.runtime.engineDeps, { workerId: 'stalled-worker', webhooks: { random: () => 0.5 } });
+      const [claimed] = await stalled.webhooks.claim(10);
+      assert.ok(claimed);
+      assert.equal(await worker.deliverWebhooks(), 0, 'leased: no one else takes it');
+      h.clock.advance((h.config.LEASE_SECONDS * 1000 + h.config.WEBHOOK_TIMEOUT_MS) + 1);
+      assert.equal(await worker.deliverWebhooks(), 1, 'the lapsed lease is taken over');
+      const late = await stalled.webhooks.deliver(claimed);
+      assert.deepEqual(late, { recorded: false });
+      const [delivery] = await listDeliveries(db(), user, endpoint.id, 1);
+      assert.equal(delivery!.delivery.status, 'succeeded');
+      assert.equal(delivery!.delivery.attempts, 1, 'the schedule counts the attempt that held the claim');
+      assert.deepEqual(delivery!.attempts.map((a) => a.worker).sort(), ['stalled-worker', 'webhook-worker'], 'both attempts reached the receiver, both are kept');
+      assert.equal(receiver.received.length, 2);
     });
 
     test('an endpoint failing for WEBHOOK_DISABLE_AFTER_HOURS is disabled and its owner told; re-enabled, an event is re-sent on request', async () => {
