@@ -26,7 +26,6 @@ export interface HistoryItem {
   createdAt: Date;
 }
 
-
 export const WalletSchema = z
   .object({
     balance_minor: MinorUnits.describe('posted balance'),

@@ -2,6 +2,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'drizzle-orm';
 import { engines } from '../support/db.ts';
+import { prng } from '../support/ledger-invariants.ts';
 import { FaultSwitch, lifecycleHarness, type LifecycleHarness } from '../support/lifecycle.ts';
 import { ScriptedProvider, deferred } from '../support/scripted-provider.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -13,18 +14,6 @@ import { outboundEventTypes } from '../../src/outbound-webhooks/schema.ts';
 import { cancelVerification, expireVerification } from '../../src/verifications/flows.ts';
 import { loadVerification, recordMessages, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-
-/** mulberry32: a failing round is replayed from the seed printed with it. */
-function prng(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 for (const engine of engines) {
   describe(`exactly one webhook event per state change, under concurrent transitions [${engine}]`, () => {
@@ -91,7 +80,7 @@ for (const engine of engines) {
 
     test('cancel racing the SMS racing the deadline, many rounds: one event per change, each delivered once per endpoint', async () => {
       const seed = Number(process.env.RACE_SEED ?? Date.now() % 1_000_000);
-      const random = prng(seed);
+      const random = prng(seed).next;
       const rounds = engine === 'pglite' ? 12 : 20;
       const finals: Record<string, number> = {};
       for (let round = 0; round < rounds; round++) {
@@ -120,7 +109,10 @@ for (const engine of engines) {
         assert.deepEqual(got.map((r) => r.id).sort(), [...ids, ...ids].sort(), `${where}: each event once per endpoint`);
         assert.ok(got.every((r) => r.verifiedWith), where);
         const terminal = got.find((r) => r.payload.type !== 'verification.waiting')!;
+        const waiting = got.find((r) => r.payload.type === 'verification.waiting')!;
         assert.equal(terminal.payload.data.state, final.state, where);
+        // What a receiver orders them by, whatever order they arrive in: the later one has the longer timeline.
+        assert.ok(terminal.payload.data.events.length > waiting.payload.data.events.length, where);
       }
       assert.ok((finals.received ?? 0) > 0 && (finals.cancelled ?? 0) + (finals.expired ?? 0) > 0, JSON.stringify(finals));
     });
