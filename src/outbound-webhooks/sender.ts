@@ -51,10 +51,16 @@ function printable(text: string): string {
 export async function attemptDelivery(request: AttemptRequest): Promise<AttemptOutcome> {
   const started = performance.now();
   const elapsed = () => Math.max(0, Math.round(performance.now() - started));
+  const timedOut = `timed out after ${request.timeoutMs} ms`;
+  // One deadline for the whole attempt: resolving the name, connecting, sending, reading.
+  const deadline = AbortSignal.timeout(request.timeoutMs);
   const url = new URL(request.url);
   let address: string;
   try {
-    address = await checkTarget(url, request.rules, request.resolve);
+    address = await Promise.race([
+      checkTarget(url, request.rules, request.resolve),
+      new Promise<never>((_, reject) => deadline.addEventListener('abort', () => reject(new RefusedUrlError(timedOut)), { once: true })),
+    ]);
   } catch (error) {
     const message = error instanceof RefusedUrlError ? error.message : String(error);
     return { succeeded: false, status: null, latencyMs: elapsed(), excerpt: null, error: `not sent: ${message}` };
@@ -64,6 +70,7 @@ export async function attemptDelivery(request: AttemptRequest): Promise<AttemptO
   const headers = {
     ...signatureHeaders(request.eventId, request.body, request.secrets, new Date()),
     'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(request.body)),
     'user-agent': 'Namaskah-Webhooks/1',
   };
   const family = isIP(address) === 6 ? 6 : 4;
@@ -78,36 +85,30 @@ export async function attemptDelivery(request: AttemptRequest): Promise<AttemptO
     const finish = (outcome: Omit<AttemptOutcome, 'latencyMs'>) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
       resolve({ ...outcome, latencyMs: elapsed() });
     };
-    const req = transport.request(
-      url,
-      { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(request.body) }, lookup, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        const done = () => {
-          const status = res.statusCode ?? 0;
-          const excerpt = printable(Buffer.concat(chunks).subarray(0, request.maxBytes).toString('utf8'));
-          const succeeded = status >= 200 && status < 300;
-          finish({ succeeded, status, excerpt, error: succeeded ? null : status >= 300 && status < 400 ? 'redirects are not followed' : null });
-          res.destroy();
-        };
-        res.on('data', (chunk: Buffer) => {
-          chunks.push(chunk);
-          size += chunk.length;
-          if (size >= request.maxBytes) done();
-        });
-        res.on('end', done);
-        res.on('error', done);
-      },
-    );
-    const timer = setTimeout(() => {
-      finish({ succeeded: false, status: null, excerpt: null, error: `timed out after ${request.timeoutMs} ms` });
-      req.destroy();
-    }, request.timeoutMs);
-    req.on('error', (error: NodeJS.ErrnoException) => finish({ succeeded: false, status: null, excerpt: null, error: error.code ? `${error.code}: ${error.message}` : error.message }));
+    const req = transport.request(url, { method: 'POST', headers, lookup, agent: false, signal: deadline }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = () => {
+        const status = res.statusCode ?? 0;
+        const excerpt = printable(Buffer.concat(chunks).subarray(0, request.maxBytes).toString('utf8'));
+        const succeeded = status >= 200 && status < 300;
+        finish({ succeeded, status, excerpt, error: succeeded ? null : status >= 300 && status < 400 ? 'redirects are not followed' : null });
+        res.destroy();
+      };
+      res.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        size += chunk.length;
+        if (size >= request.maxBytes) done();
+      });
+      res.on('end', done);
+      res.on('error', () => finish({ succeeded: false, status: res.statusCode ?? null, excerpt: null, error: deadline.aborted ? timedOut : 'the answer broke off' }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      if (deadline.aborted) finish({ succeeded: false, status: null, excerpt: null, error: timedOut });
+      else finish({ succeeded: false, status: null, excerpt: null, error: error.code ? `${error.code}: ${error.message}` : error.message });
+    });
     req.end(request.body);
   });
 }

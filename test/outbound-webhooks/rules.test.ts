@@ -65,6 +65,22 @@ describe('where a webhook may point', () => {
   });
 });
 
+describe('one deadline per attempt', () => {
+  test('a resolver that never answers costs the attempt its timeout, nothing more', async () => {
+    const outcome = await attemptDelivery({
+      url: 'https://slow-dns.example.com/hooks',
+      eventId: 'evt_0',
+      body: '{}',
+      secrets: [newSigningSecret()],
+      rules: strict,
+      resolve: () => new Promise<string[]>(() => {}),
+      timeoutMs: 200,
+      maxBytes: 100,
+    });
+    assert.deepEqual([outcome.succeeded, outcome.error], [false, 'not sent: timed out after 200 ms']);
+  });
+});
+
 describe('signing', () => {
   test('Standard Webhooks headers verify with the standardwebhooks package; during a rotation both secrets sign', () => {
     const [current, previous] = [newSigningSecret(), newSigningSecret()];
