@@ -49,11 +49,21 @@ function printable(text: string): string {
 }
 
 export async function attemptDelivery(request: AttemptRequest): Promise<AttemptOutcome> {
+  // One deadline for the whole attempt: resolving the name, connecting, sending, reading. A timer
+  // of our own (AbortSignal.timeout's does not keep the process alive while it waits).
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), request.timeoutMs);
+  try {
+    return await attempt(request, controller.signal);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function attempt(request: AttemptRequest, deadline: AbortSignal): Promise<AttemptOutcome> {
   const started = performance.now();
   const elapsed = () => Math.max(0, Math.round(performance.now() - started));
   const timedOut = `timed out after ${request.timeoutMs} ms`;
-  // One deadline for the whole attempt: resolving the name, connecting, sending, reading.
-  const deadline = AbortSignal.timeout(request.timeoutMs);
   const url = new URL(request.url);
   let address: string;
   try {
