@@ -9,7 +9,7 @@ import { creditWallet } from '../../src/ledger/ledger.ts';
 import { notifications } from '../../src/notifications/schema.ts';
 import { systemResolver } from '../../src/outbound-webhooks/address-policy.ts';
 import { listDeliveries, resendDelivery } from '../../src/outbound-webhooks/deliveries.ts';
-import { createEndpoint as create, deleteEndpoint, findEndpoint, updateEndpoint } from '../../src/outbound-webhooks/endpoints.ts';
+import { createEndpoint as create, deleteEndpoint, findEndpoint, listEndpoints, updateEndpoint } from '../../src/outbound-webhooks/endpoints.ts';
 import { outboundEventTypes, type OutboundEventType } from '../../src/outbound-webhooks/schema.ts';
 import { RETRY_DELAYS_MS } from '../../src/outbound-webhooks/schedule.ts';
 import { loadVerification } from '../../src/verifications/lifecycle.ts';
@@ -110,6 +110,22 @@ for (const engine of engines) {
           ['verification.waiting', 'succeeded', [[true, 200, 'ok']]],
         ],
       );
+    });
+
+    test('saving: a name that resolves to a private address is refused, and so are the private literals', async () => {
+      const user = await h.customer(0);
+      const strict = { allowHttp: false, allowPrivate: false };
+      const resolve = async (host: string) => (host === 'hooks.customer.example' ? ['10.0.0.1'] : ['93.184.216.34']);
+      for (const url of ['https://hooks.customer.example/x', 'https://127.0.0.1/x', 'https://[::1]/x', 'https://169.254.169.254/x', 'https://10.0.0.1/x']) {
+        await assert.rejects(createEndpoint(db(), user, { url, events: ['wallet.credited'] }, { rules: strict, resolve }, h.clock.now()), (error: any) => {
+          assert.equal(error.code, 'validation_failed', url);
+          assert.match(error.message, /^body\/url: points to a refused address/, url);
+          return true;
+        });
+      }
+      assert.deepEqual(await listEndpoints(db(), user), [], 'nothing saved');
+      const saved = await createEndpoint(db(), user, { url: 'https://public.customer.example/x', events: ['wallet.credited'] }, { rules: strict, resolve }, h.clock.now());
+      assert.equal(saved.endpoint.url, 'https://public.customer.example/x');
     });
 
     test('a customer without a subscribed endpoint gets no event rows', async () => {
