@@ -68,6 +68,13 @@ export const configSchema = z.object({
       .optional(),
   ),
 
+  WEBHOOK_ALLOW_HTTP: bool.default(false),
+  WEBHOOK_ALLOW_PRIVATE: bool.default(false),
+  WEBHOOK_TIMEOUT_MS: int(100, 60_000).default(10_000),
+  WEBHOOK_RESPONSE_MAX_BYTES: int(0, 65_536).default(1024),
+  WEBHOOK_DISABLE_AFTER_HOURS: int(1, 24 * 30).default(24),
+  WEBHOOK_SECRET_OVERLAP_HOURS: int(0, 24 * 7).default(24),
+
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FILE: optionalText,
 });

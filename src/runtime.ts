@@ -1,5 +1,6 @@
 import type { AppContext } from './context.ts';
 import { Engine } from './engine/engine.ts';
+import type { WebhookDeliveryOptions } from './engine/webhook-delivery.ts';
 import { EventHub } from './events/bus.ts';
 import { createBreaker, withBreaker, type ProviderBreaker } from './providers/breaker.ts';
 import type { Provider } from './providers/provider.ts';
@@ -25,7 +26,7 @@ export interface VerificationRuntime {
 
 export function createVerificationRuntime(
   ctx: AppContext,
-  options: { provider?: Provider; faults?: LifecycleDeps['faults']; workerId?: string } = {},
+  options: { provider?: Provider; faults?: LifecycleDeps['faults']; workerId?: string; webhooks?: WebhookDeliveryOptions } = {},
 ): VerificationRuntime {
   const upstream = options.provider ?? createProvider(ctx.config, ctx.clock, { logger: ctx.logger });
   const breaker = createBreaker(upstream.name, {
@@ -45,5 +46,5 @@ export function createVerificationRuntime(
     ...deps,
     provider: withBreaker(upstream, breaker, { callTimeoutMs: ctx.config.PROVIDER_TIMEOUT_MS }),
   };
-  return { deps, engineDeps, breaker, engine: new Engine(engineDeps, { workerId: options.workerId }), hub: new EventHub() };
+  return { deps, engineDeps, breaker, engine: new Engine(engineDeps, { workerId: options.workerId, webhooks: options.webhooks }), hub: new EventHub() };
 }

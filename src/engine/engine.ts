@@ -5,6 +5,7 @@ import { checkUpstream, expireVerification, recoverPurchase, upstreamMessages } 
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
+import { WebhookDelivery, type WebhookDeliveryOptions } from './webhook-delivery.ts';
 
 /**
  * The background engine: polls waiting verifications, expires them at their deadline, recovers
@@ -14,6 +15,8 @@ import { backoffMs } from '../verifications/transitions.ts';
 export interface EngineOptions {
   workerId?: string;
   batchSize?: number;
+  /** How customers' webhooks are sent (the resolver and jitter tests inject). */
+  webhooks?: WebhookDeliveryOptions;
 }
 
 export interface TickReport {
@@ -27,8 +30,11 @@ export interface TickReport {
 export class Engine {
   readonly workerId: string;
   private readonly batchSize: number;
+  readonly webhooks: WebhookDelivery;
   private timer?: NodeJS.Timeout;
   private running?: Promise<unknown>;
+  private webhookTimer?: NodeJS.Timeout;
+  private delivering?: Promise<unknown>;
   private stopped = true;
 
   constructor(
@@ -37,6 +43,7 @@ export class Engine {
   ) {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.batchSize = options.batchSize ?? 100;
+    this.webhooks = new WebhookDelivery(deps, this.workerId, options.webhooks);
   }
 
   start(): void {
@@ -49,18 +56,40 @@ export class Engine {
       if (!this.stopped) this.timer = setTimeout(loop, this.deps.config.ENGINE_TICK_MS);
     };
     this.timer = setTimeout(loop, 0);
+    const webhookLoop = async () => {
+      if (this.stopped) return;
+      this.delivering = this.deliverWebhooks().catch((error: unknown) => this.deps.logger.error({ err: error }, 'webhook delivery failed'));
+      await this.delivering;
+      if (!this.stopped) this.webhookTimer = setTimeout(webhookLoop, this.deps.config.ENGINE_TICK_MS);
+    };
+    this.webhookTimer = setTimeout(webhookLoop, 0);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    if (this.webhookTimer) clearTimeout(this.webhookTimer);
+    await Promise.all([this.running, this.delivering]);
     try {
       await forgetWorker(this.deps.database.db, this.workerId);
     } catch (error) {
       // Stopping goes on (the database may be closing too); a worker left listed stops ticking and shows as not alive.
       this.deps.logger.warn({ err: error, worker: this.workerId }, 'could not remove this worker from engine_workers');
     }
+  }
+
+  /**
+   * One pass over the customers' webhook deliveries that are due now; the number of attempts made
+   * and recorded. It runs in a loop of its own, so a slow receiver never delays a poll, an expiry
+   * or a refund. Tests call this directly with an injected clock.
+   */
+  async deliverWebhooks(): Promise<number> {
+    let attempts = 0;
+    const deliveries = await this.webhooks.claim(this.batchSize);
+    await eachConcurrently(deliveries, this.deps.config.ENGINE_CONCURRENCY, async (delivery) => {
+      if ((await this.webhooks.deliver(delivery)).recorded) attempts++;
+    });
+    return attempts;
   }
 
   /** One pass over everything that is due now. Tests call this directly with an injected clock. */

@@ -56,6 +56,7 @@ const API_TAGS = [
   { name: 'api keys', description: 'Credentials for scripts and servers' },
   { name: 'verifications', description: 'Buying a number, waiting for its code, cancelling' },
   { name: 'notifications', description: 'In-app notices: a code arrived, a refund was issued' },
+  { name: 'webhooks', description: 'Endpoints of yours that we call, signed, when something changes' },
   { name: 'events', description: 'Live updates as server-sent events' },
   { name: 'sandbox', description: 'Rehearsal helpers, present only when the sandbox is the provider' },
   { name: 'errors', description: 'The error codes of this API' },

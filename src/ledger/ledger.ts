@@ -3,7 +3,11 @@ import { firstRow, pgConstraint, pgErrorCode, rows, type Executor } from '../db/
 import { pageOf, type Keyset } from '../db/keyset.ts';
 import { publish } from '../events/bus.ts';
 import { toMinor, type Minor } from '../money.ts';
+import { recordOutboundEvent } from '../outbound-webhooks/outbox.ts';
 import { LedgerError } from './errors.ts';
+import { historyItemResource, type HistoryItem, type HistoryType, type Wallet } from './resource.ts';
+
+export type { HistoryItem, HistoryType, Wallet };
 
 /**
  * The only module that writes the ledger tables. Every function takes the caller's executor so a
@@ -16,14 +20,6 @@ import { LedgerError } from './errors.ts';
 export type SystemAccount = 'funding' | 'revenue' | 'adjustments';
 export type HoldOutcome = 'posted' | 'voided' | 'expired';
 export type TransferKind = 'topup' | 'adjustment' | 'verification_charge';
-
-export interface Wallet {
-  accountId: string;
-  currency: string;
-  balanceMinor: Minor;
-  heldMinor: Minor;
-  availableMinor: Minor;
-}
 
 export interface Transfer {
   id: string;
@@ -236,8 +232,29 @@ export async function creditWallet(ex: Executor, request: CreditRequest): Promis
     row.kind === fields.kind &&
     row.reason === fields.reason;
   if (!same) throw new LedgerError('idempotency_key_reused', 'this idempotency key was used for a different transfer');
+  const transfer = toTransfer(row);
   if (!replayed) await walletMoved(ex, request.userId);
-  return { transfer: toTransfer(row), replayed };
+  // Money in is announced to the customer's webhooks, as the wallet history shows the entry.
+  // Top-ups credit through here too; their own events (top_up.*) belong to the top-up flow.
+  if (!replayed && incoming) {
+    await recordOutboundEvent(ex, {
+      userId: request.userId,
+      type: 'wallet.credited',
+      subjectId: transfer.id,
+      now: request.now,
+      data: () =>
+        historyItemResource({
+          id: transfer.id,
+          type: transfer.kind as HistoryType,
+          amountMinor: transfer.amountMinor,
+          grossMinor: transfer.amountMinor,
+          verificationId: transfer.verificationId,
+          reason: transfer.reason,
+          createdAt: transfer.createdAt,
+        }),
+    });
+  }
+  return { transfer, replayed };
 }
 
 export interface HoldRequest {
@@ -390,20 +407,6 @@ export async function findHold(ex: Executor, holdId: string): Promise<Hold> {
     createdAt: new Date(row.held_at),
     outcome: row.outcome,
   };
-}
-
-export type HistoryType = 'topup' | 'verification_hold' | 'verification_charge' | 'verification_refund' | 'adjustment';
-
-export interface HistoryItem {
-  id: string;
-  type: HistoryType;
-  /** Signed effect on the available balance (a charge only settles what its hold already reserved: 0). */
-  amountMinor: number;
-  /** The amount the entry is about (the charge's captured amount, the hold's reserved amount, ...). */
-  grossMinor: number;
-  verificationId: string | null;
-  reason: string | null;
-  createdAt: Date;
 }
 
 export interface HistoryPage {

@@ -1,9 +1,30 @@
 import { z } from 'zod';
 import { Timestamp } from '../clock.ts';
-import { MinorUnits } from '../money.ts';
-import type { HistoryItem, Wallet } from './ledger.ts';
+import { MinorUnits, type Minor } from '../money.ts';
 
 /** The ledger's resources as the API and the CLI show them: schema (validation, OpenAPI) and the one mapping to it. */
+
+export interface Wallet {
+  accountId: string;
+  currency: string;
+  balanceMinor: Minor;
+  heldMinor: Minor;
+  availableMinor: Minor;
+}
+
+export type HistoryType = 'topup' | 'verification_hold' | 'verification_charge' | 'verification_refund' | 'adjustment';
+
+export interface HistoryItem {
+  id: string;
+  type: HistoryType;
+  /** Signed effect on the available balance (a charge only settles what its hold already reserved: 0). */
+  amountMinor: number;
+  /** The amount the entry is about (the charge's captured amount, the hold's reserved amount, ...). */
+  grossMinor: number;
+  verificationId: string | null;
+  reason: string | null;
+  createdAt: Date;
+}
 
 export const WalletSchema = z
   .object({

@@ -11,7 +11,7 @@ import { notifications, type NotificationKind } from './schema.ts';
  */
 export async function notify(
   ex: Executor,
-  input: { userId: string; verificationId: string; kind: NotificationKind; title: string; body: string; now: Date },
+  input: { userId: string; verificationId: string | null; kind: NotificationKind; title: string; body: string; now: Date },
 ): Promise<void> {
   const inserted = await ex
     .insert(notifications)

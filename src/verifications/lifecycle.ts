@@ -9,7 +9,10 @@ import { notify } from '../notifications/notifications.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
 import type { Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
 import { formatMinor } from '../money.ts';
+import { recordOutboundEvent } from '../outbound-webhooks/outbox.ts';
+import type { OutboundEventType } from '../outbound-webhooks/schema.ts';
 import { verificationEvents, verificationMessages, verifications, type Actor, type UpstreamStatus, type VerificationState } from './schema.ts';
+import { viewOf } from './resource.ts';
 import { deadlineFor, holdMoveFor, isTerminal } from './transitions.ts';
 
 /**
@@ -94,6 +97,15 @@ export async function transition(
     createdAt: change.now,
   });
   await announce(tx, updated, change);
+  // The customer's webhook event, in the outbox of this transaction: one per state change, with
+  // the verification as the API shows it after the change (its events give receivers the order).
+  await recordOutboundEvent(tx, {
+    userId: updated.userId,
+    type: `verification.${to}` as OutboundEventType,
+    subjectId: updated.id,
+    now: change.now,
+    data: () => viewOf(tx, updated),
+  });
   return updated;
 }
 

@@ -5,9 +5,11 @@ import { Timestamp } from '../clock.ts';
 import type { Executor } from '../db/database.ts';
 import { pageOf, type Keyset } from '../db/keyset.ts';
 import { MinorUnits } from '../money.ts';
-import type { VerificationRow } from './lifecycle.ts';
 import { verificationEvents, verificationMessages, verifications, verificationStates, type VerificationState } from './schema.ts';
 import { canCancel, isRefunded } from './transitions.ts';
+
+/** A verification row (lifecycle.ts's VerificationRow, named here so the lifecycle can build views without an import cycle). */
+type VerificationRow = typeof verifications.$inferSelect;
 
 /**
  * The verification as customers, their scripts and admins see it (docs/api.md): one schema for

@@ -15,6 +15,7 @@ const routes = [
   { pattern: /^\/wallet$/, page: 'wallet', title: 'Wallet' },
   { pattern: /^\/notifications$/, page: 'notifications', title: 'Notifications' },
   { pattern: /^\/api-keys$/, page: 'api-keys', title: 'API keys' },
+  { pattern: /^\/webhooks$/, page: 'webhooks', title: 'Webhooks' },
   { pattern: /^\/admin\/users$/, page: 'admin-users', title: 'Users', admin: true },
   { pattern: /^\/admin\/verifications$/, page: 'admin-verifications', title: 'All verifications', admin: true },
   { pattern: /^\/admin\/ops$/, page: 'admin-ops', title: 'Operations', admin: true },
@@ -26,6 +27,7 @@ const NAV = [
   { href: '#/wallet', label: 'Wallet' },
   { href: '#/notifications', label: 'Notifications', badge: true },
   { href: '#/api-keys', label: 'API keys' },
+  { href: '#/webhooks', label: 'Webhooks' },
 ];
 const ADMIN_NAV = [
   { href: '#/admin/users', label: 'Users' },

@@ -17,6 +17,7 @@ import serviceRoutes from './services.ts';
 import smsActivateRoutes from './sms-activate.ts';
 import verificationRoutes from './verifications.ts';
 import walletRoutes from './wallet.ts';
+import webhookEndpointRoutes from './webhook-endpoints.ts';
 import webhookRoutes from './webhooks.ts';
 
 export type RoutePlugin = FastifyPluginAsyncZod;
@@ -44,6 +45,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     adminVerificationRoutes,
     adminOpsRoutes,
     webhookRoutes,
+    webhookEndpointRoutes,
     smsActivateRoutes,
     // The sandbox exists only when it is the configured provider.
     ...(config.PROVIDER === 'sandbox' ? [sandboxRoutes] : []),
