@@ -83,6 +83,13 @@ export const errorTable = {
     retryHint: 'Please try again in a minute.',
     definite: true,
   },
+  processor_unavailable: {
+    status: 503,
+    title: 'Payment processor unavailable',
+    customer: 'The payment provider is not responding right now. Nothing was charged.',
+    retryHint: 'Please try again in a minute.',
+    definite: true,
+  },
   no_numbers: {
     status: 503,
     title: 'No numbers available',

@@ -16,6 +16,9 @@ import type { Registry } from 'prom-client';
 import { scryptHasher, type PasswordHasher } from '../accounts/passwords.ts';
 import type { AppContext } from '../context.ts';
 import type { EventHub } from '../events/bus.ts';
+import type { PaymentProcessors } from '../payments/processor.ts';
+import { createPaymentProcessors } from '../payments/registry.ts';
+import type { PaymentDeps } from '../payments/top-ups.ts';
 import type { LifecycleDeps } from '../verifications/lifecycle.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
 import { installInputGuard } from './input-guard.ts';
@@ -30,6 +33,8 @@ declare module 'fastify' {
     ctx: AppContext;
     /** What the verification routes buy, cancel and capture with (the provider behind its breaker, …). */
     lifecycle: LifecycleDeps;
+    /** Wallet top-ups: the enabled payment processors with the database, clock and configuration. */
+    payments: PaymentDeps;
     /** This process's live events, for GET /v1/events. */
     hub: EventHub;
     /** Password hashing for sign-up and sign-in: scrypt unless replaced (tests count its calls). */
@@ -44,6 +49,8 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   lifecycle: LifecycleDeps;
   hub: EventHub;
+  /** The payment processors (default: those PAYMENT_PROCESSORS enables). */
+  processors?: PaymentProcessors;
   passwords?: PasswordHasher;
   healthChecks?: Record<string, HealthCheck>;
   metrics?: Registry;
@@ -72,6 +79,12 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
   app.decorate('ctx', ctx);
   app.decorate('lifecycle', options.lifecycle);
   app.decorate('hub', options.hub);
+  app.decorate('payments', {
+    database: ctx.database,
+    clock: ctx.clock,
+    config,
+    processors: options.processors ?? createPaymentProcessors(config),
+  });
   app.decorate('passwords', options.passwords ?? scryptHasher);
   app.decorate('metrics', options.metrics ?? createMetricsRegistry());
   app.decorate('healthChecks', options.healthChecks ?? {});

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { BusEvent } from '../../events/bus.ts';
 import { walletOf } from '../../ledger/ledger.ts';
 import { findNotification } from '../../notifications/notifications.ts';
+import { findCustomerTopUp, topUpResource } from '../../payments/top-ups.ts';
 import { notificationResource } from '../../notifications/resource.ts';
 import { findCustomerVerification, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
@@ -13,7 +14,7 @@ const HEARTBEAT_MS = 15_000;
 
 /**
  * GET /v1/events: server-sent events so a client sees its code arrive without polling. Events are
- * `verification`, `notification` and `wallet`, each carrying the resource's current JSON.
+ * `verification`, `notification`, `wallet` and `top_up`, each carrying the resource's current JSON.
  */
 const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const { ctx, hub } = app;
@@ -21,7 +22,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     preValidation: requireUser,
     schema: {
       tags: ['events'],
-      summary: 'Live updates (text/event-stream): verification, notification and wallet events',
+      summary: 'Live updates (text/event-stream): verification, notification, wallet and top-up events',
       security: Security,
       response: problemResponses(401),
     },
@@ -50,6 +51,9 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
             } else if (event.kind === 'notification') {
               const row = await findNotification(db, me.userId, event.id);
               if (row) send('notification', notificationResource(row));
+            } else if (event.kind === 'top_up') {
+              const row = await findCustomerTopUp(db, me.userId, event.id);
+              if (row) send('top_up', await topUpResource(db, row));
             } else {
               send('wallet', walletResource(await walletOf(db, me.userId)));
             }
