@@ -17,7 +17,8 @@ export async function walletLedger(ex: Executor, userId: string): Promise<Ledger
     sql`SELECT t.kind, t.amount_minor, t.credit_account_id, a.id AS wallet, t.idempotency_key, t.actor
         FROM ledger_transfers t JOIN ledger_accounts a ON a.user_id = ${userId}
         WHERE t.debit_account_id = a.id OR t.credit_account_id = a.id
-        ORDER BY t.created_at, t.id`,
+        -- Within one instant (one transaction), a top-up's credit comes before the collections it allows.
+        ORDER BY t.created_at, (t.kind = 'topup') DESC, t.id`,
   );
   return found.map((r) => ({
     kind: r.kind,

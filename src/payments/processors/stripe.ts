@@ -70,7 +70,8 @@ export class StripeProcessor implements PaymentProcessor {
         this.settings.webhookSecret,
         TOLERANCE_SECONDS,
         undefined,
-        Math.floor(request.now.getTime() / 1000),
+        // The SDK takes the receipt time in milliseconds (it divides by 1000 itself).
+        request.now.getTime(),
       );
     } catch (error) {
       throw new WebhookRejected(error instanceof Error ? error.message : 'signature verification failed');
