@@ -84,7 +84,9 @@ export class PaystackProcessor implements PaymentProcessor {
 
 /** A verified Paystack event in the top-up flow's words. Paystack events carry no id: the event's name and its object's id make one. */
 export function readPaystackEvent(name: string, data: Record<string, any>): PaymentEvent {
-  const eventId = `${name}:${data.id ?? data.reference ?? 'unknown'}`;
+  // A refund's webhook may carry no id of its own: its transaction and amount then name it.
+  const identity = data.id ?? data.refund_reference ?? (name === 'refund.processed' ? `${data.transaction_reference}:${data.amount}` : data.reference);
+  const eventId = `${name}:${identity ?? 'unknown'}`;
   const currency = typeof data.currency === 'string' ? data.currency.toUpperCase() : null;
   const amountMinor = typeof data.amount === 'number' ? data.amount : Number.isFinite(Number(data.amount)) ? Number(data.amount) : null;
   if (name === 'charge.success' && data.status === 'success') {
@@ -110,7 +112,7 @@ export function readPaystackEvent(name: string, data: Record<string, any>): Paym
       paymentId: data.transaction?.id === undefined ? null : String(data.transaction.id),
       amountMinor,
       currency,
-      reversal: { reference: `refund:${data.id}`, kind: 'refund' },
+      reversal: { reference: `refund:${identity}`, kind: 'refund' },
     };
   }
   return { eventId, type: name, kind: 'ignored', topUpId: null, reference: data.reference ?? null, paymentId: null, amountMinor, currency, detail: 'not an event top-ups act on' };
