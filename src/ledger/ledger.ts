@@ -272,6 +272,12 @@ export function creditTopUp(ex: Executor, request: TopUpCreditRequest): Promise<
   });
 }
 
+/** A top-up's credit transfer, if the ledger holds one. */
+export async function findTopUpCredit(ex: Executor, topUpId: string): Promise<Transfer | undefined> {
+  const row = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${topUpCreditKey(topUpId)}`);
+  return row ? toTransfer(row) : undefined;
+}
+
 export interface TakeBackRequest {
   userId: string;
   /** The most to take; less is taken when the wallet's available balance is smaller. */

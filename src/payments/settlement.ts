@@ -2,7 +2,7 @@ import { and, asc, eq, lt, sql } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import type { Database, Executor, Tx } from '../db/database.ts';
 import { publish } from '../events/bus.ts';
-import { creditTopUp, takeBackFromWallet } from '../ledger/ledger.ts';
+import { creditTopUp, findTopUpCredit, takeBackFromWallet } from '../ledger/ledger.ts';
 import { decideEvent } from './decisions.ts';
 import type { PaymentEvent } from './processor.ts';
 import {
@@ -226,4 +226,31 @@ export async function outstandingReceivable(ex: Executor, userId: string): Promi
     .innerJoin(topUps, eq(topUps.id, topUpReversals.topUpId))
     .where(and(eq(topUpReversals.userId, userId), eq(topUps.status, 'credited')));
   return Number(row?.owed ?? 0);
+}
+
+/**
+ * Reconcile's repair for a top-up whose ledger credit exists while the top-up does not say so (the
+ * state fell behind the money): records the credit the ledger already holds. Moves no money.
+ */
+export async function adoptLedgerCredit(database: Database, topUpId: string, now: Date): Promise<boolean> {
+  return database.transaction(async (tx) => {
+    const [row] = await tx.select().from(topUps).where(eq(topUps.id, topUpId)).for('update');
+    if (!row || row.status === 'credited') return false;
+    const transfer = await findTopUpCredit(tx, topUpId);
+    if (!transfer) return false;
+    await tx
+      .update(topUps)
+      .set({ status: 'credited', creditedMinor: transfer.amountMinor, creditTransferId: transfer.id, creditedAt: now, updatedAt: now, statusReason: 'credit found in the ledger by reconcile' })
+      .where(and(eq(topUps.id, topUpId), eq(topUps.status, row.status)));
+    await recordAudit(tx, {
+      actorId: null,
+      actor: 'system',
+      action: 'top_up.credit_adopted',
+      subjectId: row.userId,
+      detail: { top_up_id: row.id, transfer_id: transfer.id, previous_status: row.status },
+      now,
+    });
+    await publish(tx, { userId: row.userId, kind: 'top_up', id: row.id });
+    return true;
+  });
 }

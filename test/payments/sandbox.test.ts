@@ -5,7 +5,8 @@ import { signSandbox, SANDBOX_SIGNATURE_HEADER } from '../../src/payments/proces
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { ManualClock } from '../support/clock.ts';
 import { engines } from '../support/db.ts';
-import { assertProblem, call, registerUser, type TestUser } from '../support/http.ts';
+import { sql } from 'drizzle-orm';
+import { assertProblem, call, login, registerUser, type TestUser } from '../support/http.ts';
 import { auditActions, paymentEventsOf, walletLedger } from '../support/payments.ts';
 
 const SECRET = 'sandbox-test-secret';
@@ -14,9 +15,15 @@ const DAY_MS = 86_400_000;
 for (const engine of engines) {
   describe(`sandbox top-ups [${engine}]`, () => {
     let app: TestApp;
+    let admin: TestUser;
     const clock = new ManualClock(new Date());
     before(async () => {
-      app = await startTestApp({ engine, clock, env: { SANDBOX_PAYMENTS_WEBHOOK_SECRET: SECRET, TOP_UP_MIN_MINOR: '100', TOP_UP_MAX_MINOR: '100000' } });
+      app = await startTestApp({
+        engine,
+        clock,
+        env: { SANDBOX_PAYMENTS_WEBHOOK_SECRET: SECRET, TOP_UP_MIN_MINOR: '100', TOP_UP_MAX_MINOR: '100000', TOP_UP_CHECKOUT_TTL_MINUTES: '60' },
+      });
+      admin = await login(app.url, app.admin.email, app.admin.password);
     });
     after(() => app.close());
 
@@ -137,6 +144,65 @@ for (const engine of engines) {
       assert.equal((await user.client.get(`/v1/top-ups/${failing.id}`)).body.status, 'failed');
       assert.equal((await user.client.get(`/v1/top-ups/${abandoning.id}`)).body.status, 'pending');
       assert.deepEqual(await walletLedger(app.ctx.database.db, user.id), []);
+
+      // Not yet overdue: reconcile leaves an open checkout alone.
+      const early = await admin.client.post('/v1/admin/reconcile', { days: 1, execute: true, user: user.email });
+      assert.deepEqual(early.body.found, []);
+      clock.advance(61 * 60_000);
+      const diagnosed = (await admin.client.get('/v1/admin/diagnose')).body;
+      assert.ok(diagnosed.top_ups.overdue >= 1, JSON.stringify(diagnosed.top_ups));
+      const reconciled = await admin.client.post('/v1/admin/reconcile', { days: 1, execute: true, user: user.email });
+      assert.equal(reconciled.status, 200, reconciled.text);
+      assert.deepEqual(
+        reconciled.body.found.map((f: { kind: string; amount_minor: number; repaired: boolean }) => [f.kind, f.amount_minor, f.repaired]),
+        [['top_up_overdue', 400, true]],
+      );
+      assert.match(reconciled.body.found[0].detail, /sandbox says pending; now expired/);
+      assert.equal(reconciled.body.remaining, 0);
+      assert.equal((await user.client.get(`/v1/top-ups/${abandoning.id}`)).body.status, 'expired');
+      assert.deepEqual(await walletLedger(app.ctx.database.db, user.id), []);
+      // Paid after all (the customer came back to a stale tab): the payment still credits.
+      const late = sandboxEvent({ top_up_id: abandoning.id, amount_minor: 400 });
+      assert.equal((await deliver(late.body, late.signature)).body.status, 'credited');
+      assert.equal((await wallet(user)).balance_minor, 400);
+      const again = await admin.client.post('/v1/admin/reconcile', { days: 1, execute: true, user: user.email });
+      assert.deepEqual(again.body.found, []);
+    });
+
+    test('diagnose proves top-ups and ledger agree; a credit the top-up lost track of is found and recorded by reconcile', async () => {
+      const user = await registerUser(app.url);
+      const topUp = await startTopUp(user, 650);
+      const paid = sandboxEvent({ top_up_id: topUp.id, amount_minor: 650 });
+      await deliver(paid.body, paid.signature);
+      const healthy = (await admin.client.get('/v1/admin/diagnose')).body;
+      assert.deepEqual(
+        healthy.checks.filter((c: { name: string }) => c.name.startsWith('top_up') || c.name.startsWith('receivables')).map((c: { name: string; ok: boolean }) => [c.name, c.ok]),
+        [
+          ['top_up_credits_match_ledger', true],
+          ['receivables_match_ledger', true],
+        ],
+      );
+      // The record falls behind the money (as a bug or a restore could leave it).
+      await app.ctx.database.db.execute(
+        sql`UPDATE top_ups SET status = 'pending', credited_minor = NULL, credit_transfer_id = NULL, credited_at = NULL WHERE id = ${topUp.id}`,
+      );
+      const broken = (await admin.client.get('/v1/admin/diagnose')).body;
+      assert.equal(broken.ok, false);
+      const failing = broken.checks.find((c: { name: string }) => c.name === 'top_up_credits_match_ledger');
+      assert.equal(failing.ok, false);
+      assert.match(failing.detail, new RegExp(`credits top-up ${topUp.id} which is pending`));
+      const repaired = await admin.client.post('/v1/admin/reconcile', { days: 1, execute: true, user: user.email });
+      assert.deepEqual(
+        repaired.body.found.map((f: { kind: string; repaired: boolean }) => [f.kind, f.repaired]),
+        [['top_up_credit_unrecorded', true]],
+      );
+      assert.equal((await admin.client.get('/v1/admin/diagnose')).body.ok, true);
+      const view = (await user.client.get(`/v1/top-ups/${topUp.id}`)).body;
+      assert.deepEqual([view.status, view.credited_minor], ['credited', 650]);
+      // No money moved: one credit, as before.
+      assert.deepEqual(await walletLedger(app.ctx.database.db, user.id), [
+        { kind: 'topup', amount: 650, direction: 'in', key: `top-up:${topUp.id}`, actor: 'payments' },
+      ]);
     });
 
     test('signatures: forged, wrong secret, stale, future and altered bodies are refused and change nothing; only the valid one credits', async () => {
