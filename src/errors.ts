@@ -88,7 +88,6 @@ export const errorTable = {
     title: 'Payment processor unavailable',
     customer: 'The payment provider is not responding right now. Nothing was charged.',
     retryHint: 'Please try again in a minute.',
-    definite: true,
   },
   no_numbers: {
     status: 503,
