@@ -206,6 +206,42 @@ for (const engine of engines) {
       );
     });
 
+    test('a refund never takes held money: a number being bought keeps its hold, the rest is owed', async () => {
+      const user = await registerUser(app.url);
+      const { sessionId } = await startTopUp(user, 1000);
+      await deliver(stripe.complete(sessionId));
+      clock.advance(1000);
+      const bought = await user.client.post('/v1/verifications', { service: 'test_timeout' }, { headers: { 'idempotency-key': 'hold' } });
+      assert.ok([201, 202].includes(bought.status), bought.text);
+      const price = bought.body.price_minor as number;
+      assert.deepEqual(await wallet(user), { balance_minor: 1000, held_minor: price, available_minor: 1000 - price, currency: 'USD' });
+      clock.advance(1000);
+      assert.equal((await deliver(stripe.refund(sessionId, 1000))).body.status, 'reversed');
+      assert.deepEqual(await wallet(user), { balance_minor: price, held_minor: price, available_minor: 0, currency: 'USD' });
+      assert.equal((await user.client.get('/v1/top-ups')).body.receivable_minor, price);
+      // The hold still ends as its verification says (here: cancelled, so released); the next
+      // top-up settles the debt first.
+      const cancelled = await user.client.post(`/v1/verifications/${bought.body.id}/cancel`);
+      assert.equal(cancelled.status, 200, cancelled.text);
+      assert.deepEqual(await wallet(user), { balance_minor: price, held_minor: 0, available_minor: price, currency: 'USD' });
+      const next = await startTopUp(user, 500);
+      await deliver(stripe.complete(next.sessionId));
+      assert.equal((await user.client.get('/v1/top-ups')).body.receivable_minor, 0);
+      // price (released) + 500 (credited) − price (the receivable collected).
+      assert.deepEqual(await wallet(user), { balance_minor: 500, held_minor: 0, available_minor: 500, currency: 'USD' });
+    });
+
+    test('20 different events confirming one payment at once (completed, async succeeded, re-sent) credit once', async () => {
+      const user = await registerUser(app.url);
+      const { topUp, sessionId } = await startTopUp(user, 1900);
+      const events = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? stripe.complete(sessionId) : stripe.asyncSucceeded(sessionId)));
+      const answers = await Promise.all(events.map((e) => deliver(e)));
+      assert.deepEqual(answers.map((a) => a.body.status).sort(), [...Array(19).fill('already_credited'), 'credited']);
+      assert.deepEqual(await walletLedger(app.ctx.database.db, user.id), [
+        { kind: 'topup', amount: 1900, direction: 'in', key: `top-up:${topUp.id}`, actor: 'payments' },
+      ]);
+    });
+
     test('partial refunds count cumulatively; a lost dispute takes money back, an opened one does not', async () => {
       const user = await registerUser(app.url);
       const refunded = await startTopUp(user, 1000);
