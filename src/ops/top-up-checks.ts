@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { firstRow, rows, type Executor } from '../db/database.ts';
+import { rows, type Executor } from '../db/database.ts';
+import { check } from './invariants.ts';
 import type { Check } from './reports.ts';
 
 /**
@@ -7,18 +8,6 @@ import type { Check } from './reports.ts';
  * the findings `reconcile` acts on. The ledger's keys make a double credit impossible; these checks
  * prove on a live database that the top-ups' record and the ledger's money agree.
  */
-const SAMPLE = 5;
-
-async function check(ex: Executor, name: string, offenders: ReturnType<typeof sql>, what: string, okText: string): Promise<Check> {
-  const row = await firstRow<{ count: number; sample: string | null }>(
-    ex,
-    sql`WITH offenders AS (${offenders})
-        SELECT count(*)::int AS count, array_to_string((array_agg(what ORDER BY what))[1:${sql.raw(String(SAMPLE))}], '; ') AS sample FROM offenders`,
-  );
-  const count = Number(row?.count ?? 0);
-  if (count === 0) return { name, ok: true, count: 0, detail: okText };
-  return { name, ok: false, count, detail: `${count} ${what}: ${row?.sample ?? ''}${count > SAMPLE ? ', …' : ''}` };
-}
 
 /**
  * Ledger credits and top-ups, both ways: a top-up marked credited has its one credit transfer (its
