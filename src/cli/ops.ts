@@ -181,7 +181,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
             days: opts.days,
             execute,
             userEmail: opts.user,
-            payments: { database: opened.database, clock, config, processors: createPaymentProcessors(config) },
+            payments: { database: opened.database, clock, config, processors: createPaymentProcessors(config), logger: ctx.logger },
             onProgress: bar ? (done, total) => bar.update(done, total) : undefined,
           });
           bar?.stop();

@@ -84,6 +84,7 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
     clock: ctx.clock,
     config,
     processors: options.processors ?? createPaymentProcessors(config),
+    logger: ctx.logger,
   });
   app.decorate('passwords', options.passwords ?? scryptHasher);
   app.decorate('metrics', options.metrics ?? createMetricsRegistry());

@@ -1,5 +1,6 @@
 import { and, desc, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import { Timestamp } from '../clock.ts';
 import type { Config } from '../config.ts';
@@ -18,6 +19,7 @@ export interface PaymentDeps {
   clock: Clock;
   config: Config;
   processors: PaymentProcessors;
+  logger: Logger;
 }
 
 export interface TopUpRequest {
@@ -110,9 +112,9 @@ export async function createTopUp(deps: PaymentDeps, request: TopUpRequest): Pro
       publicUrl: request.publicUrl,
     });
   } catch (error) {
+    deps.logger.warn({ err: error, processor: name, topUp: row.id }, 'the processor could not open a checkout');
     throw new DomainError('processor_unavailable', `${name} could not open a checkout; nothing was charged, retry with the same Idempotency-Key`, {
       top_up_id: row.id,
-      cause: error instanceof Error ? error.message.slice(0, 200) : undefined,
     });
   }
   row = await deps.database.transaction(async (tx) => {

@@ -134,7 +134,8 @@ const topUpRoutes: FastifyPluginAsyncZod = async (app) => {
       try {
         result = await recheckTopUp(payments, row);
       } catch (error) {
-        throw new DomainError('processor_unavailable', `${row.processor} did not answer: ${error instanceof Error ? error.message.slice(0, 200) : 'error'}`);
+        request.log.warn({ err: error, processor: row.processor, topUp: row.id }, 'top-up re-check: the processor did not answer');
+        throw new DomainError('processor_unavailable', `${row.processor} did not answer; try the re-check again later`);
       }
       return { processor_state: result.state, outcome: result.outcome, top_up: await topUpResource(db, (await findTopUp(db, row.id))!) };
     },
