@@ -242,6 +242,27 @@ for (const engine of engines) {
       ]);
     });
 
+    test('a full refund racing its completion, in either order, always nets to zero with nothing owed', async () => {
+      const user = await registerUser(app.url);
+      const started = [];
+      for (let i = 0; i < 8; i += 1) started.push(await startTopUp(user, 1000 + i));
+      await Promise.all(
+        started.flatMap(({ sessionId }, i) => {
+          const completed = stripe.complete(sessionId);
+          const refunded = stripe.refund(sessionId, 1000 + i);
+          return i % 2 === 0 ? [deliver(completed), deliver(refunded)] : [deliver(refunded), deliver(completed)];
+        }),
+      );
+      assert.deepEqual(await wallet(user), { balance_minor: 0, held_minor: 0, available_minor: 0, currency: 'USD' });
+      assert.equal((await user.client.get('/v1/top-ups')).body.receivable_minor, 0);
+      const ledger = await walletLedger(app.ctx.database.db, user.id);
+      const total = (kind: string) => ledger.filter((l) => l.kind === kind).reduce((sum, l) => sum + l.amount, 0);
+      assert.equal(total('topup'), 8 * 1000 + 28);
+      assert.equal(total('adjustment'), 8 * 1000 + 28);
+      assert.equal(ledger.filter((l) => l.kind === 'topup').length, 8);
+      assert.equal((await admin.client.get('/v1/admin/diagnose')).body.checks.filter((c: { ok: boolean }) => !c.ok).length, 0);
+    });
+
     test('partial refunds count cumulatively; a lost dispute takes money back, an opened one does not', async () => {
       const user = await registerUser(app.url);
       const refunded = await startTopUp(user, 1000);
