@@ -279,6 +279,10 @@ for (const engine of engines) {
       assert.equal(byId.get(JSON.parse(a.body).id)?.outcome, 'mismatch');
       assert.equal(byId.get(JSON.parse(c.body).id)?.outcome, 'mismatch');
       assert.equal(byId.get(JSON.parse(u.body).id)?.outcome, 'unknown_top_up');
+      const metrics = await admin.client.get('/metrics');
+      assert.equal(metrics.status, 200);
+      assert.ok(Number(/^namaskah_payments_unmatched (\d+)$/m.exec(metrics.text)?.[1]) >= 1, metrics.text);
+      assert.ok(Number(/^namaskah_top_ups\{status="review"\} (\d+)$/m.exec(metrics.text)?.[1]) >= 2);
       // A matching confirmation after the mismatch waits for an admin too.
       const late = sandboxEvent({ top_up_id: short.id, amount_minor: 1500 });
       assert.equal((await deliver(late.body, late.signature)).body.status, 'mismatch');
