@@ -1,4 +1,5 @@
 import { and, asc, eq, lt, sql } from 'drizzle-orm';
+import { z } from 'zod';
 import { recordAudit } from '../accounts/audit.ts';
 import type { Database, Executor, Tx } from '../db/database.ts';
 import { publish } from '../events/bus.ts';
@@ -82,8 +83,9 @@ async function lockTopUpFor(tx: Tx, processor: ProcessorName, event: PaymentEven
   return null;
 }
 
+/** A processor echoes back whatever metadata it was given; only a UUID can be a top-up id. */
 function isUuid(value: string): boolean {
-  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+  return z.uuid().safeParse(value).success;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { z } from 'zod';
 import { formatMinor } from '../../money.ts';
 import { SandboxProcessor, type SandboxEventType } from '../../payments/processors/sandbox.ts';
 import { findTopUp } from '../../payments/top-ups.ts';
@@ -11,6 +12,8 @@ import type { TopUpRow } from '../../payments/schema.ts';
  * webhook credits. Then the customer returns to the dashboard, which follows the top-up live.
  * Plain HTML forms: no script, so the strict CSP holds.
  */
+const isUuid = z.uuid();
+
 const sandboxCheckoutRoutes: FastifyPluginAsync = async (app) => {
   const processor = app.payments.processors.get('sandbox');
   if (!(processor instanceof SandboxProcessor)) return;
@@ -19,10 +22,12 @@ const sandboxCheckoutRoutes: FastifyPluginAsync = async (app) => {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, body));
 
   const returnTo = (reply: FastifyReply, row: TopUpRow) => reply.redirect(`/#/top-ups/${row.id}`, 303);
+  const checkoutOf = async (id: string) => (isUuid.safeParse(id).success ? await findTopUp(ctx.database.db, id) : undefined);
+  const notFound = (reply: FastifyReply, what: string) => reply.status(404).type('text/html; charset=utf-8').send(page('Not found', `<p>No such ${what}.</p>`));
 
   app.get<{ Params: { id: string } }>('/checkout/sandbox/:id', { schema: { hide: true } }, async (request, reply) => {
-    const row = isUuid(request.params.id) ? await findTopUp(ctx.database.db, request.params.id) : undefined;
-    if (!row || row.processor !== 'sandbox') return reply.status(404).type('text/html; charset=utf-8').send(page('Checkout not found', '<p>No such checkout.</p>'));
+    const row = await checkoutOf(request.params.id);
+    if (!row || row.processor !== 'sandbox') return notFound(reply, 'checkout');
     const amount = formatMinor(row.amountMinor, row.currency);
     const body =
       row.status === 'pending'
@@ -38,10 +43,10 @@ const sandboxCheckoutRoutes: FastifyPluginAsync = async (app) => {
   });
 
   app.post<{ Params: { id: string; choice: string } }>('/checkout/sandbox/:id/:choice', { schema: { hide: true } }, async (request, reply) => {
-    const row = isUuid(request.params.id) ? await findTopUp(ctx.database.db, request.params.id) : undefined;
-    if (!row || row.processor !== 'sandbox') return reply.status(404).type('text/html; charset=utf-8').send(page('Checkout not found', '<p>No such checkout.</p>'));
+    const row = await checkoutOf(request.params.id);
+    if (!row || row.processor !== 'sandbox') return notFound(reply, 'checkout');
     const types: Record<string, SandboxEventType | null> = { pay: 'payment.succeeded', fail: 'payment.failed', abandon: null };
-    if (!(request.params.choice in types)) return reply.status(404).type('text/html; charset=utf-8').send(page('Not found', '<p>No such choice.</p>'));
+    if (!Object.hasOwn(types, request.params.choice)) return notFound(reply, 'choice');
     const type = types[request.params.choice];
     if (type && row.status === 'pending') {
       const signed = processor.event(type, { topUpId: row.id, amountMinor: row.amountMinor, currency: row.currency }, ctx.clock.now());
@@ -51,10 +56,6 @@ const sandboxCheckoutRoutes: FastifyPluginAsync = async (app) => {
     return returnTo(reply, row);
   });
 };
-
-function isUuid(value: string): boolean {
-  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
-}
 
 function page(title: string, body: string): string {
   return `<!doctype html>
