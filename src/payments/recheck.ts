@@ -1,7 +1,6 @@
-import { and, asc, eq, lt } from 'drizzle-orm';
 import type { PaymentEvent } from './processor.ts';
 import { applyPaymentEvent, type EventResult } from './settlement.ts';
-import { topUps, type TopUpRow } from './schema.ts';
+import type { TopUpRow } from './schema.ts';
 import type { PaymentDeps } from './top-ups.ts';
 
 /**
@@ -43,15 +42,4 @@ function apply(
     detail: kind === 'expired' ? 'the checkout was not completed in time' : undefined,
   };
   return applyPaymentEvent(deps.database, topUp.processor, event, deps.clock.now());
-}
-
-/** Pending top-ups whose checkout is older than TOP_UP_CHECKOUT_TTL_MINUTES (reconcile asks their processors). */
-export async function overdueTopUps(deps: PaymentDeps, limit = 1000): Promise<TopUpRow[]> {
-  const cutoff = new Date(deps.clock.now().getTime() - deps.config.TOP_UP_CHECKOUT_TTL_MINUTES * 60_000);
-  return deps.database.db
-    .select()
-    .from(topUps)
-    .where(and(eq(topUps.status, 'pending'), lt(topUps.createdAt, cutoff)))
-    .orderBy(asc(topUps.createdAt))
-    .limit(limit);
 }

@@ -93,7 +93,7 @@ function isUuid(value: string): boolean {
  * ledger credit, the top-up's compare-and-set to `credited`, the audit row, then the customer's
  * receivables, which a new top-up settles first.
  */
-export async function creditConfirmed(
+async function creditConfirmed(
   tx: Tx,
   topUp: TopUpRow,
   payment: { paymentId: string | null; amountMinor: number; source: string },
@@ -193,7 +193,7 @@ async function recordReversal(tx: Tx, topUp: TopUpRow, event: PaymentEvent, now:
  * names the reversal and how much of it was collected before, so a retry collects nothing twice.
  * Only reversals of credited top-ups are owed: money never credited is not taken back.
  */
-export async function collectReceivables(tx: Tx, userId: string, now: Date): Promise<number> {
+async function collectReceivables(tx: Tx, userId: string, now: Date): Promise<number> {
   const owed = await tx
     .select({ reversal: topUpReversals })
     .from(topUpReversals)
