@@ -40,16 +40,26 @@ function topUpCreditsMatchLedger(ex: Executor): Promise<Check> {
   );
 }
 
-/** What a reversal says it collected is what the ledger took back under its keys. */
+/**
+ * What a reversal says it collected is what the ledger took back under its keys
+ * (`top-up-reversal:<reversal id>:<collected before>`), and every such transfer names a reversal.
+ * One pass over the transfers, grouped by reversal, whatever the number of reversals.
+ */
 function receivablesMatchLedger(ex: Executor): Promise<Check> {
   return check(
     ex,
     'receivables_match_ledger',
-    sql`SELECT 'reversal ' || r.id::text || ' collected ' || r.collected_minor || ' ledger ' || coalesce(sum(t.amount_minor), 0) AS what
-        FROM top_up_reversals r
-        LEFT JOIN ledger_transfers t ON t.idempotency_key LIKE 'top-up-reversal:' || r.id::text || ':%'
-        GROUP BY r.id, r.collected_minor
-        HAVING r.collected_minor <> coalesce(sum(t.amount_minor), 0)`,
+    sql`WITH collected AS (
+          SELECT split_part(idempotency_key, ':', 2) AS reversal_id, sum(amount_minor) AS taken
+          FROM ledger_transfers WHERE idempotency_key LIKE 'top-up-reversal:%' GROUP BY 1
+        )
+        SELECT 'reversal ' || r.id::text || ' collected ' || r.collected_minor || ' ledger ' || coalesce(c.taken, 0) AS what
+        FROM top_up_reversals r LEFT JOIN collected c ON c.reversal_id = r.id::text
+        WHERE r.collected_minor <> coalesce(c.taken, 0)
+        UNION ALL
+        SELECT 'transfers of ' || c.taken || ' name reversal ' || c.reversal_id || ', which does not exist'
+        FROM collected c LEFT JOIN top_up_reversals r ON r.id::text = c.reversal_id
+        WHERE r.id IS NULL`,
     'reversals whose collections differ from the ledger',
     'every collected receivable is in the ledger',
   );

@@ -1,5 +1,6 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { sql } from 'drizzle-orm';
 import type Stripe from 'stripe';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { ManualClock } from '../support/clock.ts';
@@ -261,6 +262,13 @@ for (const engine of engines) {
       assert.equal(total('adjustment'), 8 * 1000 + 28);
       assert.equal(ledger.filter((l) => l.kind === 'topup').length, 8);
       assert.equal((await admin.client.get('/v1/admin/diagnose')).body.checks.filter((c: { ok: boolean }) => !c.ok).length, 0);
+      // A reversal whose record disagrees with the ledger is named by diagnose.
+      const db = app.ctx.database.db;
+      await db.execute(sql`UPDATE top_up_reversals SET collected_minor = collected_minor - 1 WHERE user_id = ${user.id} AND amount_minor = 1000`);
+      const check = (await admin.client.get('/v1/admin/diagnose')).body.checks.find((c: { name: string }) => c.name === 'receivables_match_ledger');
+      assert.equal(check.ok, false);
+      assert.match(check.detail, /collected 999 ledger 1000/);
+      await db.execute(sql`UPDATE top_up_reversals SET collected_minor = collected_minor + 1 WHERE user_id = ${user.id} AND amount_minor = 1000`);
     });
 
     test('partial refunds count cumulatively; a lost dispute takes money back, an opened one does not', async () => {
