@@ -37,6 +37,22 @@ export const configSchema = z.object({
   SANDBOX_DELAY_MS: int(0, 3_600_000).default(5_000),
   SANDBOX_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.25),
 
+  PAYMENT_PROCESSORS: z
+    .string()
+    .default('sandbox')
+    .transform((v) => [...new Set(v.split(',').map((name) => name.trim()).filter((name) => name !== ''))])
+    .pipe(z.array(z.enum(['sandbox', 'stripe', 'paystack'])).min(1, 'name at least one processor')),
+  TOP_UP_MIN_MINOR: int(1).default(500),
+  TOP_UP_MAX_MINOR: int(1).default(50_000),
+  TOP_UP_CHECKOUT_TTL_MINUTES: int(5, 7 * 24 * 60).default(24 * 60),
+  PUBLIC_URL: optionalText.pipe(z.string().url().optional()),
+  SANDBOX_PAYMENTS_WEBHOOK_SECRET: optionalText,
+  STRIPE_SECRET_KEY: optionalText,
+  STRIPE_WEBHOOK_SECRET: optionalText,
+  STRIPE_API_BASE_URL: z.string().url().default('https://api.stripe.com'),
+  PAYSTACK_SECRET_KEY: optionalText,
+  PAYSTACK_BASE_URL: z.string().url().default('https://api.paystack.co'),
+
   ADMIN_EMAIL: optionalText.pipe(z.string().email().optional()),
   ADMIN_PASSWORD: optionalText,
 
@@ -80,6 +96,7 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
 
 export class ConfigError extends Error {}
 

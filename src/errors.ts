@@ -83,6 +83,12 @@ export const errorTable = {
     retryHint: 'Please try again in a minute.',
     definite: true,
   },
+  processor_unavailable: {
+    status: 503,
+    title: 'Payment processor unavailable',
+    customer: 'The payment provider is not responding right now. Nothing was charged.',
+    retryHint: 'Please try again in a minute.',
+  },
   no_numbers: {
     status: 503,
     title: 'No numbers available',

@@ -28,6 +28,10 @@ const SECRET_KEYS = [
   'TEXTVERIFIED_API_KEY',
   'TEXTVERIFIED_WEBHOOK_SECRET',
   'SMS_ACTIVATE_API_KEY',
+  'STRIPE_SECRET_KEY',
+  'STRIPE_WEBHOOK_SECRET',
+  'PAYSTACK_SECRET_KEY',
+  'SANDBOX_PAYMENTS_WEBHOOK_SECRET',
 ];
 
 export const REDACT_PATHS = [
@@ -46,6 +50,8 @@ export const REDACT_PATHS = [
 /** URL-shaped words of free text; each is redacted by the URL parser (redactUrl). */
 const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi;
 const BEARER_TOKEN = /\b(ns[sko]_)[A-Za-z0-9_-]{16,}/g;
+/** Payment processors' secret keys and webhook secrets (Stripe sk_/rk_/whsec_, Paystack sk_). */
+const PROCESSOR_SECRET = /\b((?:sk|rk)_(?:live|test)_|whsec_)[A-Za-z0-9_]{6,}/g;
 /** The parameters a failed statement's error message lists (drizzle: "Failed query: …\nparams: …"). */
 const STATEMENT_PARAMS = /(\bparams: )(?!\[not logged\])[^\n]*/g;
 const PARAMS_NOT_LOGGED = '[not logged]';
@@ -58,6 +64,7 @@ export function scrubSecrets(text: string): string {
   return text
     .replace(URL_IN_TEXT, redactUrlInText)
     .replace(BEARER_TOKEN, '$1[redacted]')
+    .replace(PROCESSOR_SECRET, '$1[redacted]')
     .replace(STATEMENT_PARAMS, `$1${PARAMS_NOT_LOGGED}`);
 }
 

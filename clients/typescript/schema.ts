@@ -298,13 +298,14 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Live updates (text/event-stream): verification, notification and wallet events
+         * Live updates (text/event-stream): verification, notification, wallet and top-up events
          * @description Server-sent events for the signed-in customer, each with the resource as it is now (the same JSON as the REST routes):
          *
          *     - `ready` — first, once: `{"user_id": "…"}`
          *     - `verification` — a verification changed (number assigned, code arrived, cancelled, expired, failed): a `Verification`
          *     - `notification` — a new in-app notice: a `Notification`
          *     - `wallet` — a wallet movement committed: a `Wallet`
+         *     - `top_up` — a top-up changed (pending, credited, failed, expired, review): a `TopUp`
          *
          *     A `: heartbeat` comment every 15 s keeps proxies from closing the stream; `retry: 3000` asks clients to reconnect after 3 s. Events are not replayed after a reconnect: read the resource (GET /v1/verifications/{id}) to catch up.
          */
@@ -508,6 +509,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/top-ups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your top-ups, newest first, and what you owe for reversed ones */
+        get: operations["listTopUps"];
+        put?: never;
+        /**
+         * Start a wallet top-up (Idempotency-Key required)
+         * @description Opens a checkout at the processor and answers 201 with its `checkout_url`; the wallet is credited once, when the processor confirms the payment. The same Idempotency-Key with the same body returns the same top-up; with another body, 422.
+         */
+        post: operations["createTopUp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/top-ups/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One top-up */
+        get: operations["getTopUp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/top-ups/{id}/recheck": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask the processor about a top-up and apply its answer
+         * @description A paid checkout is credited (once); a failed or expired one is closed; an open one is left as it is.
+         */
+        post: operations["recheckTopUp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sandbox/sms": {
         parameters: {
             query?: never;
@@ -539,7 +598,7 @@ export interface components {
              * @description stable machine-readable error code; GET /v1/errors lists them
              * @enum {string}
              */
-            code: "validation_failed" | "idempotency_key_missing" | "unauthenticated" | "insufficient_funds" | "forbidden" | "csrf_failed" | "not_found" | "conflict" | "idempotency_in_progress" | "invalid_state" | "cancel_too_early" | "email_taken" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "unknown_service" | "price_exceeds_max" | "rate_limited" | "too_many_active" | "internal_error" | "provider_unavailable" | "no_numbers";
+            code: "validation_failed" | "idempotency_key_missing" | "unauthenticated" | "insufficient_funds" | "forbidden" | "csrf_failed" | "not_found" | "conflict" | "idempotency_in_progress" | "invalid_state" | "cancel_too_early" | "email_taken" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "unknown_service" | "price_exceeds_max" | "rate_limited" | "too_many_active" | "internal_error" | "provider_unavailable" | "processor_unavailable" | "no_numbers";
         } & {
             [key: string]: unknown;
         };
@@ -568,6 +627,37 @@ export interface components {
              * @description RFC 3339 timestamp
              */
             created_at: string;
+        };
+        TopUp: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * @description pending until the processor confirms; credited once, ever
+             * @enum {string}
+             */
+            status: "pending" | "credited" | "failed" | "expired" | "review";
+            /** @enum {string} */
+            processor: "sandbox" | "stripe" | "paystack";
+            /** @description integer amount in minor units (cents) */
+            amount_minor: number;
+            currency: string;
+            /** @description where the customer pays; null while it is being opened */
+            checkout_url: string | null;
+            credited_minor: number | null;
+            /** @description taken back by the processor (refunds, lost disputes) */
+            reversed_minor: number;
+            status_reason: string | null;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            updated_at: string;
+            credited_at: string | null;
         };
         Verification: {
             /** Format: uuid */
@@ -733,6 +823,21 @@ export interface components {
                 amount_minor: number;
                 orphans_suspected: number;
             };
+            /** @description wallet top-ups (docs/payments.md) */
+            top_ups: {
+                pending: number;
+                /** @description pending past TOP_UP_CHECKOUT_TTL_MINUTES: reconcile asks their processor */
+                overdue: number;
+                /** @description paid with another amount or currency than asked: an admin decides */
+                in_review: number;
+                /** @description confirmed payments that matched no top-up, recorded for review */
+                unknown_payments: number;
+                /** @description owed for refunded or lost-dispute top-ups already spent; settled first by the next top-up */
+                receivables: {
+                    customers: number;
+                    amount_minor: number;
+                };
+            };
         };
         ReconcileReport: {
             window_days: number;
@@ -745,7 +850,7 @@ export interface components {
             generated_at: string;
             found: {
                 /** @enum {string} */
-                kind: "hold_past_deadline" | "pending_stuck" | "terminal_hold_unresolved" | "wrongly_captured" | "orphan_hold" | "orphan_suspected" | "upstream_cancel_owed" | "upstream_orphan" | "received_refunded" | "active_hold_resolved";
+                kind: "hold_past_deadline" | "pending_stuck" | "terminal_hold_unresolved" | "wrongly_captured" | "orphan_hold" | "orphan_suspected" | "upstream_cancel_owed" | "upstream_orphan" | "received_refunded" | "active_hold_resolved" | "top_up_overdue" | "top_up_credit_unrecorded" | "top_up_credit_mismatch";
                 verification_id: string | null;
                 user_email: string | null;
                 /** @description the money at stake: the hold (or the wrongly captured charge), or for upstream kinds the order’s cost cap */
@@ -1958,7 +2063,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `provider_unavailable` (Provider unavailable), `no_numbers` (No numbers available) */
+            /** @description Problem details: `provider_unavailable` (Provider unavailable), `processor_unavailable` (Payment processor unavailable), `no_numbers` (No numbers available) */
             503: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -3570,6 +3675,355 @@ export interface operations {
             /** @description Problem details: `internal_error` (Internal server error) */
             500: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listTopUps: {
+        parameters: {
+            query?: {
+                /** @description opaque: the next_cursor of the previous page */
+                cursor?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of top-ups; `next_cursor` is null on the last page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["TopUp"][];
+                        next_cursor: string | null;
+                        /** @description owed for refunded or disputed top-ups; your next top-up settles it first */
+                        receivable_minor: number;
+                        /** @description the processors you can pay with, the default first */
+                        processors: ("sandbox" | "stripe" | "paystack")[];
+                        /** @description integer amount in minor units (cents) */
+                        min_amount_minor: number;
+                        /** @description integer amount in minor units (cents) */
+                        max_amount_minor: number;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createTopUp: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description 1-255 printable ASCII characters without spaces, chosen by the client and scoped to the caller: a retry with the same key and the same request returns the first outcome (Idempotent-Replayed: true); the same key with a different request is 422 */
+                "idempotency-key": string;
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description minor units, between TOP_UP_MIN_MINOR and TOP_UP_MAX_MINOR */
+                    amount_minor: number;
+                    /**
+                     * @description one of PAYMENT_PROCESSORS; default the first
+                     * @enum {string}
+                     */
+                    processor?: "sandbox" | "stripe" | "paystack";
+                };
+            };
+        };
+        responses: {
+            /** @description The top-up with its checkout_url (the same one again for a repeated Idempotency-Key) */
+            201: {
+                headers: {
+                    /** @description the path of the resource this answer describes */
+                    Location: string;
+                    /** @description `true` when this answer repeats the first outcome of a request with the same Idempotency-Key; nothing was done again */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopUp"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `provider_unavailable` (Provider unavailable), `processor_unavailable` (Payment processor unavailable), `no_numbers` (No numbers available) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getTopUp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The top-up as it is now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopUp"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    recheckTopUp: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What the processor said and the top-up after applying it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        processor_state: string;
+                        outcome: string;
+                        top_up: components["schemas"]["TopUp"];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `provider_unavailable` (Provider unavailable), `processor_unavailable` (Payment processor unavailable), `no_numbers` (No numbers available) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

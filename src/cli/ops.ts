@@ -173,6 +173,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
           const { prepareDatabase } = await import('../server.ts');
           const { createVerificationRuntime } = await import('../runtime.ts');
           const { reconcile, recordReconcileRun } = await import('../ops/reconcile.ts');
+          const { createPaymentProcessors } = await import('../payments/registry.ts');
           await prepareDatabase(opened.database, config, clock.now());
           const ctx: AppContext = { config, database: opened.database, clock, logger: toolLogger(config) };
           const runtime = createVerificationRuntime(ctx, { workerId: 'reconcile' });
@@ -180,6 +181,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
             days: opts.days,
             execute,
             userEmail: opts.user,
+            payments: { database: opened.database, clock, config, processors: createPaymentProcessors(config), logger: ctx.logger },
             onProgress: bar ? (done, total) => bar.update(done, total) : undefined,
           });
           bar?.stop();

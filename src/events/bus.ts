@@ -8,7 +8,7 @@ import type { Database, Executor } from '../db/database.ts';
  */
 export const EVENTS_CHANNEL = 'namaskah_events';
 
-export type BusEventKind = 'verification' | 'notification' | 'wallet';
+export type BusEventKind = 'verification' | 'notification' | 'wallet' | 'top_up';
 
 export interface BusEvent {
   userId: string;

@@ -11,6 +11,9 @@ import type { Registry } from 'prom-client';
 import { scryptHasher, type PasswordHasher } from '../accounts/passwords.ts';
 import type { AppContext } from '../context.ts';
 import type { EventHub } from '../events/bus.ts';
+import type { PaymentProcessors } from '../payments/processor.ts';
+import { createPaymentProcessors } from '../payments/registry.ts';
+import type { PaymentDeps } from '../payments/top-ups.ts';
 import type { LifecycleDeps } from '../verifications/lifecycle.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
 import { installInputGuard } from './input-guard.ts';
@@ -26,6 +29,8 @@ declare module 'fastify' {
     ctx: AppContext;
     /** What the verification routes buy, cancel and capture with (the provider behind its breaker, …). */
     lifecycle: LifecycleDeps;
+    /** Wallet top-ups: the enabled payment processors with the database, clock and configuration. */
+    payments: PaymentDeps;
     /** This process's live events, for GET /v1/events. */
     hub: EventHub;
     /** Password hashing for sign-up and sign-in: scrypt unless replaced (tests count its calls). */
@@ -40,6 +45,8 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   lifecycle: LifecycleDeps;
   hub: EventHub;
+  /** The payment processors (default: those PAYMENT_PROCESSORS enables). */
+  processors?: PaymentProcessors;
   passwords?: PasswordHasher;
   healthChecks?: Record<string, HealthCheck>;
   metrics?: Registry;
@@ -53,6 +60,7 @@ const API_TAGS = [
   { name: 'auth', description: 'Accounts, sessions and their cookies' },
   { name: 'account', description: 'The signed-in customer' },
   { name: 'wallet', description: 'Balances and the wallet history' },
+  { name: 'top-ups', description: 'Paying into the wallet through a payment processor' },
   { name: 'api keys', description: 'Credentials for scripts and servers' },
   { name: 'verifications', description: 'Buying a number, waiting for its code, cancelling' },
   { name: 'notifications', description: 'In-app notices: a code arrived, a refund was issued' },
@@ -100,6 +108,13 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
   app.decorate('ctx', ctx);
   app.decorate('lifecycle', options.lifecycle);
   app.decorate('hub', options.hub);
+  app.decorate('payments', {
+    database: ctx.database,
+    clock: ctx.clock,
+    config,
+    processors: options.processors ?? createPaymentProcessors(config),
+    logger: ctx.logger,
+  });
   app.decorate('passwords', options.passwords ?? scryptHasher);
   app.decorate('metrics', options.metrics ?? createMetricsRegistry());
   app.decorate('healthChecks', options.healthChecks ?? {});

@@ -257,6 +257,92 @@ export async function creditWallet(ex: Executor, request: CreditRequest): Promis
   return { transfer, replayed };
 }
 
+/** The ledger key of a top-up's credit: the database allows one credit per top-up, ever. */
+export function topUpCreditKey(topUpId: string): string {
+  return `top-up:${topUpId}`;
+}
+
+export interface TopUpCreditRequest {
+  userId: string;
+  topUpId: string;
+  /** What the processor confirmed, in the installation's currency. */
+  amountMinor: number;
+  processor: string;
+  now: Date;
+}
+
+/**
+ * Credits a confirmed top-up to its wallet, from the funding account, once: the transfer is keyed by
+ * the top-up, so a second confirmation (a replayed or concurrent webhook, a re-check) returns the
+ * first transfer with `replayed: true` and moves nothing.
+ */
+export function creditTopUp(ex: Executor, request: TopUpCreditRequest): Promise<{ transfer: Transfer; replayed: boolean }> {
+  assertPositive(request.amountMinor);
+  return creditWallet(ex, {
+    userId: request.userId,
+    amountMinor: request.amountMinor,
+    kind: 'topup',
+    actor: 'payments',
+    reason: `top-up via ${request.processor}`,
+    idempotencyKey: topUpCreditKey(request.topUpId),
+    now: request.now,
+  });
+}
+
+/** A top-up's credit transfer, if the ledger holds one. */
+export async function findTopUpCredit(ex: Executor, topUpId: string): Promise<Transfer | undefined> {
+  const row = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${topUpCreditKey(topUpId)}`);
+  return row ? toTransfer(row) : undefined;
+}
+
+export interface TakeBackRequest {
+  userId: string;
+  /** The most to take; less is taken when the wallet's available balance is smaller. */
+  amountMinor: number;
+  /** Unique per collection, so a retry takes nothing twice. */
+  idempotencyKey: string;
+  reason: string;
+  now: Date;
+}
+
+/**
+ * Takes money a processor reversed (a refunded top-up, a lost dispute) back from a wallet to the
+ * funding account: as much as the available balance allows, never below zero and never touching
+ * held money. Returns what was taken (0 when nothing was available); a retry with the same key
+ * returns the first amount. The rest is the caller's receivable.
+ */
+export async function takeBackFromWallet(ex: Executor, request: TakeBackRequest): Promise<{ takenMinor: Minor; replayed: boolean }> {
+  assertPositive(request.amountMinor);
+  const existing = await firstRow<TransferRow>(ex, sql`SELECT * FROM ledger_transfers WHERE idempotency_key = ${request.idempotencyKey}`);
+  if (existing) return { takenMinor: toMinor(existing.amount_minor), replayed: true };
+  const wallet = await walletAccountId(ex, request.userId);
+  const funding = await systemAccountId(ex, 'funding');
+  // Both accounts locked in the order the transfer trigger uses, so the balance read here is the
+  // one the transfer applies to, and a concurrent movement waits rather than deadlocks.
+  const locked = await rows<{ id: string; posted_minor: number; held_minor: number }>(
+    ex,
+    sql`SELECT id, posted_minor, held_minor FROM ledger_accounts WHERE id IN (${wallet}, ${funding}) ORDER BY id FOR NO KEY UPDATE`,
+  );
+  const account = locked.find((a) => a.id === wallet)!;
+  const available = toMinor(account.posted_minor) - toMinor(account.held_minor);
+  const taken = Math.min(available, request.amountMinor);
+  if (taken <= 0) return { takenMinor: toMinor(0), replayed: false };
+  const { row, replayed } = await insertKeyedTransfer(ex, {
+    debitAccountId: wallet,
+    creditAccountId: funding,
+    amountMinor: taken,
+    kind: 'adjustment',
+    idempotencyKey: request.idempotencyKey,
+    verificationId: null,
+    actor: 'payments',
+    actorId: null,
+    reason: request.reason,
+    now: request.now,
+  });
+  if (!replayed) await walletMoved(ex, request.userId);
+  return { takenMinor: toMinor(row.amount_minor), replayed };
+}
+
 export interface HoldRequest {
   userId: string;
   amountMinor: number;

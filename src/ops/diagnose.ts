@@ -7,6 +7,7 @@ import { engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { checkLedgerInvariants } from './invariants.ts';
 import { checkLifecycleInvariants } from './lifecycle-checks.ts';
+import { checkTopUpInvariants, topUpFacts } from './top-up-checks.ts';
 import type { DiagnoseReport, WorkerReport } from './reports.ts';
 import { problemRules } from './rules.ts';
 
@@ -64,7 +65,7 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
   const { clock, config } = deps;
   const now = clock.now();
 
-  const checks = [...(await checkLedgerInvariants(ex)), ...(await checkLifecycleInvariants(ex, now))];
+  const checks = [...(await checkLedgerInvariants(ex)), ...(await checkLifecycleInvariants(ex, now)), ...(await checkTopUpInvariants(ex))];
 
   const stateRows = await rows<{ state: VerificationState; n: number }>(
     ex,
@@ -143,5 +144,6 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
       amount_minor: Number(upstream?.owed_minor ?? 0),
       orphans_suspected: Number(upstream?.suspected ?? 0),
     },
+    top_ups: await topUpFacts(ex, new Date(now.getTime() - config.TOP_UP_CHECKOUT_TTL_MINUTES * 60_000)),
   };
 }

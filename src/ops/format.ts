@@ -60,6 +60,11 @@ export function formatDiagnose(report: DiagnoseReport, currency: string): string
   lines.push(
     `Upstream settlement owed: ${owed.count} cancels (up to ${formatMinor(owed.amount_minor, currency)}) · suspected orphans ${owed.orphans_suspected}`,
   );
+  const t = report.top_ups;
+  lines.push(
+    `Top-ups: ${t.pending} pending (${t.overdue} overdue) · ${t.in_review} in review · ${t.unknown_payments} unknown payments · ` +
+      `receivables ${formatMinor(t.receivables.amount_minor, currency)} from ${t.receivables.customers} customers`,
+  );
   return `${lines.join('\n')}\n`;
 }
 

@@ -17,7 +17,7 @@ const SAMPLE = 5;
  * column `what` that describes it (starting with its id). The check is passed when there are none;
  * otherwise its detail names the first few.
  */
-async function check(ex: Executor, name: string, offenders: SQL, what: string, okText: string): Promise<Check> {
+export async function check(ex: Executor, name: string, offenders: SQL, what: string, okText: string): Promise<Check> {
   const row = await firstRow<{ count: number | string; sample: string | null }>(
     ex,
     sql`WITH offenders AS (${offenders})

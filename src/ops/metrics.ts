@@ -5,6 +5,7 @@ import type { Config } from '../config.ts';
 import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
 import { engineLagSeconds } from '../engine/queue.ts';
+import { topUpStatuses, type TopUpStatus } from '../payments/schema.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { engineWorkers } from './diagnose.ts';
 import type { WorkerReport } from './reports.ts';
@@ -140,6 +141,25 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
       const late = await countOf(sql`SELECT count(*)::int AS n FROM verification_messages WHERE late`);
       this.reset();
       this.inc(late);
+    },
+  });
+  new Gauge({
+    name: 'namaskah_top_ups',
+    help: 'Wallet top-ups by status (pending: checkout open; review: paid with another amount or currency)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      const found = await rows<{ status: TopUpStatus; n: number }>(deps.database.db, sql`SELECT status, count(*)::int AS n FROM top_ups GROUP BY status`);
+      for (const status of topUpStatuses) this.set({ status }, Number(found.find((r) => r.status === status)?.n ?? 0));
+    },
+  });
+
+  new Gauge({
+    name: 'namaskah_payments_unmatched',
+    help: 'Confirmed payments that matched no top-up, recorded for review — alert when > 0',
+    registers: [registry],
+    async collect() {
+      this.set(await countOf(sql`SELECT count(*)::int AS n FROM payment_events WHERE outcome = 'unknown_top_up'`));
     },
   });
 }

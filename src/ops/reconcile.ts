@@ -2,6 +2,9 @@ import { inArray, sql } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import { rows, type Executor } from '../db/database.ts';
 import { scrubSecrets } from '../logging.ts';
+import { recheckTopUp } from '../payments/recheck.ts';
+import { adoptLedgerCredit } from '../payments/settlement.ts';
+import { findTopUp, type PaymentDeps } from '../payments/top-ups.ts';
 import { expireVerification, recoverPurchase } from '../verifications/flows.ts';
 import { loadVerification, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { refundWrongCapture, releaseOrphanHold, resolveTerminalHold } from '../verifications/repairs.ts';
@@ -9,6 +12,7 @@ import { cancelForeignOrder, settleSuspectedOrphan, settleUpstream } from '../ve
 import { verifications } from '../verifications/schema.ts';
 import type { Finding, ProblemKind, ReconcileReport } from './reports.ts';
 import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, problemRules } from './rules.ts';
+import { TOP_UP_CREDIT_OFFENDERS } from './top-up-checks.ts';
 
 /**
  * `reconcile`: finds every money problem among the verifications created in the last N days with a
@@ -24,7 +28,7 @@ import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, problemRules } from './rules.ts';
  */
 
 /** Kinds that reconcile reports but never repairs. */
-export const reportOnlyKinds: ReadonlySet<ProblemKind> = new Set(['received_refunded', 'active_hold_resolved']);
+export const reportOnlyKinds: ReadonlySet<ProblemKind> = new Set(['received_refunded', 'active_hold_resolved', 'top_up_credit_mismatch']);
 
 export interface ReconcileOptions {
   days: number;
@@ -33,6 +37,8 @@ export interface ReconcileOptions {
   onProgress?: (done: number, total: number) => void;
   /** Repairs run side by side (default: 4 on PostgreSQL, 1 on the single-connection embedded engine). */
   concurrency?: number;
+  /** The payment processors: with them, top-ups are compared with the ledger and their processors too. */
+  payments?: PaymentDeps;
 }
 
 /** A finding with what its repair needs. */
@@ -142,7 +148,59 @@ async function findProblems(deps: LifecycleDeps, options: ReconcileOptions, warn
   }
 
   if (!email) found.push(...(await findUpstreamOrphans(deps, since, warnings)));
+  if (options.payments) found.push(...(await findTopUpProblems(options.payments, since, email)));
   return found;
+}
+
+/**
+ * Top-ups whose record and money disagree (docs/payments.md): a checkout still pending past
+ * TOP_UP_CHECKOUT_TTL_MINUTES (its processor is asked: paid is credited, anything else expired), a
+ * ledger credit the top-up does not record (recorded; no money moves), and a credit whose amount or
+ * account differs from the top-up's (reported only: an admin decides).
+ */
+async function findTopUpProblems(payments: PaymentDeps, since: Date, email: string | undefined): Promise<Problem[]> {
+  const ex = payments.database.db;
+  const overdueBefore = new Date(payments.clock.now().getTime() - payments.config.TOP_UP_CHECKOUT_TTL_MINUTES * 60_000);
+  const byUser = email ? sql`AND u.email = ${email}` : sql``;
+  const overdue = await rows<{ id: string; email: string; amount_minor: number; processor: string; created_at: Date }>(
+    ex,
+    sql`SELECT tu.id, u.email, tu.amount_minor, tu.processor, tu.created_at FROM top_ups tu JOIN users u ON u.id = tu.user_id
+        WHERE tu.status = 'pending' AND tu.created_at >= ${since} AND tu.created_at < ${overdueBefore} ${byUser}
+        ORDER BY tu.created_at, tu.id`,
+  );
+  const credits = await rows<{ what: string; top_up_id: string | null; problem: 'mismatch' | 'unrecorded'; email: string | null; amount_minor: number | null }>(
+    ex,
+    sql`SELECT o.what, o.top_up_id, o.problem, u.email, tu.amount_minor
+        FROM (${TOP_UP_CREDIT_OFFENDERS}) o LEFT JOIN top_ups tu ON tu.id = o.top_up_id LEFT JOIN users u ON u.id = tu.user_id
+        WHERE (tu.id IS NULL OR tu.created_at >= ${since}) ${byUser}`,
+  );
+  return [
+    ...overdue.map((t) =>
+      problem('top_up_overdue', null, t.email, Number(t.amount_minor), `top-up ${t.id} pending at ${t.processor} since ${new Date(t.created_at).toISOString()}`, t.id),
+    ),
+    ...credits.map((c) =>
+      problem(
+        c.problem === 'unrecorded' && c.top_up_id ? 'top_up_credit_unrecorded' : 'top_up_credit_mismatch',
+        null,
+        c.email,
+        c.amount_minor === null ? null : Number(c.amount_minor),
+        c.what,
+        c.top_up_id ?? c.what,
+      ),
+    ),
+  ];
+}
+
+async function repairTopUp(payments: PaymentDeps, p: Problem): Promise<{ repaired: boolean; note?: string }> {
+  if (p.kind === 'top_up_credit_unrecorded') {
+    const adopted = await adoptLedgerCredit(payments.database, p.ref!, payments.clock.now());
+    return { repaired: adopted, note: adopted ? 'recorded the ledger credit' : 'already recorded' };
+  }
+  const row = await findTopUp(payments.database.db, p.ref!);
+  if (!row || row.status !== 'pending') return { repaired: true, note: `now ${row?.status ?? 'gone'}` };
+  const result = await recheckTopUp(payments, row, { expireIfOpen: true });
+  const after = await findTopUp(payments.database.db, row.id);
+  return { repaired: after?.status !== 'pending', note: `${row.processor} says ${result.state}; now ${after?.status}` };
 }
 
 /**
@@ -187,9 +245,15 @@ async function findUpstreamOrphans(deps: LifecycleDeps, since: Date, warnings: s
 }
 
 /** Repairs one problem through the settlement code; true when it is put right. */
-async function repair(deps: LifecycleDeps, p: Problem, loaded?: VerificationRow): Promise<{ repaired: boolean; note?: string }> {
+async function repair(
+  deps: LifecycleDeps,
+  p: Problem,
+  loaded?: VerificationRow,
+  payments?: PaymentDeps,
+): Promise<{ repaired: boolean; note?: string }> {
   const actor = 'reconciler' as const;
   if (reportOnlyKinds.has(p.kind)) return { repaired: false };
+  if (p.kind === 'top_up_overdue' || p.kind === 'top_up_credit_unrecorded') return payments ? repairTopUp(payments, p) : { repaired: false };
   if (p.kind === 'orphan_hold') return { repaired: await releaseOrphanHold(deps, p.ref!, actor) };
   if (p.kind === 'upstream_orphan') {
     const outcome = await cancelForeignOrder(deps, p.ref!, actor);
@@ -276,7 +340,7 @@ export async function reconcile(deps: LifecycleDeps, options: ReconcileOptions):
         let note: string | undefined;
         if (options.execute) {
           try {
-            ({ repaired, note } = await repair(deps, p, p.verification_id ? rowsById.get(p.verification_id) : undefined));
+            ({ repaired, note } = await repair(deps, p, p.verification_id ? rowsById.get(p.verification_id) : undefined, options.payments));
           } catch (error) {
             note = `repair failed: ${scrubSecrets(error instanceof Error ? error.message : String(error))}`;
             deps.logger.warn({ kind: p.kind, verification: p.verification_id, err: error }, 'reconcile repair failed');

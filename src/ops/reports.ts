@@ -19,6 +19,9 @@ const problemKinds = [
   'upstream_orphan',
   'received_refunded',
   'active_hold_resolved',
+  'top_up_overdue',
+  'top_up_credit_unrecorded',
+  'top_up_credit_mismatch',
 ] as const;
 export type ProblemKind = (typeof problemKinds)[number];
 
@@ -64,6 +67,17 @@ export const DiagnoseSchema = z
     upstream_settlement_owed: z
       .object({ count: z.number().int(), amount_minor: z.number().int(), orphans_suspected: z.number().int() })
       .describe('upstream orders released for the customer and not yet cancelled upstream (amount: their cost caps)'),
+    top_ups: z
+      .object({
+        pending: z.number().int(),
+        overdue: z.number().int().describe('pending past TOP_UP_CHECKOUT_TTL_MINUTES: reconcile asks their processor'),
+        in_review: z.number().int().describe('paid with another amount or currency than asked: an admin decides'),
+        unknown_payments: z.number().int().describe('confirmed payments that matched no top-up, recorded for review'),
+        receivables: z
+          .object({ customers: z.number().int(), amount_minor: z.number().int() })
+          .describe('owed for refunded or lost-dispute top-ups already spent; settled first by the next top-up'),
+      })
+      .describe('wallet top-ups (docs/payments.md)'),
   })
   .meta({ id: 'DiagnoseReport' });
 export type DiagnoseReport = z.output<typeof DiagnoseSchema>;

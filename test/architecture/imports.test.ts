@@ -25,8 +25,9 @@ const FLOORS: readonly (readonly string[])[] = [
   ['accounts', 'catalogue', 'notifications'],
   // 5, the verification lifecycle.
   ['verifications'],
-  // 6, the background engine that drives it, and the SMS-Activate protocol served on top of it.
-  ['engine', 'sms-activate-api'],
+  // 6, the background engine that drives it, the SMS-Activate protocol served on top of it, and
+  //    wallet top-ups through payment processors (which share the purchase's Idempotency-Key rules).
+  ['engine', 'sms-activate-api', 'payments'],
   // 7, operations: diagnose, reconcile, metrics.
   ['ops'],
   // 8, the HTTP API.

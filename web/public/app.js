@@ -13,6 +13,8 @@ const routes = [
   { pattern: /^\/verifications\/([^/]+)$/, page: 'verification', title: 'Verification', keys: ['id'] },
   { pattern: /^\/history$/, page: 'history', title: 'History' },
   { pattern: /^\/wallet$/, page: 'wallet', title: 'Wallet' },
+  { pattern: /^\/top-ups$/, page: 'top-ups', title: 'Add funds' },
+  { pattern: /^\/top-ups\/([^/]+)$/, page: 'top-up', title: 'Top-up', keys: ['id'] },
   { pattern: /^\/notifications$/, page: 'notifications', title: 'Notifications' },
   { pattern: /^\/api-keys$/, page: 'api-keys', title: 'API keys' },
   { pattern: /^\/webhooks$/, page: 'webhooks', title: 'Webhooks' },
@@ -25,6 +27,7 @@ const NAV = [
   { href: '#/buy', label: 'Buy' },
   { href: '#/history', label: 'History' },
   { href: '#/wallet', label: 'Wallet' },
+  { href: '#/top-ups', label: 'Add funds' },
   { href: '#/notifications', label: 'Notifications', badge: true },
   { href: '#/api-keys', label: 'API keys' },
   { href: '#/webhooks', label: 'Webhooks' },
@@ -153,7 +156,8 @@ function updateActiveLink() {
   const hash = location.hash.split('?')[0];
   for (const link of topbar.querySelectorAll('a.nav-link')) {
     const target = link.getAttribute('href');
-    const active = hash === target || (target === '#/history' && hash.startsWith('#/verifications/'));
+    const active =
+      hash === target || (target === '#/history' && hash.startsWith('#/verifications/')) || (target === '#/top-ups' && hash.startsWith('#/top-ups/'));
     if (active) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }

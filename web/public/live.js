@@ -1,10 +1,10 @@
 // Live updates over server-sent events (GET /v1/events, authenticated by the session cookie).
-// Named events: `verification`, `notification`, `wallet`. The browser's EventSource reconnects by
+// Named events: `verification`, `notification`, `wallet`, `top_up`. The browser's EventSource reconnects by
 // itself after a dropped connection; when the server refuses the stream (e.g. 401) it stops, and
 // we reconnect with a backoff after checking the session.
 import { setState } from './state.js';
 
-const handlers = { verification: new Set(), notification: new Set(), wallet: new Set(), open: new Set() };
+const handlers = { verification: new Set(), notification: new Set(), wallet: new Set(), top_up: new Set(), open: new Set() };
 let source = null;
 let retryTimer = null;
 let retryDelay = 1000;
@@ -41,7 +41,7 @@ function connect() {
     // Anything that happened while we were not connected is fetched again by the listeners.
     emit('open', null);
   });
-  for (const kind of ['verification', 'notification', 'wallet']) {
+  for (const kind of ['verification', 'notification', 'wallet', 'top_up']) {
     es.addEventListener(kind, (event) => {
       const payload = parse(event, kind);
       if (payload) emit(kind, payload);

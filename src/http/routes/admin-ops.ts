@@ -53,6 +53,7 @@ const adminOpsRoutes: FastifyPluginAsyncZod = async (app) => {
         days: request.body.days,
         execute: request.body.execute,
         userEmail: request.body.user,
+        payments: app.payments,
       });
       await recordReconcileRun(
         ctx.database.db,

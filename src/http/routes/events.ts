@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { BusEvent } from '../../events/bus.ts';
 import { walletOf } from '../../ledger/ledger.ts';
 import { findNotification } from '../../notifications/notifications.ts';
+import { findCustomerTopUp, topUpResource } from '../../payments/top-ups.ts';
 import { notificationResource } from '../../notifications/resource.ts';
 import { findCustomerVerification, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
@@ -18,6 +19,7 @@ const EVENTS_DESCRIPTION = [
   '- `verification` — a verification changed (number assigned, code arrived, cancelled, expired, failed): a `Verification`',
   '- `notification` — a new in-app notice: a `Notification`',
   '- `wallet` — a wallet movement committed: a `Wallet`',
+  '- `top_up` — a top-up changed (pending, credited, failed, expired, review): a `TopUp`',
   '',
   'A `: heartbeat` comment every 15 s keeps proxies from closing the stream; `retry: 3000` asks clients to reconnect after 3 s. ' +
     'Events are not replayed after a reconnect: read the resource (GET /v1/verifications/{id}) to catch up.',
@@ -25,7 +27,7 @@ const EVENTS_DESCRIPTION = [
 
 /**
  * GET /v1/events: server-sent events so a client sees its code arrive without polling. Events are
- * `verification`, `notification` and `wallet`, each carrying the resource's current JSON.
+ * `verification`, `notification`, `wallet` and `top_up`, each carrying the resource's current JSON.
  */
 const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const { ctx, hub } = app;
@@ -34,7 +36,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     schema: {
       operationId: 'streamEvents',
       tags: ['events'],
-      summary: 'Live updates (text/event-stream): verification, notification and wallet events',
+      summary: 'Live updates (text/event-stream): verification, notification, wallet and top-up events',
       description: EVENTS_DESCRIPTION,
       security: Security,
       response: problemResponses(401),
@@ -71,6 +73,9 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
             } else if (event.kind === 'notification') {
               const row = await findNotification(db, me.userId, event.id);
               if (row) send('notification', notificationResource(row));
+            } else if (event.kind === 'top_up') {
+              const row = await findCustomerTopUp(db, me.userId, event.id);
+              if (row) send('top_up', await topUpResource(db, row));
             } else {
               send('wallet', walletResource(await walletOf(db, me.userId)));
             }

@@ -12,9 +12,12 @@ import healthRoutes from './health.ts';
 import meRoutes from './me.ts';
 import metricsRoutes from './metrics.ts';
 import notificationRoutes from './notifications.ts';
+import paymentWebhookRoutes from './payment-webhooks.ts';
+import sandboxCheckoutRoutes from './sandbox-checkout.ts';
 import sandboxRoutes from './sandbox.ts';
 import serviceRoutes from './services.ts';
 import smsActivateRoutes from './sms-activate.ts';
+import topUpRoutes from './top-ups.ts';
 import verificationRoutes from './verifications.ts';
 import walletRoutes from './wallet.ts';
 import webhookEndpointRoutes from './webhook-endpoints.ts';
@@ -47,6 +50,10 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     webhookRoutes,
     webhookEndpointRoutes,
     smsActivateRoutes,
+    topUpRoutes,
+    paymentWebhookRoutes,
+    // Registers nothing unless the sandbox payment processor is enabled.
+    sandboxCheckoutRoutes,
     // The sandbox exists only when it is the configured provider.
     ...(config.PROVIDER === 'sandbox' ? [sandboxRoutes] : []),
   ];
