@@ -68,6 +68,20 @@ export const configSchema = z.object({
       .optional(),
   ),
 
+  PUBLIC_URL: optionalText.pipe(z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL').optional()),
+  SMTP_URL: optionalText.pipe(z.string().regex(/^smtps?:\/\/[^\s]+$/, 'must be an smtp:// or smtps:// URL').optional()),
+  MAIL_FROM: z.string().trim().min(3).default('Namaskah <no-reply@namaskah.local>'),
+  REQUIRE_VERIFIED_EMAIL_FOR: z
+    .string()
+    .default('')
+    .transform((text) => text.split(',').map((part) => part.trim()).filter((part) => part !== ''))
+    .pipe(z.array(z.enum(['purchase', 'top_up']))),
+  EMAIL_VERIFICATION_TTL_HOURS: int(1, 24 * 30).default(48),
+  PASSWORD_RESET_TTL_MINUTES: int(5, 60).default(60),
+  PASSWORD_RESETS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000).default(20),
+  REQUIRE_ADMIN_2FA: bool.default(false),
+  RECENT_SIGN_IN_MINUTES: int(1, 24 * 60).default(15),
+
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FILE: optionalText,
 });

@@ -28,6 +28,13 @@ const SECRET_KEYS = [
   'TEXTVERIFIED_API_KEY',
   'TEXTVERIFIED_WEBHOOK_SECRET',
   'SMS_ACTIVATE_API_KEY',
+  'SMTP_URL',
+  'totp_code',
+  'totpCode',
+  'recovery_code',
+  'recoveryCode',
+  'current_password',
+  'new_password',
 ];
 
 export const REDACT_PATHS = [
@@ -45,7 +52,7 @@ export const REDACT_PATHS = [
 
 /** URL-shaped words of free text; each is redacted by the URL parser (redactUrl). */
 const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi;
-const BEARER_TOKEN = /\b(ns[sko]_)[A-Za-z0-9_-]{16,}/g;
+const BEARER_TOKEN = /\b(ns[skoer]_)[A-Za-z0-9_-]{16,}/g;
 /** The parameters a failed statement's error message lists (drizzle: "Failed query: …\nparams: …"). */
 const STATEMENT_PARAMS = /(\bparams: )(?!\[not logged\])[^\n]*/g;
 const PARAMS_NOT_LOGGED = '[not logged]';

@@ -15,8 +15,8 @@ const FLOORS: readonly (readonly string[])[] = [
   // from the configuration, the clock and the database handle below them).
   ['clock', 'money', 'config', 'errors', 'db'],
   ['context', 'logging'],
-  // 2, what needs nothing but the ground: upstream adapters and the live-event bus.
-  ['providers', 'events'],
+  // 2, what needs nothing but the ground: upstream adapters, the live-event bus, outgoing mail.
+  ['providers', 'events', 'mail'],
   // 3, the ledger (which announces every wallet movement as a live event) and webhook replay protection.
   ['ledger', 'webhooks'],
   // 4, domain modules over those: accounts (open a wallet), the catalogue (the sandbox's offers),

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../config.ts';
+import accountRoutes from './account.ts';
 import adminCreditRoutes from './admin-credit.ts';
+import adminMailRoutes from './admin-mail.ts';
 import adminOpsRoutes from './admin-ops.ts';
 import adminUserRoutes from './admin-users.ts';
 import adminVerificationRoutes from './admin-verifications.ts';
@@ -14,6 +16,7 @@ import metricsRoutes from './metrics.ts';
 import notificationRoutes from './notifications.ts';
 import sandboxRoutes from './sandbox.ts';
 import serviceRoutes from './services.ts';
+import sessionRoutes from './sessions.ts';
 import smsActivateRoutes from './sms-activate.ts';
 import verificationRoutes from './verifications.ts';
 import walletRoutes from './wallet.ts';
@@ -32,6 +35,8 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     metricsRoutes,
     authRoutes,
     meRoutes,
+    accountRoutes,
+    sessionRoutes,
     walletRoutes,
     apiKeyRoutes,
     serviceRoutes,
@@ -40,6 +45,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     eventRoutes,
     adminUserRoutes,
     adminCreditRoutes,
+    adminMailRoutes,
     errorRoutes,
     adminVerificationRoutes,
     adminOpsRoutes,
