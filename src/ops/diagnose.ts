@@ -110,6 +110,22 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
         FROM verifications v WHERE ${rules.upstreamCancelOwed} OR ${rules.orphanSuspected}`,
   );
 
+  // An admin can credit any wallet: without REQUIRE_ADMIN_2FA, say which admins sign in with a password alone.
+  const unprotected = config.REQUIRE_ADMIN_2FA
+    ? []
+    : await rows<{ email: string }>(
+        ex,
+        sql`SELECT email FROM users WHERE role = 'admin' AND deleted_at IS NULL AND totp_enabled_at IS NULL ORDER BY email LIMIT 20`,
+      );
+  const warnings =
+    unprotected.length === 0
+      ? []
+      : [
+          `${unprotected.length === 20 ? '20 or more admins sign' : `${unprotected.length} admin${unprotected.length === 1 ? ' signs' : 's sign'}`} in ` +
+            `without two-factor sign-in (${unprotected.map((u) => u.email).join(', ')}): turn it on in the dashboard's Account page, ` +
+            'and set REQUIRE_ADMIN_2FA=true',
+        ];
+
   const lag = await engineLagSeconds(ex, now);
   const workers = await engineWorkers(ex, config, now);
 
@@ -143,5 +159,6 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
       amount_minor: Number(upstream?.owed_minor ?? 0),
       orphans_suspected: Number(upstream?.suspected ?? 0),
     },
+    warnings,
   };
 }

@@ -60,6 +60,7 @@ export function formatDiagnose(report: DiagnoseReport, currency: string): string
   lines.push(
     `Upstream settlement owed: ${owed.count} cancels (up to ${formatMinor(owed.amount_minor, currency)}) · suspected orphans ${owed.orphans_suspected}`,
   );
+  for (const warning of report.warnings) lines.push(`Warning: ${warning}`);
   return `${lines.join('\n')}\n`;
 }
 

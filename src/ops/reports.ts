@@ -64,6 +64,7 @@ export const DiagnoseSchema = z
     upstream_settlement_owed: z
       .object({ count: z.number().int(), amount_minor: z.number().int(), orphans_suspected: z.number().int() })
       .describe('upstream orders released for the customer and not yet cancelled upstream (amount: their cost caps)'),
+    warnings: z.array(z.string()).describe('things an operator should look at; they never fail the report'),
   })
   .meta({ id: 'DiagnoseReport' });
 export type DiagnoseReport = z.output<typeof DiagnoseSchema>;

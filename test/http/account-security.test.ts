@@ -299,6 +299,15 @@ for (const engine of engines) {
       assert.notEqual(reused.id, user.id);
     });
 
+    test('diagnose warns about admins without two-factor sign-in while it is not required', async () => {
+      const admin = await login(app.url, app.admin.email, app.admin.password);
+      const report = await admin.client.get('/v1/admin/diagnose');
+      assert.equal(report.status, 200, report.text);
+      assert.equal(report.body.ok, true, 'a warning never fails the report');
+      const warning = report.body.warnings.find((w: string) => /without two-factor sign-in/.test(w));
+      assert.ok(warning?.includes(app.admin.email), JSON.stringify(report.body.warnings));
+    });
+
     test('no token, code, password or secret reaches the log', async () => {
       await settled();
       const text = logLines.join('');
@@ -336,6 +345,8 @@ describe('the local outbox and the verified-email policy [pglite]', { timeout: 1
     assert.equal(outbox.body.items.length, 1);
     assert.equal(outbox.body.items[0].subject, 'Confirm your email address');
     assert.equal(outbox.headers.get('cache-control'), 'no-store');
+    const report = await admin.client.get('/v1/admin/diagnose');
+    assert.deepEqual(report.body.warnings, [], 'required and enrolled: nothing to warn about');
   });
 
   test('REQUIRE_VERIFIED_EMAIL_FOR=purchase: 403 email_unverified until the link is used, nothing stored', async () => {
