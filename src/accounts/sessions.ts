@@ -50,17 +50,20 @@ export async function createSession(
 }
 
 /**
- * Whether the account has signed in from this device before (the same User-Agent in any earlier
- * session). A sign-in from an unknown one is announced to the owner by email.
+ * Whether a sign-in comes from a device new to the account: the account has signed in before, but
+ * never with this User-Agent. Such a sign-in is announced to the owner by email. An account's very
+ * first sign-in (created by an admin or the CLI) has nothing to compare with and is not announced.
  */
-export async function isKnownDevice(ex: Executor, userId: string, origin: SessionOrigin): Promise<boolean> {
+export async function isNewDevice(ex: Executor, userId: string, origin: SessionOrigin): Promise<boolean> {
   const userAgent = origin.userAgent?.slice(0, USER_AGENT_MAX) ?? null;
   const [row] = await ex
-    .select({ id: sessions.id })
+    .select({
+      earlier: sql<number>`count(*)::int`,
+      same: sql<number>`count(*) FILTER (WHERE ${userAgent === null ? sql`${sessions.userAgent} IS NULL` : sql`${sessions.userAgent} = ${userAgent}`})::int`,
+    })
     .from(sessions)
-    .where(and(eq(sessions.userId, userId), userAgent === null ? isNull(sessions.userAgent) : eq(sessions.userAgent, userAgent)))
-    .limit(1);
-  return row !== undefined;
+    .where(eq(sessions.userId, userId));
+  return Number(row?.earlier ?? 0) > 0 && Number(row?.same ?? 0) === 0;
 }
 
 /** Ends a session (logout). Revoking an already revoked session changes nothing. */

@@ -3,8 +3,7 @@ import { z } from 'zod';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../accounts/api-keys.ts';
 import { apiKeyLimits, consumeAttempt } from '../../accounts/throttle.ts';
 import { recordAudit } from '../../accounts/audit.ts';
-import { announce } from '../../accounts/flows.ts';
-import { newApiKeyNotice } from '../../accounts/notices.ts';
+import { newApiKeyNotice, noticeMail } from '../../accounts/notices.ts';
 import { findUser } from '../../accounts/users.ts';
 import { clientAddress, forbidCaching, requireRecentSignIn, requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
@@ -56,10 +55,12 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
           detail: { api_key_id: created.id, name: created.name, prefix: created.prefix },
           now,
         });
-        const owner = await findUser(tx, me.userId);
-        if (owner) await announce(app.accounts, tx, owner, newApiKeyNotice(created.name, created.prefix, now), now);
         return created;
       });
+      // By email only: whoever is watching the dashboard just made the key; the email reaches the
+      // owner when someone else did.
+      const owner = await findUser(ctx.database.db, me.userId);
+      if (owner) app.mailer.dispatch(() => app.mailer.send(noticeMail(owner.email, newApiKeyNotice(key.name, key.prefix, now))));
       forbidCaching(reply);
       return reply
         .status(201)

@@ -4,7 +4,7 @@ import { announce, requestPasswordReset, resetPassword, sendEmailVerification, v
 import { existingAccountMail, newDeviceNotice } from '../../accounts/notices.ts';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwords.ts';
 import { recordAudit } from '../../accounts/audit.ts';
-import { createSession, isKnownDevice, markReauthenticated, revokeSession } from '../../accounts/sessions.ts';
+import { createSession, isNewDevice, markReauthenticated, revokeSession } from '../../accounts/sessions.ts';
 import { accountMailLimits, consumeAttempt, loginLimits, registrationLimits } from '../../accounts/throttle.ts';
 import { checkSecondFactor } from '../../accounts/two-factor.ts';
 import { authenticateUser, createUser, findUser, normalizeEmail } from '../../accounts/users.ts';
@@ -106,12 +106,12 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
       const origin = sessionOrigin(request);
       const session = await ctx.database.transaction(async (tx) => {
         const factor = await checkSecondFactor(tx, user.id, { totpCode: request.body.totp_code, recoveryCode: request.body.recovery_code }, now);
-        const known = await isKnownDevice(tx, user.id, origin);
+        const newDevice = await isNewDevice(tx, user.id, origin);
         const created = await createSession(tx, user.id, { now, ttlHours: ctx.config.SESSION_TTL_HOURS, origin });
         if (factor === 'recovery_code') {
           await recordAudit(tx, { actorId: user.id, actor: 'customer', action: 'user.recovery_code_used', subjectId: user.id, detail: {}, now });
         }
-        if (!known) {
+        if (newDevice) {
           await recordAudit(tx, {
             actorId: user.id,
             actor: 'customer',
