@@ -1,4 +1,4 @@
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, gt, isNull } from 'drizzle-orm';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Database, Executor } from '../db/database.ts';
@@ -126,11 +126,20 @@ export async function requestPasswordReset(deps: AccountDeps, email: string): Pr
  */
 export async function resetPassword(deps: AccountDeps, token: string, password: string): Promise<void> {
   const now = deps.clock.now();
+  // Checked before any hashing, so a stream of made-up tokens costs one lookup each, never a scrypt run.
   const [pending] = await deps.database.db
     .select({ email: accountTokens.email })
     .from(accountTokens)
-    .where(eq(accountTokens.tokenHash, hashToken(token)));
-  if (pending) await checkPasswordPolicy(password, pending.email);
+    .where(
+      and(
+        eq(accountTokens.tokenHash, hashToken(token)),
+        eq(accountTokens.purpose, 'reset_password'),
+        isNull(accountTokens.usedAt),
+        gt(accountTokens.expiresAt, now),
+      ),
+    );
+  if (!pending) throw new DomainError('link_invalid', 'this reset link is invalid, already used or expired');
+  await checkPasswordPolicy(password, pending.email);
   const passwordHash = await deps.passwords.hash(password);
   await deps.database.transaction(async (tx) => {
     const used = await consumeAccountToken(tx, 'reset_password', token, now);

@@ -2,6 +2,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'drizzle-orm';
 import { generate } from 'otplib';
+import { scryptHasher, type PasswordHasher } from '../../src/accounts/passwords.ts';
 import { rows, firstRow } from '../../src/db/database.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { ManualClock } from '../support/clock.ts';
@@ -28,6 +29,14 @@ for (const engine of engines) {
     const logLines: string[] = [];
     /** Every secret the flows handed out, checked against the log at the end. */
     const secrets: string[] = [];
+    let hashes = 0;
+    const passwords: PasswordHasher = {
+      hash: (password) => {
+        hashes++;
+        return scryptHasher.hash(password);
+      },
+      verify: scryptHasher.verify,
+    };
 
     before(async () => {
       smtp = await startSmtpServer();
@@ -35,6 +44,7 @@ for (const engine of engines) {
         engine,
         clock,
         worker: false,
+        passwords,
         env: { SMTP_URL: smtp.url, MAIL_FROM: 'Namaskah <accounts@namaskah.test>', LOG_LEVEL: 'debug' },
         logDestination: { write: (line: string) => void logLines.push(line) },
       });
@@ -106,6 +116,12 @@ for (const engine of engines) {
         400,
         'link_invalid',
       );
+      // A made-up token is refused before any password hashing.
+      const hashesBefore = hashes;
+      for (const made of ['nsr_' + 'A'.repeat(43), 'nss_' + 'B'.repeat(43), 'garbage']) {
+        assertProblem(await call(app.url, 'POST', '/v1/auth/password-reset/confirm', { body: { token: made, password: 'a-new-strong-pass-1' } }), 400, 'link_invalid');
+      }
+      assert.equal(hashes, hashesBefore, 'no scrypt work for an invalid link');
       const newPassword = 'a-new-strong-pass-1';
       secrets.push(newPassword);
       const reset = await call(app.url, 'POST', '/v1/auth/password-reset/confirm', { body: { token, password: newPassword } });
