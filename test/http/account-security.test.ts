@@ -149,6 +149,30 @@ for (const engine of engines) {
       assert.deepEqual(audit.map((a) => a.detail.sessions_ended), [2]);
     });
 
+    test('one reset link used by several requests at once: exactly one sets the password', async () => {
+      const user = await registerUser(app.url);
+      await call(app.url, 'POST', '/v1/auth/password-reset', { body: { email: user.email } });
+      await settled();
+      const { token } = linkToken(smtp.received.filter((m) => m.to.includes(user.email) && m.subject === 'Reset your password').at(-1)!, 'reset-password');
+      const candidates = Array.from({ length: 6 }, (_, i) => `racing-pass-${i}-x`);
+      const answers = await Promise.all(
+        candidates.map((password) => call(app.url, 'POST', '/v1/auth/password-reset/confirm', { body: { token, password } })),
+      );
+      assert.deepEqual(answers.map((a) => a.status).sort(), [204, 400, 400, 400, 400, 400]);
+      const winner = candidates[answers.findIndex((a) => a.status === 204)]!;
+      for (const password of candidates) {
+        const signIn = await call(app.url, 'POST', '/v1/auth/login', { body: { email: user.email, password } });
+        assert.equal(signIn.status, password === winner ? 200 : 401, password);
+      }
+    });
+
+    test('sign-up with a taken address: 409, and the owner is told by email', async () => {
+      const user = await registerUser(app.url);
+      assertProblem(await call(app.url, 'POST', '/v1/auth/register', { body: { email: user.email, password: 'someone-else-1' } }), 409, 'email_taken');
+      const mail = await smtp.waitFor(user.email, /tried to sign up/);
+      assert.match(mail.text, /#\/forgot-password/);
+    });
+
     test('password-reset requests are limited per email, identically for unknown addresses', async () => {
       clock.advance(60 * MINUTE);
       const user = await registerUser(app.url);
@@ -215,6 +239,11 @@ for (const engine of engines) {
       assert.equal((await signIn({ totp_code: code })).status, 200);
       assertProblem(await signIn({ totp_code: code }), 401, 'unauthenticated');
       assertProblem(await signIn({ password: 'wrong-password', totp_code: code } as Record<string, string>), 401, 'unauthenticated');
+      // One code, several sign-ins at once: exactly one gets a session.
+      clock.advance(30_000);
+      const racing = await totpNow(secret, clock);
+      const raced = await Promise.all(Array.from({ length: 5 }, () => signIn({ totp_code: racing })));
+      assert.deepEqual(raced.map((r) => r.status).sort(), [200, 401, 401, 401, 401]);
       assert.equal((await signIn({ recovery_code: recovery[0]!.toUpperCase() })).status, 200);
       assertProblem(await signIn({ recovery_code: recovery[0]! }), 401, 'unauthenticated');
 
