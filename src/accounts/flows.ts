@@ -19,7 +19,7 @@ import type { PasswordHasher } from './passwords.ts';
 import { accountTokens, users } from './schema.ts';
 import { revokeAllSessions } from './sessions.ts';
 import { hashToken } from './tokens.ts';
-import { findUser, findUserByEmail, type User } from './users.ts';
+import { checkCurrentPassword, findUser, findUserByEmail, type User } from './users.ts';
 
 /** What the account flows need, built once by the HTTP application. */
 export interface AccountDeps {
@@ -145,24 +145,39 @@ export async function resetPassword(deps: AccountDeps, token: string, password: 
     const used = await consumeAccountToken(tx, 'reset_password', token, now);
     if (!used) throw new DomainError('link_invalid', 'this reset link is invalid, already used or expired');
     const [user] = await tx
-      .update(users)
-      .set({ passwordHash, passwordChangedAt: now })
+      .select({ id: users.id, email: users.email, verified: users.emailVerifiedAt })
+      .from(users)
       .where(and(eq(users.id, used.userId), eq(users.email, used.email), isNull(users.deletedAt)))
-      .returning({ id: users.id, email: users.email, verified: users.emailVerifiedAt });
+      .for('update');
     if (!user) throw new DomainError('link_invalid', 'this reset link is invalid, already used or expired');
     if (!user.verified) await tx.update(users).set({ emailVerifiedAt: now }).where(eq(users.id, user.id));
-    const ended = await revokeAllSessions(tx, user.id, now);
-    await retireAccountTokens(tx, user.id, 'reset_password', now);
-    await recordAudit(tx, {
-      actorId: user.id,
-      actor: 'customer',
-      action: 'user.password_reset',
-      subjectId: user.id,
-      detail: { sessions_ended: ended },
-      now,
-    });
-    await announce(deps, tx, user, passwordChangedNotice('reset', now), now);
+    await storeNewPassword(deps, tx, user, { passwordHash, how: 'reset', now });
   });
+}
+
+/**
+ * The new password takes effect: every session ends (except the one that changed it), pending
+ * reset links stop working, the change is audited and the owner told.
+ */
+async function storeNewPassword(
+  deps: AccountDeps,
+  tx: Executor,
+  user: { id: string; email: string },
+  change: { passwordHash: string; how: 'reset' | 'changed'; keepSession?: string; now: Date },
+): Promise<void> {
+  const { now } = change;
+  await tx.update(users).set({ passwordHash: change.passwordHash, passwordChangedAt: now }).where(eq(users.id, user.id));
+  const ended = await revokeAllSessions(tx, user.id, now, change.keepSession);
+  await retireAccountTokens(tx, user.id, 'reset_password', now);
+  await recordAudit(tx, {
+    actorId: user.id,
+    actor: 'customer',
+    action: change.how === 'reset' ? 'user.password_reset' : 'user.password_change',
+    subjectId: user.id,
+    detail: { sessions_ended: ended },
+    now,
+  });
+  await announce(deps, tx, user, passwordChangedNotice(change.how, now), now);
 }
 
 /** A signed-in change: the current password is required; the other sessions end, this one stays. */
@@ -171,25 +186,10 @@ export async function changePassword(
   input: { userId: string; sessionId?: string; currentPassword: string; newPassword: string },
 ): Promise<void> {
   const now = deps.clock.now();
-  const [row] = await deps.database.db.select().from(users).where(eq(users.id, input.userId));
-  if (!row || row.deletedAt) throw new DomainError('unauthenticated', 'this account no longer exists');
-  if (!(await deps.passwords.verify(input.currentPassword, row.passwordHash))) {
-    throw new DomainError('validation_failed', 'the current password is wrong', { field: 'current_password' });
-  }
-  await checkPasswordPolicy(input.newPassword, row.email);
+  const user = await findUser(deps.database.db, input.userId);
+  if (!user) throw new DomainError('unauthenticated', 'this account no longer exists');
+  await checkCurrentPassword(deps.database.db, user.id, input.currentPassword, deps.passwords, 'current_password');
+  await checkPasswordPolicy(input.newPassword, user.email);
   const passwordHash = await deps.passwords.hash(input.newPassword);
-  await deps.database.transaction(async (tx) => {
-    await tx.update(users).set({ passwordHash, passwordChangedAt: now }).where(eq(users.id, row.id));
-    const ended = await revokeAllSessions(tx, row.id, now, input.sessionId);
-    await retireAccountTokens(tx, row.id, 'reset_password', now);
-    await recordAudit(tx, {
-      actorId: row.id,
-      actor: 'customer',
-      action: 'user.password_change',
-      subjectId: row.id,
-      detail: { sessions_ended: ended },
-      now,
-    });
-    await announce(deps, tx, row, passwordChangedNotice('changed', now), now);
-  });
+  await deps.database.transaction((tx) => storeNewPassword(deps, tx, user, { passwordHash, how: 'changed', keepSession: input.sessionId, now }));
 }

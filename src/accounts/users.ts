@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import { rows, type Database, type Executor } from '../db/database.ts';
 import { pageOf, type Keyset } from '../db/keyset.ts';
 import { DomainError } from '../errors.ts';
@@ -82,7 +82,7 @@ export async function createUser(
 }
 
 export async function findUser(ex: Executor, id: string): Promise<User | undefined> {
-  const [row] = await ex.select().from(users).where(eq(users.id, id)).limit(1);
+  const [row] = await ex.select().from(users).where(and(eq(users.id, id), isNull(users.deletedAt))).limit(1);
   return row ? toUser(row) : undefined;
 }
 
@@ -111,11 +111,17 @@ export async function authenticateUser(
 }
 
 /** The stored password hash, for checks of the current password by a signed-in user. */
-export async function checkCurrentPassword(ex: Executor, userId: string, password: string, passwords: PasswordHasher): Promise<void> {
+export async function checkCurrentPassword(
+  ex: Executor,
+  userId: string,
+  password: string,
+  passwords: PasswordHasher,
+  field = 'password',
+): Promise<void> {
   const [row] = await ex.select({ hash: users.passwordHash }).from(users).where(eq(users.id, userId)).limit(1);
   if (!row || !(await passwords.verify(password, row.hash))) {
     // 400, not 401: the session is fine, only the proof is wrong.
-    throw new DomainError('validation_failed', 'the password is wrong', { field: 'password' });
+    throw new DomainError('validation_failed', `the ${field === 'password' ? 'password' : 'current password'} is wrong`, { field });
   }
 }
 

@@ -3,22 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../../src/cli/main.ts';
 import { seedEmbeddedDatabase, startTestApp, type TestApp } from '../support/app.ts';
+import { runInProcess } from '../support/cli.ts';
 import { call, registerUser } from '../support/http.ts';
 
 /** `namaskah mail`: the local outbox, through a running embedded server or straight from the data directory. */
-async function cli(args: string[], env: Record<string, string>) {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(args, {
-    env: { LOG_LEVEL: 'silent', ...env },
-    stdout: (text) => void (stdout += text),
-    stderr: (text) => void (stderr += text),
-    waitForShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
-}
+const cli = runInProcess;
 
 describe('namaskah mail', () => {
   let app: TestApp;
