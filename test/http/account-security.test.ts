@@ -8,6 +8,7 @@ import { startTestApp, type TestApp } from '../support/app.ts';
 import { ManualClock } from '../support/clock.ts';
 import { engines } from '../support/db.ts';
 import { assertProblem, call, Client, login, registerUser, uniqueEmail, type TestUser } from '../support/http.ts';
+import { handlerApi } from '../support/handler-api.ts';
 import { linkToken, startSmtpServer, type TestSmtpServer } from '../support/smtp.ts';
 
 /**
@@ -401,11 +402,16 @@ describe('the local outbox and the verified-email policy [pglite]', { timeout: 1
     const none = await firstRow<{ n: number }>(app.ctx.database.db, sql`SELECT count(*)::int AS n FROM verifications WHERE user_id = ${user.id}`);
     assert.equal(none?.n, 0);
     assert.deepEqual((await user.client.get('/v1/account')).body.verified_email_required_for, ['purchase']);
+    // The SMS-Activate protocol refuses the same way, in its own words.
+    const key = (await user.client.post('/v1/api-keys', { name: 'tool' })).body.key as string;
+    const protocolBuy = () => handlerApi(app.url, { api_key: key, action: 'getNumber', service: 'testsuccess' });
+    assert.equal((await protocolBuy()).text, 'ACCOUNT_INACTIVE');
     await app.app.mailer.settled();
-    const mail = await firstRow<{ body: string }>(app.ctx.database.db, sql`SELECT body FROM mail_outbox WHERE recipient = ${user.email}`);
+    const mail = await firstRow<{ body: string }>(app.ctx.database.db, sql`SELECT body FROM mail_outbox WHERE recipient = ${user.email} AND subject LIKE 'Confirm%'`);
     const token = /token=([A-Za-z0-9_-]+)/.exec(mail!.body)![1]!;
     assert.equal((await call(app.url, 'POST', '/v1/auth/verify-email', { body: { token } })).status, 200);
     // Verified now: the refusal is gone (the wallet is empty, so the purchase meets the next rule).
     assertProblem(await buy(), 402, 'insufficient_funds');
+    assert.equal((await protocolBuy()).text, 'NO_BALANCE');
   });
 });
