@@ -138,6 +138,23 @@ export async function checkSecondFactor(ex: Executor, userId: string, factor: Se
   throw new DomainError('totp_required', 'this account signs in with a second factor: send totp_code (or recovery_code)');
 }
 
+/**
+ * The second factor as proof from someone already signed in (reauthentication, turning two-factor
+ * off, closing the account): the same check, but a missing or wrong code is 400
+ * `validation_failed` naming the field — a 401 would read as "your session ended".
+ */
+export async function proveSecondFactor(ex: Executor, userId: string, factor: SecondFactor, now: Date): Promise<void> {
+  try {
+    await checkSecondFactor(ex, userId, factor, now);
+  } catch (error) {
+    if (!(error instanceof DomainError) || (error.code !== 'unauthenticated' && error.code !== 'totp_required')) throw error;
+    const field = factor.recoveryCode && !factor.totpCode ? 'recovery_code' : 'totp_code';
+    const message =
+      error.code === 'totp_required' ? 'this account uses two-factor sign-in: send totp_code (or recovery_code)' : error.message;
+    throw new DomainError('validation_failed', message, { field });
+  }
+}
+
 /** Turns two-factor sign-in off and forgets the secret and the recovery codes. */
 export async function disableTwoFactor(ex: Executor, userId: string): Promise<void> {
   await ex

@@ -248,7 +248,10 @@ for (const engine of engines) {
       assert.equal((await signIn({ recovery_code: recovery[0]!.toUpperCase() })).status, 200);
       assertProblem(await signIn({ recovery_code: recovery[0]! }), 401, 'unauthenticated');
 
-      assertProblem(await user.client.post('/v1/account/two-factor/disable', { password: user.password }), 401, 'totp_required');
+      // Signed in already: a missing or wrong code is a 400 naming the field, never a 401 that reads as "signed out".
+      assertProblem(await user.client.post('/v1/account/two-factor/disable', { password: user.password }), 400, 'validation_failed');
+      assertProblem(await user.client.post('/v1/account/two-factor/disable', { password: user.password, totp_code: '123456' }), 400, 'validation_failed');
+      assert.equal((await user.client.get('/v1/me')).body.user.two_factor, true);
       clock.advance(30_000);
       const off = await user.client.post('/v1/account/two-factor/disable', { password: user.password, totp_code: await totpNow(secret, clock) });
       assert.equal(off.status, 204, off.text);
@@ -305,7 +308,7 @@ for (const engine of engines) {
 
       clock.advance((app.config.RECENT_SIGN_IN_MINUTES + 1) * MINUTE);
       assertProblem(await user.client.post('/v1/api-keys', { name: 'later' }), 403, 'reauthentication_required');
-      assert.equal((await user.client.post('/v1/auth/reauthenticate', { password: 'wrong-password' })).status, 401);
+      assertProblem(await user.client.post('/v1/auth/reauthenticate', { password: 'wrong-password' }), 400, 'validation_failed');
       assert.equal((await user.client.post('/v1/auth/reauthenticate', { password: user.password })).status, 204);
       assert.equal((await user.client.post('/v1/api-keys', { name: 'later' })).status, 201);
     });

@@ -46,7 +46,7 @@ export async function withRecentSignIn(holder, action) {
         resolve(await action());
       } catch (error) {
         confirm.disabled = false;
-        password.setError(error instanceof ApiError && (error.status === 401 || error.code === 'totp_required') ? 'That password or code is not right.' : describeError(error));
+        password.setError(error instanceof ApiError && error.code === 'validation_failed' ? 'That password or code is not right.' : describeError(error));
       }
     });
   });

@@ -12,9 +12,9 @@ import { listActiveSessions } from '../../accounts/sessions.ts';
 import { accountMailLimits, consumeAttempt, loginLimits } from '../../accounts/throttle.ts';
 import {
   beginTotpEnrolment,
-  checkSecondFactor,
   confirmTotpEnrolment,
   disableTwoFactor,
+  proveSecondFactor,
   recoveryCodesLeft,
 } from '../../accounts/two-factor.ts';
 import { checkCurrentPassword, findUser } from '../../accounts/users.ts';
@@ -48,7 +48,7 @@ const accountRoutes: FastifyPluginAsyncZod = async (app) => {
     if (!user) throw new DomainError('unauthenticated', 'this account no longer exists');
     await consumeAttempt(ctx.database.db, loginLimits(ctx.config, { email: user.email, address: clientAddress(request) }), now);
     await checkCurrentPassword(ctx.database.db, userId, body.password, app.passwords);
-    await checkSecondFactor(ctx.database.db, userId, { totpCode: body.totp_code, recoveryCode: body.recovery_code }, now);
+    await proveSecondFactor(ctx.database.db, userId, { totpCode: body.totp_code, recoveryCode: body.recovery_code }, now);
     return user;
   }
 

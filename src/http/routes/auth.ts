@@ -6,8 +6,8 @@ import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwor
 import { recordAudit } from '../../accounts/audit.ts';
 import { createSession, isNewDevice, markReauthenticated, revokeSession } from '../../accounts/sessions.ts';
 import { accountMailLimits, consumeAttempt, loginLimits, registrationLimits } from '../../accounts/throttle.ts';
-import { checkSecondFactor } from '../../accounts/two-factor.ts';
-import { authenticateUser, createUser, findUser, normalizeEmail } from '../../accounts/users.ts';
+import { checkSecondFactor, proveSecondFactor } from '../../accounts/two-factor.ts';
+import { authenticateUser, checkCurrentPassword, createUser, findUser, normalizeEmail } from '../../accounts/users.ts';
 import { DomainError, isDomainError } from '../../errors.ts';
 import {
   clearSessionCookies,
@@ -216,10 +216,11 @@ const authRoutes: FastifyPluginAsyncZod = async (app) => {
       const found = await findUser(ctx.database.db, me.userId);
       if (!found) throw new DomainError('unauthenticated', 'this account no longer exists');
       await consumeAttempt(ctx.database.db, loginLimits(ctx.config, { email: found.email, address: clientAddress(request) }), now);
-      await authenticateUser(ctx.database.db, found.email, request.body.password, app.passwords);
+      await checkCurrentPassword(ctx.database.db, me.userId, request.body.password, app.passwords);
       await ctx.database.transaction(async (tx) => {
-        await checkSecondFactor(tx, me.userId, { totpCode: request.body.totp_code, recoveryCode: request.body.recovery_code }, now);
+        await proveSecondFactor(tx, me.userId, { totpCode: request.body.totp_code, recoveryCode: request.body.recovery_code }, now);
         await markReauthenticated(tx, sessionId, now);
+        await recordAudit(tx, { actorId: me.userId, actor: 'customer', action: 'user.reauthenticated', subjectId: me.userId, detail: { session_id: sessionId }, now });
       });
       return reply.status(204).send();
     },

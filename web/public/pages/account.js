@@ -1,6 +1,6 @@
 // The owner's account: email verification, password, two-factor sign-in, sessions, export, closing.
 import { h, fill } from '../dom.js';
-import { api, request, ApiError } from '../api.js';
+import { api, request } from '../api.js';
 import { formatDateTime } from '../format.js';
 import { describeError } from '../errors.js';
 import { setFlash, setState, state } from '../state.js';
@@ -132,7 +132,7 @@ export async function render(main, ctx) {
         toast('Two-factor sign-in is off.');
         await renderTwoFactor();
       } catch (error) {
-        errors.show(error instanceof ApiError && error.code === 'totp_required' ? 'Enter a current code or a recovery code.' : describeError(error));
+        errors.show(describeError(error));
         off.disabled = false;
       }
     });
