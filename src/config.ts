@@ -45,7 +45,6 @@ export const configSchema = z.object({
   TOP_UP_MIN_MINOR: int(1).default(500),
   TOP_UP_MAX_MINOR: int(1).default(50_000),
   TOP_UP_CHECKOUT_TTL_MINUTES: int(5, 7 * 24 * 60).default(24 * 60),
-  PUBLIC_URL: optionalText.pipe(z.string().url().optional()),
   SANDBOX_PAYMENTS_WEBHOOK_SECRET: optionalText,
   STRIPE_SECRET_KEY: optionalText,
   STRIPE_WEBHOOK_SECRET: optionalText,
@@ -90,6 +89,19 @@ export const configSchema = z.object({
   WEBHOOK_RESPONSE_MAX_BYTES: int(0, 65_536).default(1024),
   WEBHOOK_DISABLE_AFTER_HOURS: int(1, 24 * 30).default(24),
   WEBHOOK_SECRET_OVERLAP_HOURS: int(0, 24 * 7).default(24),
+  PUBLIC_URL: optionalText.pipe(z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL').optional()),
+  SMTP_URL: optionalText.pipe(z.string().regex(/^smtps?:\/\/[^\s]+$/, 'must be an smtp:// or smtps:// URL').optional()),
+  MAIL_FROM: z.string().trim().min(3).default('Namaskah <no-reply@namaskah.local>'),
+  REQUIRE_VERIFIED_EMAIL_FOR: z
+    .string()
+    .default('')
+    .transform((text) => text.split(',').map((part) => part.trim()).filter((part) => part !== ''))
+    .pipe(z.array(z.enum(['purchase', 'top_up']))),
+  EMAIL_VERIFICATION_TTL_HOURS: int(1, 24 * 30).default(48),
+  PASSWORD_RESET_TTL_MINUTES: int(5, 60).default(60),
+  PASSWORD_RESETS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000).default(20),
+  REQUIRE_ADMIN_2FA: bool.default(false),
+  RECENT_SIGN_IN_MINUTES: int(1, 24 * 60).default(15),
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FILE: optionalText,

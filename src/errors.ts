@@ -29,6 +29,16 @@ export const errorTable = {
     title: 'An Idempotency-Key header is required',
     customer: 'The request was missing its retry key. Please reload the page and try again.',
   },
+  link_invalid: {
+    status: 400,
+    title: 'The link is invalid, used or expired',
+    customer: 'This link is invalid, has already been used, or has expired. Ask for a new one.',
+  },
+  totp_required: {
+    status: 401,
+    title: 'A two-factor code is required',
+    customer: 'Enter the 6-digit code from your authenticator app, or one of your recovery codes.',
+  },
   unauthenticated: { status: 401, title: 'Authentication required', customer: 'Your session has ended. Please log in again.' },
   insufficient_funds: { status: 402, title: 'Insufficient funds', customer: 'Not enough balance — top up first.' },
   forbidden: { status: 403, title: 'Forbidden', customer: 'Your account does not have access to this.' },
@@ -36,6 +46,21 @@ export const errorTable = {
     status: 403,
     title: 'CSRF token missing or wrong',
     customer: 'The page lost its security token. Reload the page and try again.',
+  },
+  email_unverified: {
+    status: 403,
+    title: 'The email address is not verified yet',
+    customer: 'Please verify your email address first: use the link we sent you, or send a new one from your account page.',
+  },
+  two_factor_required: {
+    status: 403,
+    title: 'Two-factor sign-in is required for admins',
+    customer: 'Admins must turn on two-factor sign-in first (your account page).',
+  },
+  reauthentication_required: {
+    status: 403,
+    title: 'A recent sign-in is required',
+    customer: 'For your safety, please confirm your password again.',
   },
   not_found: { status: 404, title: 'Not found', customer: 'Not found. It may have been removed, or it belongs to another account.' },
   conflict: { status: 409, title: 'Conflict' },
@@ -56,6 +81,11 @@ export const errorTable = {
     retryHint: 'Try again shortly.',
   },
   email_taken: { status: 409, title: 'Email already registered', customer: 'An account with this email already exists. Log in instead.' },
+  account_has_funds: {
+    status: 409,
+    title: 'The account still holds money',
+    customer: 'This account still has a balance or money on hold. Spend or withdraw it, and wait for open verifications to end, before deleting the account.',
+  },
   payload_too_large: { status: 413, title: 'Request body too large', customer: 'That is too much text for this form. Please shorten it.' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   idempotency_key_reused: {

@@ -32,6 +32,13 @@ const SECRET_KEYS = [
   'STRIPE_WEBHOOK_SECRET',
   'PAYSTACK_SECRET_KEY',
   'SANDBOX_PAYMENTS_WEBHOOK_SECRET',
+  'SMTP_URL',
+  'totp_code',
+  'totpCode',
+  'recovery_code',
+  'recoveryCode',
+  'current_password',
+  'new_password',
 ];
 
 export const REDACT_PATHS = [
@@ -49,7 +56,7 @@ export const REDACT_PATHS = [
 
 /** URL-shaped words of free text; each is redacted by the URL parser (redactUrl). */
 const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi;
-const BEARER_TOKEN = /\b(ns[sko]_)[A-Za-z0-9_-]{16,}/g;
+const BEARER_TOKEN = /\b(ns[skoer]_)[A-Za-z0-9_-]{16,}/g;
 /** Payment processors' secret keys and webhook secrets (Stripe sk_/rk_/whsec_, Paystack sk_). */
 const PROCESSOR_SECRET = /\b((?:sk|rk)_(?:live|test)_|whsec_)[A-Za-z0-9_]{6,}/g;
 /** The parameters a failed statement's error message lists (drizzle: "Failed query: …\nparams: …"). */

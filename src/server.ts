@@ -18,6 +18,7 @@ import { buildApp, type HealthCheck } from './http/app.ts';
 import { createMetricsRegistry } from './http/metrics.ts';
 import { ensureSystemAccounts } from './ledger/ledger.ts';
 import { createLogger } from './logging.ts';
+import { createMailer } from './mail/mailer.ts';
 import { seedSandboxCatalogue } from './catalogue/catalogue.ts';
 import { breakerHealth, engineHealth, registerDomainMetrics } from './ops/metrics.ts';
 import { createVerificationRuntime, type VerificationRuntime } from './runtime.ts';
@@ -176,8 +177,11 @@ export async function startServer(config: Config, options: StartServerOptions = 
       engine: () => engineHealth(ctx),
       breakers: async () => breakerHealth([runtime.breaker]),
     };
+    const mailer = createMailer(config, ctx);
+    cleanups.push(() => mailer.close());
     const opsToken = config.DATABASE_URL ? undefined : newOpsToken();
     const app = buildApp(ctx, {
+      mailer,
       lifecycle: runtime.deps,
       hub: runtime.hub,
       passwords: options.passwords,

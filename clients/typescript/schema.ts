@@ -45,8 +45,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Create an account (and its wallet) and log in
-         * @description The password must not be whitespace only, contain the email (or the part before the @), or be one of the most common passwords; the 400 says which. Registrations are limited per client address and per email (429).
+         * Create an account (and its wallet) and log in; a verification link is emailed
+         * @description The password must not be whitespace only, contain the email (or the part before the @), or be one of the most common passwords; the 400 says which. Registrations are limited per client address and per email (429). An address that already has an account is 409 `email_taken` (the answer carries a session, so it cannot be faked); its owner is told by email, and the per-email limit bounds probing.
          */
         post: operations["register"];
         delete?: never;
@@ -66,7 +66,7 @@ export interface paths {
         put?: never;
         /**
          * Log in: a session token, also set as the session cookie
-         * @description Attempts are limited per account (from all addresses together) and per client address (429 with Retry-After).
+         * @description Attempts are limited per account (from all addresses together) and per client address (429 with Retry-After). An account with two-factor sign-in answers 401 `totp_required` until `totp_code` (or an unused `recovery_code`) is sent with the password. A sign-in from a device the account has not used before is announced by email.
          */
         post: operations["login"];
         delete?: never;
@@ -95,6 +95,83 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auth/verify-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm an email address with the token of the emailed link
+         * @description The link works once, until EMAIL_VERIFICATION_TTL_HOURS; a reused, expired or altered token is 400 `link_invalid`.
+         */
+        post: operations["verifyEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Email a password-reset link, if the address has an account
+         * @description Always 202 with the same body, whether or not the address has an account; the email is sent after the answer. Limited per email and per client address (429).
+         */
+        post: operations["requestPasswordReset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/password-reset/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Set a new password with the token of the emailed reset link; every session of the account ends
+         * @description The link works once, for PASSWORD_RESET_TTL_MINUTES; a reused, expired or altered token is 400 `link_invalid`.
+         */
+        post: operations["resetPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/reauthenticate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Give the password again: the session counts as a recent sign-in (for new API keys, two-factor changes) */
+        post: operations["reauthenticate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/me": {
         parameters: {
             query?: never;
@@ -106,6 +183,184 @@ export interface paths {
         get: operations["getMe"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/email-verification": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a new email-verification link (earlier links stop working) */
+        post: operations["sendEmailVerification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Change the password (the current one is required); your other sessions end */
+        post: operations["changePassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/two-factor": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether two-factor sign-in is on, and how many recovery codes are left */
+        get: operations["getTwoFactor"];
+        put?: never;
+        /**
+         * Start two-factor enrolment: a TOTP secret and its QR code (on once a first code confirms it)
+         * @description Needs a recent sign-in (RECENT_SIGN_IN_MINUTES; 403 `reauthentication_required`).
+         */
+        post: operations["startTwoFactorEnrolment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/two-factor/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Confirm enrolment with a first code: two-factor sign-in is on; the recovery codes are shown this once */
+        post: operations["confirmTwoFactor"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/two-factor/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Turn two-factor sign-in off (password and a current code or recovery code required) */
+        post: operations["disableTwoFactor"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Everything the service keeps about you, as JSON (account, wallet and its history, verifications, keys, sessions, notifications, security events) */
+        get: operations["exportAccount"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your account and the rules that apply to it */
+        get: operations["getAccount"];
+        put?: never;
+        post?: never;
+        /**
+         * Close your account (password, and a code when two-factor sign-in is on)
+         * @description Refused with 409 `account_has_funds` while the wallet holds a balance or money on hold. The account is anonymised, never removed: the ledger keeps its transfers. Every session and API key stops working.
+         */
+        delete: operations["closeAccount"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your signed-in sessions (device, address, last seen), newest first */
+        get: operations["listSessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Sign one session out */
+        delete: operations["endSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/revoke-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sign out everywhere: every session ends, this one too (API keys are not affected) */
+        post: operations["endAllSessions"];
         delete?: never;
         options?: never;
         head?: never;
@@ -156,7 +411,10 @@ export interface paths {
         /** The caller's API keys (never the keys themselves) */
         get: operations["listApiKeys"];
         put?: never;
-        /** Create an API key (the key is shown in this answer only) */
+        /**
+         * Create an API key (the key is shown in this answer only)
+         * @description Needs a session signed in within RECENT_SIGN_IN_MINUTES (403 `reauthentication_required`: POST /v1/auth/reauthenticate); an API key cannot create keys. The owner is told of every new key by email.
+         */
         post: operations["createApiKey"];
         delete?: never;
         options?: never;
@@ -347,6 +605,23 @@ export interface paths {
         put?: never;
         /** Credit (or debit) a user's wallet */
         post: operations["adminCreditWallet"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/mail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Mail kept in the local outbox (no SMTP_URL), newest first */
+        get: operations["listOutboxMail"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -598,7 +873,7 @@ export interface components {
              * @description stable machine-readable error code; GET /v1/errors lists them
              * @enum {string}
              */
-            code: "validation_failed" | "idempotency_key_missing" | "unauthenticated" | "insufficient_funds" | "forbidden" | "csrf_failed" | "not_found" | "conflict" | "idempotency_in_progress" | "invalid_state" | "cancel_too_early" | "email_taken" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "unknown_service" | "price_exceeds_max" | "rate_limited" | "too_many_active" | "internal_error" | "provider_unavailable" | "processor_unavailable" | "no_numbers";
+            code: "validation_failed" | "idempotency_key_missing" | "link_invalid" | "totp_required" | "unauthenticated" | "insufficient_funds" | "forbidden" | "csrf_failed" | "email_unverified" | "two_factor_required" | "reauthentication_required" | "not_found" | "conflict" | "idempotency_in_progress" | "invalid_state" | "cancel_too_early" | "email_taken" | "account_has_funds" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "unknown_service" | "price_exceeds_max" | "rate_limited" | "too_many_active" | "internal_error" | "provider_unavailable" | "processor_unavailable" | "no_numbers";
         } & {
             [key: string]: unknown;
         };
@@ -628,36 +903,58 @@ export interface components {
              */
             created_at: string;
         };
-        TopUp: {
+        User: {
             /** Format: uuid */
             id: string;
-            /**
-             * @description pending until the processor confirms; credited once, ever
-             * @enum {string}
-             */
-            status: "pending" | "credited" | "failed" | "expired" | "review";
+            email: string;
             /** @enum {string} */
-            processor: "sandbox" | "stripe" | "paystack";
-            /** @description integer amount in minor units (cents) */
-            amount_minor: number;
-            currency: string;
-            /** @description where the customer pays; null while it is being opened */
-            checkout_url: string | null;
-            credited_minor: number | null;
-            /** @description taken back by the processor (refunds, lost disputes) */
-            reversed_minor: number;
-            status_reason: string | null;
+            role: "customer" | "admin";
             /**
              * Format: date-time
              * @description RFC 3339 timestamp
              */
             created_at: string;
+            /** @description the address was confirmed by the link sent to it */
+            email_verified: boolean;
+            /** @description sign-in asks for a TOTP code */
+            two_factor: boolean;
+        };
+        AdminUser: {
+            /** Format: uuid */
+            id: string;
+            email: string;
+            /** @enum {string} */
+            role: "customer" | "admin";
             /**
              * Format: date-time
              * @description RFC 3339 timestamp
              */
-            updated_at: string;
-            credited_at: string | null;
+            created_at: string;
+            /** @description the address was confirmed by the link sent to it */
+            email_verified: boolean;
+            /** @description sign-in asks for a TOTP code */
+            two_factor: boolean;
+            /** @description integer amount in minor units (cents) */
+            balance_minor: number;
+            /** @description integer amount in minor units (cents) */
+            held_minor: number;
+            /** @description integer amount in minor units (cents) */
+            available_minor: number;
+        };
+        Notification: {
+            /** Format: uuid */
+            id: string;
+            /** @enum {string} */
+            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security";
+            verification_id: string | null;
+            title: string;
+            body: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            read_at: string | null;
         };
         Verification: {
             /** Format: uuid */
@@ -754,6 +1051,49 @@ export interface components {
             }[];
             user_email: string;
         };
+        OutboxMail: {
+            /** Format: uuid */
+            id: string;
+            to: string;
+            subject: string;
+            body: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+        };
+        TopUp: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * @description pending until the processor confirms; credited once, ever
+             * @enum {string}
+             */
+            status: "pending" | "credited" | "failed" | "expired" | "review";
+            /** @enum {string} */
+            processor: "sandbox" | "stripe" | "paystack";
+            /** @description integer amount in minor units (cents) */
+            amount_minor: number;
+            currency: string;
+            /** @description where the customer pays; null while it is being opened */
+            checkout_url: string | null;
+            credited_minor: number | null;
+            /** @description taken back by the processor (refunds, lost disputes) */
+            reversed_minor: number;
+            status_reason: string | null;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            updated_at: string;
+            credited_at: string | null;
+        };
         DiagnoseCheck: {
             name: string;
             ok: boolean;
@@ -838,6 +1178,8 @@ export interface components {
                     amount_minor: number;
                 };
             };
+            /** @description things an operator should look at; they never fail the report */
+            warnings: string[];
         };
         ReconcileReport: {
             window_days: number;
@@ -867,36 +1209,6 @@ export interface components {
             /** @description what reconcile could not look at (e.g. the provider’s order list was unavailable) */
             warnings: string[];
         };
-        User: {
-            /** Format: uuid */
-            id: string;
-            email: string;
-            /** @enum {string} */
-            role: "customer" | "admin";
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-        };
-        AdminUser: {
-            /** Format: uuid */
-            id: string;
-            email: string;
-            /** @enum {string} */
-            role: "customer" | "admin";
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-            /** @description integer amount in minor units (cents) */
-            balance_minor: number;
-            /** @description integer amount in minor units (cents) */
-            held_minor: number;
-            /** @description integer amount in minor units (cents) */
-            available_minor: number;
-        };
         ErrorEntry: {
             /** @description the problem-details `code` */
             code: string;
@@ -911,20 +1223,30 @@ export interface components {
             /** @description a 5xx with this code means for certain that nothing was done (nobody was charged) */
             definite: boolean;
         };
-        Notification: {
+        Session: {
             /** Format: uuid */
             id: string;
-            /** @enum {string} */
-            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled";
-            verification_id: string | null;
-            title: string;
-            body: string;
+            /** @description the browser or tool, as its User-Agent said when it signed in */
+            device: string | null;
+            /** @description the client address it signed in from */
+            address: string | null;
             /**
              * Format: date-time
              * @description RFC 3339 timestamp
              */
             created_at: string;
-            read_at: string | null;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            last_seen_at: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            expires_at: string;
+            /** @description the session this request was made with */
+            current: boolean;
         };
         WebhookEndpoint: {
             /** Format: uuid */
@@ -1021,7 +1343,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1088,7 +1410,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1097,7 +1419,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1106,7 +1428,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1160,7 +1482,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1169,7 +1491,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -1232,6 +1554,8 @@ export interface operations {
                 "application/json": {
                     email: string;
                     password: string;
+                    totp_code?: string;
+                    recovery_code?: string;
                 };
             };
         };
@@ -1253,7 +1577,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1262,7 +1586,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1332,7 +1656,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1341,7 +1665,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1350,7 +1674,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1371,6 +1695,303 @@ export interface operations {
             /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
             415: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verifyEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The address is verified */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        user: components["schemas"]["User"];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    requestPasswordReset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** Format: email */
+                    email: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The same answer whether or not an account uses the address */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        message: string;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    resetPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    token: string;
+                    password: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The password is changed and every session of the account ended */
+            204: {
+                headers: {
+                    /** @description `namaskah_session` (HttpOnly: the session token) and `namaskah_csrf` (readable by the page: echo it in X-CSRF-Token on cookie-authenticated writes); cleared on logout */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reauthenticate: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    password: string;
+                    totp_code?: string;
+                    recovery_code?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The session counts as a recent sign-in again */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1409,7 +2030,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1418,8 +2039,954 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sendEmailVerification: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A new link is on its way (or the address is verified already) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        message: string;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    changePassword: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    current_password: string;
+                    new_password: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Changed; every other session of the account is ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getTwoFactor: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whether two-factor sign-in is on, and how many recovery codes are left */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        enabled: boolean;
+                        recovery_codes_left: number;
+                        required_for_admins: boolean;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    startTwoFactorEnrolment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The secret and its QR code, shown this once; confirm with a code to turn it on */
+            201: {
+                headers: {
+                    /** @description how long a cache may keep this answer (`no-store` for anything carrying a secret) */
+                    "Cache-Control": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description base32, for typing into an authenticator app */
+                        secret: string;
+                        otpauth_uri: string;
+                        /** @description the otpauth URI as an SVG data: URL */
+                        qr_code: string;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    confirmTwoFactor: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    code: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Two-factor sign-in is on; the recovery codes, shown this once */
+            200: {
+                headers: {
+                    /** @description how long a cache may keep this answer (`no-store` for anything carrying a secret) */
+                    "Cache-Control": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        recovery_codes: string[];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    disableTwoFactor: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    password: string;
+                    totp_code?: string;
+                    recovery_code?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Two-factor sign-in is off */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    exportAccount: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's own data as JSON, as a download */
+            200: {
+                headers: {
+                    /** @description how long a cache may keep this answer (`no-store` for anything carrying a secret) */
+                    "Cache-Control": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAccount: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's account: email and its verification, two-factor, what an unverified address may do */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        user: components["schemas"]["User"];
+                        verified_email_required_for: ("purchase" | "top_up")[];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    closeAccount: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    password: string;
+                    totp_code?: string;
+                    recovery_code?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Closed: the account is anonymised, its ledger history kept */
+            204: {
+                headers: {
+                    /** @description `namaskah_session` (HttpOnly: the session token) and `namaskah_csrf` (readable by the page: echo it in X-CSRF-Token on cookie-authenticated writes); cleared on logout */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account's active sessions, the current one marked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Session"][];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    endSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session is ended (its cookies cleared when it is this one) */
+            204: {
+                headers: {
+                    /** @description `namaskah_session` (HttpOnly: the session token) and `namaskah_csrf` (readable by the page: echo it in X-CSRF-Token on cookie-authenticated writes); cleared on logout */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    endAllSessions: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description How many sessions were ended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        ended: number;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1456,7 +3023,7 @@ export interface operations {
                     "application/json": components["schemas"]["Wallet"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1465,7 +3032,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1510,7 +3077,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1519,7 +3086,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1572,7 +3139,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1581,7 +3148,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1642,7 +3209,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1651,7 +3218,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1660,7 +3227,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1669,7 +3236,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -1741,7 +3308,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1750,7 +3317,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1759,7 +3326,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1836,7 +3403,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1845,7 +3412,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1891,7 +3458,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1900,7 +3467,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1969,7 +3536,7 @@ export interface operations {
                     "application/json": components["schemas"]["Verification"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1978,7 +3545,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1996,7 +3563,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2005,7 +3572,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -2096,7 +3663,7 @@ export interface operations {
                     "application/json": components["schemas"]["Verification"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2105,7 +3672,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2157,7 +3724,7 @@ export interface operations {
                     "application/json": components["schemas"]["Verification"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2166,7 +3733,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2175,7 +3742,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2193,7 +3760,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -2259,7 +3826,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2268,7 +3835,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2311,7 +3878,7 @@ export interface operations {
                     "application/json": components["schemas"]["Notification"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2320,7 +3887,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2329,7 +3896,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2394,7 +3961,7 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2403,7 +3970,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2450,7 +4017,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2459,7 +4026,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2468,7 +4035,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2524,7 +4091,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2533,7 +4100,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2542,7 +4109,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2551,7 +4118,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -2631,7 +4198,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2640,7 +4207,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2658,7 +4225,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2714,6 +4281,75 @@ export interface operations {
             };
         };
     };
+    listOutboxMail: {
+        parameters: {
+            query?: {
+                /** @description only mail to this address */
+                to?: string;
+                /** @description opaque: the next_cursor of the previous page */
+                cursor?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Mail kept in the local outbox, newest first */
+            200: {
+                headers: {
+                    /** @description how long a cache may keep this answer (`no-store` for anything carrying a secret) */
+                    "Cache-Control": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["OutboxMail"][];
+                        next_cursor: string | null;
+                        /** @enum {string} */
+                        transport: "smtp" | "outbox";
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listErrors: {
         parameters: {
             query?: never;
@@ -2736,7 +4372,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2784,7 +4420,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2793,7 +4429,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2802,7 +4438,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2840,7 +4476,7 @@ export interface operations {
                     "application/json": components["schemas"]["DiagnoseReport"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2849,7 +4485,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2858,7 +4494,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2908,7 +4544,7 @@ export interface operations {
                     "application/json": components["schemas"]["ReconcileReport"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2917,7 +4553,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2926,7 +4562,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2984,7 +4620,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2993,7 +4629,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3071,7 +4707,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3080,7 +4716,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3089,7 +4725,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3098,7 +4734,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -3158,7 +4794,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpoint"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3167,7 +4803,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3217,7 +4853,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3226,7 +4862,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3235,7 +4871,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3315,7 +4951,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpoint"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3324,7 +4960,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3333,7 +4969,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3436,7 +5072,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3445,7 +5081,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3454,7 +5090,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3472,7 +5108,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -3536,7 +5172,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3545,7 +5181,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3607,7 +5243,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3616,7 +5252,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3625,7 +5261,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3643,7 +5279,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -3716,7 +5352,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3725,7 +5361,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3784,7 +5420,7 @@ export interface operations {
                     "application/json": components["schemas"]["TopUp"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3793,7 +5429,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3802,7 +5438,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3811,7 +5447,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered) */
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
             409: {
                 headers: {
                     /** @description seconds to wait before trying again */
@@ -3891,7 +5527,7 @@ export interface operations {
                     "application/json": components["schemas"]["TopUp"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3900,7 +5536,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3956,7 +5592,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3965,7 +5601,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3974,7 +5610,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4062,7 +5698,7 @@ export interface operations {
                     "application/json": components["schemas"]["Verification"];
                 };
             };
-            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required) */
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4071,7 +5707,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `unauthenticated` (Authentication required) */
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4080,7 +5716,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong) */
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
                     [name: string]: unknown;

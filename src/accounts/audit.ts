@@ -4,14 +4,14 @@ import { auditLog } from './schema.ts';
 export interface AuditEntry {
   /** The user who acted, when a user did (null for the CLI operator or the system itself). */
   actorId: string | null;
-  actor: 'admin' | 'cli' | 'system';
+  actor: 'admin' | 'cli' | 'system' | 'customer';
   action: string;
   subjectId: string | null;
   detail: Record<string, unknown>;
   now: Date;
 }
 
-/** Records an admin action. Always called with the transaction that makes the change it describes. */
+/** Records an admin action or a change to an account's security. Always called with the transaction that makes the change it describes. */
 export async function recordAudit(ex: Executor, entry: AuditEntry): Promise<void> {
   await ex.insert(auditLog).values({
     actorId: entry.actorId,

@@ -13,11 +13,20 @@ export const UserSchema = z
     email: z.string(),
     role: Role,
     created_at: Timestamp,
+    email_verified: z.boolean().describe('the address was confirmed by the link sent to it'),
+    two_factor: z.boolean().describe('sign-in asks for a TOTP code'),
   })
   .meta({ id: 'User' });
 
 export function userResource(user: User): z.output<typeof UserSchema> {
-  return { id: user.id, email: user.email, role: user.role, created_at: user.createdAt.toISOString() };
+  return {
+    id: user.id,
+    email: user.email,
+    role: user.role,
+    created_at: user.createdAt.toISOString(),
+    email_verified: user.emailVerifiedAt !== null,
+    two_factor: user.twoFactor,
+  };
 }
 
 /** A user with their wallet's balances, as admins list them. */

@@ -1,4 +1,4 @@
-import { bigserial, integer, jsonb, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, integer, jsonb, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core';
 import { timestamptz as at } from '../db/columns.ts';
 
 /** Accounts, credentials and the admin audit log; only src/accounts writes them. */
@@ -9,6 +9,13 @@ export const users = pgTable('users', {
   passwordHash: text('password_hash').notNull(),
   role: text('role', { enum: ['customer', 'admin'] }).notNull().default('customer'),
   createdAt: at('created_at').notNull(),
+  emailVerifiedAt: at('email_verified_at'),
+  totpPendingSecret: text('totp_pending_secret'),
+  totpSecret: text('totp_secret'),
+  totpEnabledAt: at('totp_enabled_at'),
+  totpLastStep: bigint('totp_last_step', { mode: 'number' }),
+  passwordChangedAt: at('password_changed_at'),
+  deletedAt: at('deleted_at'),
 });
 
 export const sessions = pgTable('sessions', {
@@ -19,6 +26,10 @@ export const sessions = pgTable('sessions', {
   createdAt: at('created_at').notNull(),
   expiresAt: at('expires_at').notNull(),
   revokedAt: at('revoked_at'),
+  userAgent: text('user_agent'),
+  address: text('address'),
+  lastSeenAt: at('last_seen_at'),
+  authenticatedAt: at('authenticated_at').notNull(),
 });
 
 export const apiKeys = pgTable('api_keys', {
@@ -54,8 +65,32 @@ export const authAttempts = pgTable(
   (table) => [primaryKey({ columns: [table.bucket, table.windowStart] })],
 );
 
+/** Single-use links sent by email (src/accounts/account-tokens.ts); migrations/0007_accounts_email.sql. */
+export const accountTokens = pgTable('account_tokens', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull(),
+  purpose: text('purpose', { enum: ['verify_email', 'reset_password'] }).notNull(),
+  tokenHash: text('token_hash').notNull(),
+  email: text('email').notNull(),
+  createdAt: at('created_at').notNull(),
+  expiresAt: at('expires_at').notNull(),
+  usedAt: at('used_at'),
+});
+
+/** Two-factor recovery codes (src/accounts/two-factor.ts). */
+export const recoveryCodes = pgTable(
+  'recovery_codes',
+  {
+    userId: uuid('user_id').notNull(),
+    codeHash: text('code_hash').notNull(),
+    createdAt: at('created_at').notNull(),
+    usedAt: at('used_at'),
+  },
+  (table) => [primaryKey({ columns: [table.userId, table.codeHash] })],
+);
+
 /**
  * Tables whose rows hold secrets or what protects them (password hashes, token and key hashes,
  * CSRF tokens, hashed emails of attempts): a statement on one is never logged with its parameters.
  */
-export const CREDENTIAL_TABLES = ['users', 'sessions', 'api_keys', 'auth_attempts'] as const;
+export const CREDENTIAL_TABLES = ['users', 'sessions', 'api_keys', 'auth_attempts', 'account_tokens', 'recovery_codes', 'mail_outbox'] as const;

@@ -15,7 +15,7 @@ import { DomainError } from '../errors.ts';
  * refused caller is told when that window ends. Refused attempts count too, so hammering a limit
  * never earns a retry sooner.
  */
-export type ThrottledAction = 'login' | 'register' | 'api_key';
+export type ThrottledAction = 'login' | 'register' | 'api_key' | 'password_reset' | 'email_verification';
 
 export interface AttemptLimit {
   action: ThrottledAction;
@@ -119,6 +119,8 @@ const ACTION_NAMES: Record<ThrottledAction, string> = {
   login: 'login attempts',
   register: 'registration attempts',
   api_key: 'new API keys',
+  password_reset: 'password-reset requests',
+  email_verification: 'verification emails',
 };
 
 /** Bounded, and skipping rows another process holds: pruning never makes an attempt wait. */
@@ -141,6 +143,7 @@ type LimitSettings = Pick<
   | 'REGISTRATIONS_PER_ADDRESS_PER_HOUR'
   | 'API_KEYS_CREATED_PER_HOUR'
   | 'API_KEYS_CREATED_PER_ADDRESS_PER_HOUR'
+  | 'PASSWORD_RESETS_PER_ADDRESS_PER_HOUR'
 >;
 
 /**
@@ -168,5 +171,22 @@ export function apiKeyLimits(config: LimitSettings, attempt: { userId: string; a
   return [
     { action: 'api_key', scope: 'account', subject: attempt.userId, max: config.API_KEYS_CREATED_PER_HOUR, windowSeconds: 3600 },
     { action: 'api_key', scope: 'address', subject: attempt.address, max: config.API_KEYS_CREATED_PER_ADDRESS_PER_HOUR, windowSeconds: 3600 },
+  ];
+}
+
+/** Mail sent on request (a reset link, a new verification link): enough for a person, useless for flooding an inbox. */
+export const ACCOUNT_MAILS_PER_EMAIL_PER_HOUR = 5;
+
+/**
+ * Per email (whether or not it has an account: the refusal must not tell) and per address. A
+ * reset request costs no hashing, but each one that matches sends an email.
+ */
+export function accountMailLimits(
+  config: LimitSettings,
+  attempt: { action: 'password_reset' | 'email_verification'; email: string; address: string },
+): AttemptLimit[] {
+  return [
+    { action: attempt.action, scope: 'account', subject: attempt.email, max: ACCOUNT_MAILS_PER_EMAIL_PER_HOUR, windowSeconds: 3600 },
+    { action: attempt.action, scope: 'address', subject: attempt.address, max: config.PASSWORD_RESETS_PER_ADDRESS_PER_HOUR, windowSeconds: 3600 },
   ];
 }

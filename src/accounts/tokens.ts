@@ -8,6 +8,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 export const SESSION_TOKEN_PREFIX = 'nss_';
 export const API_KEY_PREFIX = 'nsk_';
 export const OPS_TOKEN_PREFIX = 'nso_';
+/** The single-use links sent by email: verify an address, reset a password. */
+export const EMAIL_VERIFICATION_TOKEN_PREFIX = 'nse_';
+export const PASSWORD_RESET_TOKEN_PREFIX = 'nsr_';
 
 export function newToken(prefix: string): string {
   return `${prefix}${randomBytes(32).toString('base64url')}`;

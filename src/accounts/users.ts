@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import { rows, type Database, type Executor } from '../db/database.ts';
 import { pageOf, type Keyset } from '../db/keyset.ts';
 import { DomainError } from '../errors.ts';
@@ -16,12 +16,22 @@ export interface User {
   email: string;
   role: Role;
   createdAt: Date;
+  emailVerifiedAt: Date | null;
+  /** Two-factor sign-in (TOTP) is on. */
+  twoFactor: boolean;
 }
 
 export { isValidEmail, normalizeEmail };
 
 function toUser(row: typeof users.$inferSelect): User {
-  return { id: row.id, email: row.email, role: row.role, createdAt: new Date(row.createdAt) };
+  return {
+    id: row.id,
+    email: row.email,
+    role: row.role,
+    createdAt: new Date(row.createdAt),
+    emailVerifiedAt: row.emailVerifiedAt ? new Date(row.emailVerifiedAt) : null,
+    twoFactor: row.totpEnabledAt !== null,
+  };
 }
 
 export interface NewUser {
@@ -72,7 +82,7 @@ export async function createUser(
 }
 
 export async function findUser(ex: Executor, id: string): Promise<User | undefined> {
-  const [row] = await ex.select().from(users).where(eq(users.id, id)).limit(1);
+  const [row] = await ex.select().from(users).where(and(eq(users.id, id), isNull(users.deletedAt))).limit(1);
   return row ? toUser(row) : undefined;
 }
 
@@ -92,12 +102,27 @@ export async function authenticateUser(
   passwords: PasswordHasher = scryptHasher,
 ): Promise<User> {
   const [row] = await ex.select().from(users).where(eq(users.email, normalizeEmail(email))).limit(1);
-  if (!row) {
+  if (!row || row.deletedAt) {
     await burnPasswordCheck(password, passwords);
   } else if (await passwords.verify(password, row.passwordHash)) {
     return toUser(row);
   }
   throw new DomainError('unauthenticated', 'email or password is wrong');
+}
+
+/** The stored password hash, for checks of the current password by a signed-in user. */
+export async function checkCurrentPassword(
+  ex: Executor,
+  userId: string,
+  password: string,
+  passwords: PasswordHasher,
+  field = 'password',
+): Promise<void> {
+  const [row] = await ex.select({ hash: users.passwordHash }).from(users).where(eq(users.id, userId)).limit(1);
+  if (!row || !(await passwords.verify(password, row.hash))) {
+    // 400, not 401: the session is fine, only the proof is wrong.
+    throw new DomainError('validation_failed', `the ${field === 'password' ? 'password' : 'current password'} is wrong`, { field });
+  }
 }
 
 export async function setRole(ex: Executor, userId: string, role: Role): Promise<void> {
@@ -129,11 +154,13 @@ export async function listUsers(
     email: string;
     role: Role;
     created_at: Date;
+    email_verified_at: Date | null;
+    totp_enabled_at: Date | null;
     posted_minor: number | null;
     held_minor: number | null;
   }>(
     ex,
-    sql`SELECT u.id, u.email, u.role, u.created_at, a.posted_minor, a.held_minor
+    sql`SELECT u.id, u.email, u.role, u.created_at, u.email_verified_at, u.totp_enabled_at, a.posted_minor, a.held_minor
         FROM users u LEFT JOIN ledger_accounts a ON a.user_id = u.id
         WHERE true ${match} ${older}
         ORDER BY u.created_at DESC, u.id DESC
@@ -148,6 +175,8 @@ export async function listUsers(
       email: r.email,
       role: r.role,
       createdAt: new Date(r.created_at),
+      emailVerifiedAt: r.email_verified_at ? new Date(r.email_verified_at) : null,
+      twoFactor: r.totp_enabled_at !== null,
       balanceMinor: balance,
       heldMinor: held,
       availableMinor: balance - held,

@@ -8,6 +8,7 @@ import { decodeCursor } from '../db/keyset.ts';
 import { DataDirLockedError } from '../db/lock.ts';
 import { isDomainError } from '../errors.ts';
 import { isLedgerError } from '../ledger/errors.ts';
+import { listOutbox } from '../mail/mailer.ts';
 import { walletOf } from '../ledger/ledger.ts';
 import { walletResource, type WalletResource } from '../ledger/resource.ts';
 import { embeddedDataDir, openConfiguredDatabase, prepareDatabase } from '../server.ts';
@@ -30,7 +31,17 @@ export interface AdminBackend {
     reason: string;
     idempotencyKey?: string;
   }): Promise<{ transferId: string; replayed: boolean; wallet: WalletResource }>;
+  /** The local outbox (mail kept when no SMTP_URL is set), newest first. */
+  outbox(options: { to?: string; limit: number }): Promise<OutboxMailResource[]>;
   close(): Promise<void>;
+}
+
+export interface OutboxMailResource {
+  id: string;
+  to: string;
+  subject: string;
+  body: string;
+  created_at: string;
 }
 
 /** Domain refusals become command failures with the domain's own words. */
@@ -89,6 +100,10 @@ export async function openAdminBackend(config: Config, clock: Clock): Promise<Ad
     async credit(input) {
       const result = await creditUserWallet(database, { ...input, actor: { kind: 'operator' }, now: clock.now() }).catch(asFailure);
       return { transferId: result.transferId, replayed: result.replayed, wallet: walletResource(result.wallet) };
+    },
+    async outbox(options) {
+      const page = await listOutbox(database.db, { recipient: options.to, limit: options.limit });
+      return page.items.map((m) => ({ id: m.id, to: m.recipient, subject: m.subject, body: m.body, created_at: m.createdAt.toISOString() }));
     },
     close: () => opened.close(),
   };
@@ -168,6 +183,12 @@ function httpBackend(baseUrl: string, token: string): AdminBackend {
         input.idempotencyKey === undefined ? {} : { 'idempotency-key': input.idempotencyKey },
       );
       return { transferId: body.transfer_id, replayed: body.replayed, wallet: body.wallet };
+    },
+    async outbox(options) {
+      const params = new URLSearchParams({ limit: String(options.limit) });
+      if (options.to) params.set('to', options.to);
+      const { body } = await request<{ items: OutboxMailResource[] }>('GET', `/v1/admin/mail?${params}`);
+      return body.items;
     },
     async close() {},
   };

@@ -203,6 +203,36 @@ function buildProgram(io: CliIo): Command {
       }
     });
 
+  program
+    .command('mail')
+    .description('print the local outbox: the mail kept instead of sent when no SMTP_URL is set (verification and reset links)')
+    .option('--to <email>', 'only the mail sent to this address')
+    .option('--limit <n>', 'how many messages, newest first (1-200)', '20')
+    .option('--json', 'print JSON instead of text')
+    .action(async (options: { to?: string; limit: string; json?: boolean }) => {
+      const to = options.to === undefined ? undefined : checkEmail(options.to);
+      const limit = Number(options.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new UsageError(`--limit must be a whole number from 1 to 200, not "${options.limit}"`);
+      const config = configFrom(io);
+      const backend = await (await import('./backend.ts')).openAdminBackend(config, clock);
+      let mail;
+      try {
+        mail = await backend.outbox({ to, limit });
+      } finally {
+        await backend.close();
+      }
+      if (options.json) {
+        io.stdout(line(JSON.stringify(mail, null, 2)));
+        return;
+      }
+      if (config.SMTP_URL) io.stderr(line('note: SMTP_URL is set, so mail is sent, not kept; the outbox holds only what was kept before'));
+      if (mail.length === 0) {
+        io.stdout(line(to ? `no mail to ${to} in the outbox` : 'the outbox is empty'));
+        return;
+      }
+      for (const m of mail) io.stdout(line(`--- ${m.created_at}  to ${m.to}\nSubject: ${m.subject}\n\n${m.body}\n`));
+    });
+
   registerOpsCommands(program, io);
   registerCatalogueCommands(program, io);
 

@@ -8,7 +8,10 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
+import type { AccountDeps } from '../accounts/flows.ts';
 import { scryptHasher, type PasswordHasher } from '../accounts/passwords.ts';
+import { createMailer, type Mailer } from '../mail/mailer.ts';
+import { notifyAccount } from '../notifications/notifications.ts';
 import type { AppContext } from '../context.ts';
 import type { EventHub } from '../events/bus.ts';
 import type { PaymentProcessors } from '../payments/processor.ts';
@@ -35,6 +38,10 @@ declare module 'fastify' {
     hub: EventHub;
     /** Password hashing for sign-up and sign-in: scrypt unless replaced (tests count its calls). */
     passwords: PasswordHasher;
+    /** Outgoing mail (SMTP or the local outbox). */
+    mailer: Mailer;
+    /** What the account flows (verification, reset, two-factor, notices) run with. */
+    accounts: AccountDeps;
     /** The Prometheus registry behind GET /metrics; add series to it. */
     metrics: Registry;
     /** Checks reported by GET /health besides the database; read on every request, so entries may be added later. */
@@ -48,6 +55,8 @@ export interface BuildAppOptions {
   /** The payment processors (default: those PAYMENT_PROCESSORS enables). */
   processors?: PaymentProcessors;
   passwords?: PasswordHasher;
+  /** Outgoing mail; default: the local outbox. */
+  mailer?: Mailer;
   healthChecks?: Record<string, HealthCheck>;
   metrics?: Registry;
   /** The local operator token accepted as an admin bearer (embedded mode; see src/accounts/ops-token.ts). */
@@ -91,6 +100,13 @@ function installBodyRules(app: FastifyInstance): void {
 
 const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../../web/public/', import.meta.url));
 
+function listenUrl(app: FastifyInstance): string {
+  const address = app.server.address();
+  if (!address || typeof address === 'string') return 'http://127.0.0.1';
+  const host = ['0.0.0.0', '::', ''].includes(address.address) ? '127.0.0.1' : address.address;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+}
+
 /** The whole HTTP application, not listening: startServer listens, tests may use inject(). */
 export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInstance {
   const { config } = ctx;
@@ -116,6 +132,19 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
     logger: ctx.logger,
   });
   app.decorate('passwords', options.passwords ?? scryptHasher);
+  const mailer = options.mailer ?? createMailer({ ...config, SMTP_URL: undefined }, ctx);
+  app.decorate('mailer', mailer);
+  app.decorate('accounts', {
+    database: ctx.database,
+    clock: ctx.clock,
+    config,
+    mailer,
+    passwords: options.passwords ?? scryptHasher,
+    // PUBLIC_URL, or where this server listens; never a request's Host header (a forged one would
+    // send someone's reset link to the attacker's site).
+    links: () => ({ base: config.PUBLIC_URL ?? listenUrl(app) }),
+    notify: (ex, userId, notice, now) => notifyAccount(ex, { userId, title: notice.title, body: notice.body, now }),
+  } satisfies AccountDeps);
   app.decorate('metrics', options.metrics ?? createMetricsRegistry());
   app.decorate('healthChecks', options.healthChecks ?? {});
 

@@ -111,11 +111,42 @@ export async function requireUser(request: FastifyRequest): Promise<Principal> {
   return credential.principal;
 }
 
-/** The calling admin; a customer gets 403 `forbidden`. */
+/**
+ * The calling admin; a customer gets 403 `forbidden`. With REQUIRE_ADMIN_2FA, an admin who has not
+ * turned on two-factor sign-in gets 403 `two_factor_required` (they can still sign in and enrol);
+ * the local operator token is the operator at the machine and is not affected.
+ */
 export async function requireAdmin(request: FastifyRequest): Promise<Principal> {
   const principal = await requireUser(request);
   if (principal.role !== 'admin') throw new DomainError('forbidden', 'this needs the admin role');
+  if (request.server.ctx.config.REQUIRE_ADMIN_2FA && principal.via !== 'ops' && !principal.twoFactor) {
+    throw new DomainError('two_factor_required', 'admins must turn on two-factor sign-in first (REQUIRE_ADMIN_2FA)');
+  }
   return principal;
+}
+
+/**
+ * For sensitive changes (a new API key, two-factor enrolment): a session whose password was given
+ * within RECENT_SIGN_IN_MINUTES. An API key is never enough; the local operator token is.
+ */
+export function requireRecentSignIn(request: FastifyRequest, principal: Principal): void {
+  if (principal.via === 'ops') return;
+  const credential = states.get(request)?.credential;
+  const window = request.server.ctx.config.RECENT_SIGN_IN_MINUTES * 60_000;
+  const at = credential?.authenticatedAt;
+  if (principal.via === 'session' && at && request.server.ctx.clock.now().getTime() - at.getTime() <= window) return;
+  throw new DomainError(
+    'reauthentication_required',
+    principal.via === 'api_key'
+      ? 'sign in to the dashboard (or POST /v1/auth/login) to do this: an API key cannot'
+      : `this needs a sign-in within the last ${request.server.ctx.config.RECENT_SIGN_IN_MINUTES} minutes: POST /v1/auth/reauthenticate with your password`,
+  );
+}
+
+/** Where a sign-in comes from, kept with its session. */
+export function sessionOrigin(request: FastifyRequest): { userAgent?: string; address: string } {
+  const agent = request.headers['user-agent'];
+  return { userAgent: typeof agent === 'string' && agent.trim() !== '' ? agent.trim() : undefined, address: request.ip };
 }
 
 /**

@@ -28,6 +28,15 @@ export async function notify(
   if (inserted[0]) await publish(ex, { userId: input.userId, kind: 'notification', id: inserted[0].id });
 }
 
+/** An account notice (new sign-in, new API key, password changed): no verification, never deduplicated. */
+export async function notifyAccount(ex: Executor, input: { userId: string; title: string; body: string; now: Date }): Promise<void> {
+  const [row] = await ex
+    .insert(notifications)
+    .values({ userId: input.userId, verificationId: null, kind: 'account_security', title: input.title, body: input.body, createdAt: input.now })
+    .returning({ id: notifications.id });
+  await publish(ex, { userId: input.userId, kind: 'notification', id: row!.id });
+}
+
 export type NotificationRow = typeof notifications.$inferSelect;
 
 /** A page of the customer's notifications, newest first, with the count of unread ones. */

@@ -111,6 +111,22 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
         FROM verifications v WHERE ${rules.upstreamCancelOwed} OR ${rules.orphanSuspected}`,
   );
 
+  // An admin can credit any wallet: without REQUIRE_ADMIN_2FA, say which admins sign in with a password alone.
+  const unprotected = config.REQUIRE_ADMIN_2FA
+    ? []
+    : await rows<{ email: string }>(
+        ex,
+        sql`SELECT email FROM users WHERE role = 'admin' AND deleted_at IS NULL AND totp_enabled_at IS NULL ORDER BY email LIMIT 20`,
+      );
+  const warnings =
+    unprotected.length === 0
+      ? []
+      : [
+          `${unprotected.length === 20 ? '20 or more admins sign' : `${unprotected.length} admin${unprotected.length === 1 ? ' signs' : 's sign'}`} in ` +
+            `without two-factor sign-in (${unprotected.map((u) => u.email).join(', ')}): turn it on in the dashboard's Account page, ` +
+            'and set REQUIRE_ADMIN_2FA=true',
+        ];
+
   const lag = await engineLagSeconds(ex, now);
   const workers = await engineWorkers(ex, config, now);
 
@@ -145,5 +161,6 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
       orphans_suspected: Number(upstream?.suspected ?? 0),
     },
     top_ups: await topUpFacts(ex, new Date(now.getTime() - config.TOP_UP_CHECKOUT_TTL_MINUTES * 60_000)),
+    warnings,
   };
 }

@@ -65,6 +65,7 @@ export function formatDiagnose(report: DiagnoseReport, currency: string): string
     `Top-ups: ${t.pending} pending (${t.overdue} overdue) · ${t.in_review} in review · ${t.unknown_payments} unknown payments · ` +
       `receivables ${formatMinor(t.receivables.amount_minor, currency)} from ${t.receivables.customers} customers`,
   );
+  for (const warning of report.warnings) lines.push(`Warning: ${warning}`);
   return `${lines.join('\n')}\n`;
 }
 

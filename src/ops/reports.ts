@@ -78,6 +78,7 @@ export const DiagnoseSchema = z
           .describe('owed for refunded or lost-dispute top-ups already spent; settled first by the next top-up'),
       })
       .describe('wallet top-ups (docs/payments.md)'),
+    warnings: z.array(z.string()).describe('things an operator should look at; they never fail the report'),
   })
   .meta({ id: 'DiagnoseReport' });
 export type DiagnoseReport = z.output<typeof DiagnoseSchema>;

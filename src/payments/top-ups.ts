@@ -1,3 +1,4 @@
+import { requireVerifiedEmail } from '../accounts/flows.ts';
 import { and, desc, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Logger } from 'pino';
@@ -51,6 +52,7 @@ export async function createTopUp(deps: PaymentDeps, request: TopUpRequest): Pro
   }
   const amountProblem = topUpAmountProblem(request.amountMinor, { min: config.TOP_UP_MIN_MINOR, max: config.TOP_UP_MAX_MINOR });
   if (amountProblem) throw new DomainError('validation_failed', amountProblem, { field: 'amount_minor' });
+  await requireVerifiedEmail(deps.database.db, config, request.userId, 'top_up');
   const print = fingerprint({ amount_minor: request.amountMinor, processor: name });
 
   const begun = await deps.database.transaction(async (tx) => {

@@ -51,6 +51,9 @@ export function tokenForDomainError(code: ErrorCode, extra: Record<string, unkno
     }
     case 'too_many_active':
       return text('TOO_MANY_ACTIVE_RENTALS');
+    case 'email_unverified':
+      // The operator requires a verified email before buying (REQUIRE_VERIFIED_EMAIL_FOR).
+      return text('ACCOUNT_INACTIVE');
     case 'rate_limited':
       return text('RATE_LIMITED');
     case 'idempotency_key_reused':

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
+import { requireVerifiedEmail } from '../accounts/flows.ts';
 import { firstRow, pgConstraint, pgErrorCode, type Executor } from '../db/database.ts';
 import { DomainError, errorTable, type ErrorCode } from '../errors.ts';
 import { findOffer } from '../catalogue/catalogue.ts';
@@ -56,6 +57,8 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   const { config } = deps;
   const country = request.country ?? config.DEFAULT_COUNTRY;
   const requestFingerprint = fingerprint({ service: request.service, country, max_price_minor: request.maxPriceMinor ?? null });
+  // REQUIRE_VERIFIED_EMAIL_FOR=purchase: refused before anything is stored (no query otherwise).
+  await requireVerifiedEmail(deps.database.db, config, request.userId, 'purchase');
 
   // Phase 1: one transaction — replay or reserve.
   const begun = await deps.database

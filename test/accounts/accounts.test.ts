@@ -91,7 +91,7 @@ for (const engine of engines) {
       assert.equal(await count(t, `api_keys WHERE key_hash = '${key.key}'`), 0);
 
       const resolved = await resolveToken(t.database.db, key.key, at(1000));
-      assert.deepEqual(resolved?.principal, { userId: dave.id, role: 'customer', via: 'api_key' });
+      assert.deepEqual(resolved?.principal, { userId: dave.id, role: 'customer', via: 'api_key', twoFactor: false });
       const [listed] = await listApiKeys(t.database.db, dave.id);
       assert.equal(listed!.lastUsedAt?.toISOString(), at(1000).toISOString());
       assert.ok(!('key' in listed!));

@@ -15,9 +15,9 @@ const FLOORS: readonly (readonly string[])[] = [
   // from the configuration, the clock and the database handle below them).
   ['clock', 'money', 'config', 'errors', 'db'],
   ['context', 'logging'],
-  // 2, what needs nothing but the ground: upstream adapters, the live-event bus and customers'
-  //    outbound webhooks (whose outbox the ledger and the lifecycle write in their transactions).
-  ['providers', 'events', 'outbound-webhooks'],
+  // 2, what needs nothing but the ground: upstream adapters, the live-event bus, outgoing mail and
+  //    customers' outbound webhooks (whose outbox the ledger and the lifecycle write in their transactions).
+  ['providers', 'events', 'outbound-webhooks', 'mail'],
   // 3, the ledger (which announces every wallet movement as a live event) and webhook replay protection.
   ['ledger', 'webhooks'],
   // 4, domain modules over those: accounts (open a wallet), the catalogue (the sandbox's offers),

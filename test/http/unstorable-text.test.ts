@@ -94,7 +94,7 @@ for (const engine of engines) {
       const emoji = await customer.client.post('/v1/api-keys', { name: 'script \ud83d\ude80' });
       assert.equal(emoji.status, 201, emoji.text);
       assert.equal(emoji.body.name, 'script 🚀');
-      assert.equal(await audits(), auditRows);
+      assert.equal(await audits(), auditRows + 1, 'only the key that was created is audited');
       assert.deepEqual({ ...(await snapshot(app)), keys: before.keys }, before);
     });
 

@@ -9,6 +9,10 @@ import { errorBox, loading, toast } from './ui.js';
 const routes = [
   { pattern: /^\/login$/, page: 'login', title: 'Log in', public: true },
   { pattern: /^\/signup$/, page: 'login', title: 'Create an account', public: true, params: { mode: 'signup' } },
+  { pattern: /^\/forgot-password$/, page: 'forgot-password', title: 'Forgot password', public: true },
+  { pattern: /^\/reset-password$/, page: 'reset-password', title: 'Choose a new password', public: true, open: true },
+  { pattern: /^\/verify-email$/, page: 'verify-email', title: 'Verify your email', public: true, open: true },
+  { pattern: /^\/account$/, page: 'account', title: 'Account' },
   { pattern: /^\/buy$/, page: 'buy', title: 'Buy a number' },
   { pattern: /^\/verifications\/([^/]+)$/, page: 'verification', title: 'Verification', keys: ['id'] },
   { pattern: /^\/history$/, page: 'history', title: 'History' },
@@ -21,6 +25,7 @@ const routes = [
   { pattern: /^\/admin\/users$/, page: 'admin-users', title: 'Users', admin: true },
   { pattern: /^\/admin\/verifications$/, page: 'admin-verifications', title: 'All verifications', admin: true },
   { pattern: /^\/admin\/ops$/, page: 'admin-ops', title: 'Operations', admin: true },
+  { pattern: /^\/admin\/mail$/, page: 'admin-mail', title: 'Mail outbox', admin: true },
 ];
 
 const NAV = [
@@ -31,11 +36,13 @@ const NAV = [
   { href: '#/notifications', label: 'Notifications', badge: true },
   { href: '#/api-keys', label: 'API keys' },
   { href: '#/webhooks', label: 'Webhooks' },
+  { href: '#/account', label: 'Account' },
 ];
 const ADMIN_NAV = [
   { href: '#/admin/users', label: 'Users' },
   { href: '#/admin/verifications', label: 'Verifications' },
   { href: '#/admin/ops', label: 'Ops' },
+  { href: '#/admin/mail', label: 'Mail' },
 ];
 
 const main = document.getElementById('main');
@@ -225,7 +232,8 @@ async function route() {
     navigate('#/login', { replace: true });
     return;
   }
-  if (r.public && state.user) {
+  // Links from emails (verify, reset) open whether or not someone is signed in.
+  if (r.public && state.user && !r.open) {
     navigate('#/buy', { replace: true });
     return;
   }

@@ -2,7 +2,10 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../accounts/api-keys.ts';
 import { apiKeyLimits, consumeAttempt } from '../../accounts/throttle.ts';
-import { clientAddress, forbidCaching, requireUser } from '../auth.ts';
+import { recordAudit } from '../../accounts/audit.ts';
+import { newApiKeyNotice, noticeMail } from '../../accounts/notices.ts';
+import { findUser } from '../../accounts/users.ts';
+import { clientAddress, forbidCaching, requireRecentSignIn, requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Timestamp } from '../../clock.ts';
 import { Security } from '../schemas.ts';
@@ -28,6 +31,9 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       operationId: 'createApiKey',
       tags: ['api keys'],
       summary: 'Create an API key (the key is shown in this answer only)',
+      description:
+        'Needs a session signed in within RECENT_SIGN_IN_MINUTES (403 `reauthentication_required`: POST /v1/auth/reauthenticate); ' +
+        'an API key cannot create keys. The owner is told of every new key by email.',
       security: Security,
       body: z.strictObject({ name: z.string().trim().min(1).max(100).default('API key') }),
       response: {
@@ -38,9 +44,25 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request, reply) => {
       const me = await requireUser(request);
+      requireRecentSignIn(request, me);
       const now = ctx.clock.now();
       await consumeAttempt(ctx.database.db, apiKeyLimits(ctx.config, { userId: me.userId, address: clientAddress(request) }), now);
-      const key = await createApiKey(ctx.database.db, me.userId, request.body.name, now);
+      const key = await ctx.database.transaction(async (tx) => {
+        const created = await createApiKey(tx, me.userId, request.body.name, now);
+        await recordAudit(tx, {
+          actorId: me.userId,
+          actor: me.via === 'ops' ? 'cli' : 'customer',
+          action: 'api_key.create',
+          subjectId: me.userId,
+          detail: { api_key_id: created.id, name: created.name, prefix: created.prefix },
+          now,
+        });
+        return created;
+      });
+      // By email only: whoever is watching the dashboard just made the key; the email reaches the
+      // owner when someone else did.
+      const owner = await findUser(ctx.database.db, me.userId);
+      if (owner) app.mailer.dispatch(() => app.mailer.send(noticeMail(owner.email, newApiKeyNotice(key.name, key.prefix, now))));
       forbidCaching(reply);
       return reply
         .status(201)
@@ -87,7 +109,18 @@ const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request, reply) => {
       const me = await requireUser(request);
-      await revokeApiKey(ctx.database.db, me.userId, request.params.id, ctx.clock.now());
+      const now = ctx.clock.now();
+      await ctx.database.transaction(async (tx) => {
+        await revokeApiKey(tx, me.userId, request.params.id, now);
+        await recordAudit(tx, {
+          actorId: me.userId,
+          actor: me.via === 'ops' ? 'cli' : 'customer',
+          action: 'api_key.revoke',
+          subjectId: me.userId,
+          detail: { api_key_id: request.params.id },
+          now,
+        });
+      });
       return reply.status(204).send();
     },
   });

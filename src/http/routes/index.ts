@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../config.ts';
+import accountRoutes from './account.ts';
 import adminCreditRoutes from './admin-credit.ts';
+import adminMailRoutes from './admin-mail.ts';
 import adminOpsRoutes from './admin-ops.ts';
 import adminUserRoutes from './admin-users.ts';
 import adminVerificationRoutes from './admin-verifications.ts';
@@ -16,6 +18,7 @@ import paymentWebhookRoutes from './payment-webhooks.ts';
 import sandboxCheckoutRoutes from './sandbox-checkout.ts';
 import sandboxRoutes from './sandbox.ts';
 import serviceRoutes from './services.ts';
+import sessionRoutes from './sessions.ts';
 import smsActivateRoutes from './sms-activate.ts';
 import topUpRoutes from './top-ups.ts';
 import verificationRoutes from './verifications.ts';
@@ -36,6 +39,8 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     metricsRoutes,
     authRoutes,
     meRoutes,
+    accountRoutes,
+    sessionRoutes,
     walletRoutes,
     apiKeyRoutes,
     serviceRoutes,
@@ -44,6 +49,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     eventRoutes,
     adminUserRoutes,
     adminCreditRoutes,
+    adminMailRoutes,
     errorRoutes,
     adminVerificationRoutes,
     adminOpsRoutes,

@@ -43,7 +43,7 @@ const topUpRoutes: FastifyPluginAsyncZod = async (app) => {
         amount_minor: z.number().int().positive().describe(`minor units, between TOP_UP_MIN_MINOR and TOP_UP_MAX_MINOR`),
         processor: z.enum(processorNames).optional().describe('one of PAYMENT_PROCESSORS; default the first'),
       }),
-      response: { 201: TopUpSchema, ...problemResponses(400, 401, 409, 422, 503) },
+      response: { 201: TopUpSchema, ...problemResponses(400, 401, 403, 409, 422, 503) },
       answers: { 201: { description: 'The top-up with its checkout_url (the same one again for a repeated Idempotency-Key)', headers: { Location: true, 'Idempotent-Replayed': false } } },
     },
     handler: async (request, reply) => {

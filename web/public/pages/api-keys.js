@@ -4,6 +4,7 @@ import { api } from '../api.js';
 import { formatDateTime } from '../format.js';
 import { describeError } from '../errors.js';
 import { pageHeader, errorBox, field, copyButton, emptyState, toast } from '../ui.js';
+import { withRecentSignIn } from '../reauth.js';
 
 export async function render(main, ctx) {
   main.append(pageHeader('API keys', 'Keys let your scripts and bots buy numbers with Authorization: Bearer <key>. Treat them like passwords.'));
@@ -103,7 +104,7 @@ export async function render(main, ctx) {
     createButton.disabled = true;
     createButton.textContent = 'Creating…';
     try {
-      const created = await api.post('/v1/api-keys', { name: value });
+      const created = await withRecentSignIn(reveal, () => api.post('/v1/api-keys', { name: value }));
       const done = h('button', { type: 'button', class: 'button ghost small' }, 'I have saved it');
       const box = h(
         'div',
@@ -120,7 +121,7 @@ export async function render(main, ctx) {
       name.control.value = '';
       await load();
     } catch (error) {
-      errors.show(describeError(error));
+      if (error?.message !== 'cancelled') errors.show(describeError(error));
     } finally {
       creating = false;
       createButton.disabled = false;

@@ -23,8 +23,16 @@ export function render(main, ctx) {
     hint: signup ? 'At least 8 characters.' : null,
   });
   const submit = h('button', { type: 'submit', class: 'button primary wide' }, signup ? 'Create account' : 'Log in');
+  // The second step of a sign-in, shown when the server answers totp_required.
+  const code = field({
+    id: 'totp-code',
+    label: 'Two-factor code',
+    control: h('input', { type: 'text', name: 'totp_code', autocomplete: 'one-time-code', inputmode: 'numeric', spellcheck: 'false', maxlength: '40' }),
+    hint: 'The 6 digits your authenticator app shows now, or one of your recovery codes.',
+  });
+  code.el.hidden = true;
 
-  const form = h('form', { class: 'stack', novalidate: true }, errors.el, email.el, password.el, submit);
+  const form = h('form', { class: 'stack', novalidate: true }, errors.el, email.el, password.el, code.el, submit);
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -50,15 +58,25 @@ export function render(main, ctx) {
     submit.setAttribute('aria-busy', 'true');
     submit.textContent = signup ? 'Creating account…' : 'Logging in…';
     try {
+      const body = { email: emailValue, password: passwordValue };
+      const second = code.control.value.replace(/\s+/g, '');
+      if (!signup && !code.el.hidden && second) {
+        if (/^\d{6}$/.test(second)) body.totp_code = second;
+        else body.recovery_code = second;
+      }
       const { data } = await request('POST', signup ? '/v1/auth/register' : '/v1/auth/login', {
-        body: { email: emailValue, password: passwordValue },
+        body,
         authRedirect: false,
       });
       setState({ user: data.user, wallet: null });
       afterLogin();
       window.dispatchEvent(new CustomEvent('namaskah:logged-in'));
     } catch (error) {
-      if (error instanceof ApiError && !signup && (error.status === 401 || error.code === 'invalid_credentials')) {
+      if (error instanceof ApiError && !signup && error.code === 'totp_required') {
+        code.el.hidden = false;
+        code.control.focus();
+        errors.show('This account uses two-factor sign-in. Enter the code from your authenticator app.');
+      } else if (error instanceof ApiError && !signup && (error.status === 401 || error.code === 'invalid_credentials')) {
         errors.show('That email and password do not match an account. Check them and try again.');
       } else if (error instanceof ApiError && signup && (error.status === 409 || /exist|taken/i.test(error.code ?? ''))) {
         errors.show('An account with this email already exists. Log in instead.');
@@ -88,6 +106,7 @@ export function render(main, ctx) {
         h('p', { class: 'lede' }, 'Temporary numbers for one-time codes. You only pay when the code arrives — otherwise the hold goes straight back to your wallet.'),
         flash ? h('div', { class: `alert ${flash.kind === 'error' ? 'alert-error' : 'alert-info'}`, role: 'status' }, h('p', null, flash.text)) : null,
         form,
+        signup ? null : h('p', { class: 'auth-switch' }, h('a', { href: '#/forgot-password' }, 'Forgot your password?')),
         h(
           'p',
           { class: 'auth-switch' },

@@ -9,7 +9,7 @@ import { pageHeader, emptyState, errorBox, toast } from '../ui.js';
 
 export async function render(main, ctx) {
   const markAll = h('button', { type: 'button', class: 'button ghost small', id: 'mark-all-read' }, 'Mark all as read');
-  main.append(pageHeader('Notifications', 'Codes that arrived and refunds that were issued.', markAll));
+  main.append(pageHeader('Notifications', 'Codes that arrived, refunds that were issued, and notices about your account’s security.', markAll));
   const errors = errorBox();
   const list = h('ul', { class: 'notification-list', id: 'notification-list' });
   const empty = emptyState('Nothing here yet. You will be notified when a code arrives or a refund is issued.');
