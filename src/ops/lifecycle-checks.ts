@@ -11,6 +11,8 @@ import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, PENDING_STUCK_AFTER_SECONDS, probl
  *     (a charge wrongly captured for a refunded verification counts as put right once a
  *     correction transfer refunded it);
  *   - a delivered (received) verification is never refunded;
+ *   - a charge is only ever for a code that arrived by the deadline (a received verification's first
+ *     message arrived by its expires_at), unless a correction transfer gave it back;
  *   - an active (pending/waiting) verification's hold is still unresolved;
  *   - no hold outlives its deadline by more than the grace (rules.ts);
  *   - no purchase is stuck: nothing pending, not in flight, for too long;
@@ -58,6 +60,12 @@ function verificationChecks(now: Date): VerificationCheck[] {
       violates: rules.receivedReleased,
       what: 'received verifications whose hold was released (delivered, yet refunded)',
       okText: 'no delivered verification was refunded',
+    },
+    {
+      name: 'no_charge_after_deadline',
+      violates: rules.capturedAfterDeadline,
+      what: 'received verifications whose first code arrived after their deadline (charged for a late SMS)',
+      okText: 'every charged code arrived by its deadline',
     },
     {
       name: 'active_holds_unresolved',

@@ -13,6 +13,7 @@ const problemKinds = [
   'pending_stuck',
   'terminal_hold_unresolved',
   'wrongly_captured',
+  'captured_after_deadline',
   'orphan_hold',
   'orphan_suspected',
   'upstream_cancel_owed',

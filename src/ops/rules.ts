@@ -28,6 +28,11 @@ export interface ProblemRules {
   receivedReleased: SQL;
   /** Ended without delivery, yet its hold was captured and no correction gave the charge back. */
   wronglyCaptured: SQL;
+  /**
+   * Received, but its first message arrived after its deadline (a late SMS captured the hold), and
+   * no correction gave the charge back: only an SMS that arrived by the deadline is ever charged.
+   */
+  capturedAfterDeadline: SQL;
   /** Ended and released for the customer, but still owed a cancel upstream. */
   upstreamCancelOwed: SQL;
   /** Failed while its purchase's outcome was unknown: an upstream order may exist. */
@@ -44,6 +49,8 @@ export function problemRules(now: Date): ProblemRules {
     terminalHoldUnresolved: sql`(NOT ${ACTIVE} AND o.outcome IS NULL)`,
     receivedReleased: sql`(v.state = 'received' AND o.outcome IN ('voided', 'expired'))`,
     wronglyCaptured: sql`(v.state IN ('cancelled', 'expired', 'failed') AND o.outcome = 'posted' AND o.correction_id IS NULL)`,
+    capturedAfterDeadline: sql`(v.state = 'received' AND o.outcome = 'posted' AND o.correction_id IS NULL
+      AND (SELECT min(m.received_at) FROM verification_messages m WHERE m.verification_id = v.id) > v.expires_at)`,
     upstreamCancelOwed: sql`(v.upstream_status = 'cancel_owed')`,
     orphanSuspected: sql`(v.upstream_status = 'orphan_suspected')`,
   };

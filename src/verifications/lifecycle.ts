@@ -240,9 +240,27 @@ export interface CaptureResult {
 }
 
 /**
- * Stores the messages of a verification and captures its hold on the first one. Messages older than
- * the purchase belong to the number's previous holder and are dropped. A message for a cancelled
- * or expired verification is stored as late: shown, never charged.
+ * When a message arrived, for the money rule "only an SMS that arrived by the deadline is charged":
+ * the upstream's timestamp, never later than the moment we hold it (`now`). An upstream that
+ * gives no timestamp is dated when we first saw the message (the adapters do that), so a message
+ * first seen after the deadline is late however it reached us.
+ */
+export function arrivedAt(message: ProviderMessage, now: Date): number {
+  return Math.min(message.receivedAt.getTime(), now.getTime());
+}
+
+/** Whether a message counts for a capture: it arrived by the verification's deadline. */
+export function arrivedInTime(message: ProviderMessage, expiresAt: Date, now: Date): boolean {
+  return arrivedAt(message, now) <= expiresAt.getTime();
+}
+
+/**
+ * Stores the messages of a verification and captures its hold on the first one that arrived by
+ * the deadline. Messages older than the purchase belong to the number's previous holder and are
+ * dropped. A message for a cancelled or expired verification is stored as late: shown, never
+ * charged. So is one that reaches a verification still waiting after its deadline (a late engine,
+ * webhook or manual SMS): the verification then expires here, its hold released and the upstream
+ * cancel owed, whichever path brought the message.
  */
 export async function recordMessages(
   deps: LifecycleDeps,
@@ -258,7 +276,9 @@ export async function recordMessages(
       .filter((m) => m.receivedAt.getTime() >= row.createdAt.getTime())
       .sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
     if (fresh.length === 0 || row.state === 'pending') return { row, stored: 0, captured: false };
-    const late = row.state !== 'waiting' && row.state !== 'received';
+    const inTime = row.state === 'waiting' ? fresh.filter((m) => arrivedInTime(m, row.expiresAt, now)) : [];
+    const capturing = inTime.length > 0;
+    const late = capturing ? false : row.state !== 'received';
     const inserted = await tx
       .insert(verificationMessages)
       .values(
@@ -267,15 +287,15 @@ export async function recordMessages(
           providerMessageId: m.providerMessageId,
           text: m.text,
           code: m.code,
-          receivedAt: m.receivedAt,
+          receivedAt: new Date(arrivedAt(m, now)),
           late,
           createdAt: now,
         })),
       )
       .onConflictDoNothing()
       .returning({ id: verificationMessages.id });
-    if (row.state === 'waiting') {
-      const first = fresh.find((m) => m.code) ?? fresh[0]!;
+    if (capturing) {
+      const first = inTime.find((m) => m.code) ?? inTime[0]!;
       const updated = await transition(tx, row, 'received', {
         actor,
         reason: 'sms received',
@@ -283,6 +303,16 @@ export async function recordMessages(
         set: { code: first.code, upstreamStatus: 'completed' },
       });
       return { row: updated ?? row, stored: inserted.length, captured: updated !== undefined };
+    }
+    if (row.state === 'waiting') {
+      // Every message arrived after the deadline (so now is past it too): the deadline wins.
+      const updated = await transition(tx, row, 'expired', {
+        actor,
+        reason: 'no SMS before the deadline; the SMS that came after it is stored as late',
+        now,
+        set: { upstreamStatus: 'cancel_owed', upstreamNextAt: now, nextCheckAt: new Date(now.getTime() + deps.config.POLL_INTERVAL_MS) },
+      });
+      return { row: updated ?? row, stored: inserted.length, captured: false };
     }
     if (inserted.length > 0) {
       await tx.update(verifications).set({ updatedAt: now }).where(eq(verifications.id, row.id));
