@@ -4,7 +4,7 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
-import { engineLagSeconds } from '../engine/queue.ts';
+import { deadAfterMs, engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { engineWorkers } from './diagnose.ts';
 import type { WorkerReport } from './reports.ts';
@@ -19,6 +19,7 @@ import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
 export interface DomainMetricsDeps {
   database: Database;
   clock: Clock;
+  config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>;
   /** The breakers of this process (one per provider). */
   breakers?: ProviderBreaker[];
 }
@@ -110,7 +111,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: 'Age of the oldest verification that is due for background work and not taken by a worker',
     registers: [registry],
     async collect() {
-      this.set(await engineLagSeconds(deps.database.db, deps.clock.now()));
+      this.set(await engineLagSeconds(deps.database.db, deps.clock.now(), deadAfterMs(deps.config)));
     },
   });
 
@@ -147,7 +148,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
 export interface EngineHealthDeps {
   database: Database;
   clock: Clock;
-  config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS' | 'POLL_INTERVAL_MS'>;
+  config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>;
 }
 
 /**
@@ -159,7 +160,7 @@ const MAX_HEALTHY_LAG_SECONDS = DEADLINE_GRACE_SECONDS;
 /** For GET /health: how far behind the background engine is, and which workers tick. */
 export async function engineHealth(deps: EngineHealthDeps): Promise<{ ok: boolean; lag_seconds: number; workers: WorkerReport[] }> {
   const now = deps.clock.now();
-  const lag = await engineLagSeconds(deps.database.db, now);
+  const lag = await engineLagSeconds(deps.database.db, now, deadAfterMs(deps.config));
   const workers = await engineWorkers(deps.database.db, deps.config, now);
   return { ok: lag < MAX_HEALTHY_LAG_SECONDS, lag_seconds: Math.round(lag * 10) / 10, workers };
 }

@@ -31,7 +31,7 @@ const WorkerSchema = z.object({
   id: z.string(),
   started_at: Timestamp,
   last_tick_at: Timestamp,
-  alive: z.boolean().describe('ticked recently enough to be considered running'),
+  alive: z.boolean().describe('its heartbeat is younger than ENGINE_DEAD_AFTER_SECONDS; the rows of a worker that is not alive are taken over by the others'),
 });
 export type WorkerReport = z.output<typeof WorkerSchema>;
 
