@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { claimDue, deadAfterMs, forgetWorker, heartbeat, releaseLease } from './queue.ts';
-import { checkUpstream, expireVerification, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
+import { checkUpstream, expireVerification, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
@@ -173,6 +173,7 @@ export class Engine {
             missing.push(row);
             continue;
           }
+          await noticeCheck(this.deps, row, check);
           if (check.messages.length > 0) {
             const result = await recordMessages(this.deps, row.id, check.messages, 'poller');
             if (result?.captured) report.captured++;

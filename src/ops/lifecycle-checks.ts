@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { firstRow, rows, type Executor } from '../db/database.ts';
 import type { Check } from './reports.ts';
-import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, PENDING_STUCK_AFTER_SECONDS, problemRules } from './rules.ts';
+import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, PENDING_STUCK_AFTER_SECONDS, problemRules, UPSTREAM_ALARM_WINDOW_HOURS } from './rules.ts';
 
 /**
  * The verification lifecycle's invariants as read-only, set-based checks (docs/architecture.md):
@@ -85,6 +85,19 @@ function verificationChecks(now: Date): VerificationCheck[] {
       violates: sql`${rules.pendingStuck} AND NOT ${rules.pastDeadline}`,
       what: `pending purchases not in flight for over ${PENDING_STUCK_AFTER_SECONDS / 60} minutes`,
       okText: 'no pending purchase is stuck',
+    },
+    {
+      // Alarms about a seller, not about money: the customer was not charged. They fail for a day.
+      name: 'no_upstream_order_id_reused',
+      violates: rules.orderIdReused,
+      what: `purchases in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h given an order id the upstream had already given another (failed, not charged; see audit_log upstream.order_id_reused)`,
+      okText: `no upstream order id was given twice in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h`,
+    },
+    {
+      name: 'no_upstream_completed_without_sms',
+      violates: rules.completedWithoutSms,
+      what: `verifications in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h whose order the upstream called completed while no SMS was visible to us`,
+      okText: `no order was completed upstream without an SMS visible to us in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h`,
     },
     {
       name: 'one_hold_per_verification',

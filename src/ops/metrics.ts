@@ -5,7 +5,7 @@ import type { Config } from '../config.ts';
 import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
 import { deadAfterMs, engineLagSeconds } from '../engine/queue.ts';
-import { verificationStates, type VerificationState } from '../verifications/schema.ts';
+import { upstreamAlarms, verificationStates, type UpstreamAlarm, type VerificationState } from '../verifications/schema.ts';
 import { engineWorkers } from './diagnose.ts';
 import type { WorkerReport } from './reports.ts';
 import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
@@ -130,6 +130,21 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     registers: [registry],
     async collect() {
       this.set(await countOf(sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).upstreamCancelOwed}`));
+    },
+  });
+
+  new Counter({
+    name: 'namaskah_upstream_alarms_total',
+    help: 'Upstream answers an operator should look at, by alarm: order_id_reused (a seller gave a purchase an order id it had already given another), completed_without_sms (a seller said an order was completed while we saw no SMS)',
+    labelNames: ['alarm'] as const,
+    registers: [registry],
+    async collect() {
+      const found = await rows<{ alarm: UpstreamAlarm; n: number }>(
+        deps.database.db,
+        sql`SELECT upstream_alarm AS alarm, count(*)::int AS n FROM verifications WHERE upstream_alarm IS NOT NULL GROUP BY upstream_alarm`,
+      );
+      this.reset();
+      for (const alarm of upstreamAlarms) this.inc({ alarm }, Number(found.find((f) => f.alarm === alarm)?.n ?? 0));
     },
   });
 

@@ -1,15 +1,16 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import { recordAudit } from '../accounts/audit.ts';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
-import type { Database, Executor, Tx } from '../db/database.ts';
+import { pgConstraint, pgErrorCode, type Database, type Executor, type Tx } from '../db/database.ts';
 import { publish } from '../events/bus.ts';
 import { expireHold, postHold, voidHold } from '../ledger/ledger.ts';
 import { notify } from '../notifications/notifications.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
 import type { Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
 import { formatMinor } from '../money.ts';
-import { verificationEvents, verificationMessages, verifications, type Actor, type UpstreamStatus, type VerificationState } from './schema.ts';
+import { verificationEvents, verificationMessages, verifications, type Actor, type UpstreamAlarm, type UpstreamStatus, type VerificationState } from './schema.ts';
 import { deadlineFor, holdMoveFor, isTerminal } from './transitions.ts';
 
 /**
@@ -146,17 +147,46 @@ export function orderRef(row: VerificationRow) {
 // Number assignment and failure of a pending purchase
 // ---------------------------------------------------------------------------------------------
 
-/** pending → waiting with the upstream's order. */
+/** What the customer is told when the upstream reused an order id (never the other verification). */
+export const ORDER_ID_REUSED_ANSWER = 'the upstream gave this purchase an order id it had already given another one; you were not charged';
+
+/**
+ * pending → waiting with the upstream's order. `reused` when the upstream gave an order id that
+ * another verification already holds (a seller reusing ids): the purchase fails instead, its hold
+ * released, and the collision is raised for the operators. The order is never cancelled by that id,
+ * which would cancel the other verification's order.
+ */
 export async function assignNumber(
   deps: LifecycleDeps,
   id: string,
   order: ProviderOrder,
   change: { actor: Actor; reason: string; responseStatus?: number },
-): Promise<{ row: VerificationRow; assigned: boolean }> {
+): Promise<{ row: VerificationRow; assigned: boolean; reused?: boolean }> {
+  try {
+    return await assignNumberOnce(deps, id, order, change);
+  } catch (error) {
+    // Two purchases given the same id at the same moment: the loser's transaction met the unique
+    // index; once the winner committed, a second attempt sees it and fails the purchase cleanly.
+    if (pgErrorCode(error) !== '23505' || pgConstraint(error) !== 'verifications_provider_order') throw error;
+    return assignNumberOnce(deps, id, order, change);
+  }
+}
+
+async function assignNumberOnce(
+  deps: LifecycleDeps,
+  id: string,
+  order: ProviderOrder,
+  change: { actor: Actor; reason: string; responseStatus?: number },
+): Promise<{ row: VerificationRow; assigned: boolean; reused?: boolean }> {
   const now = deps.clock.now();
   return deps.database.transaction(async (tx) => {
     const row = await lockVerification(tx, id);
     if (!row) throw new Error(`verification ${id} vanished`);
+    const [holder] = await tx
+      .select({ id: verifications.id })
+      .from(verifications)
+      .where(and(eq(verifications.provider, row.provider), eq(verifications.providerOrderId, order.providerOrderId), ne(verifications.id, row.id)));
+    if (holder) return { row: await orderIdReused(deps, tx, row, order, holder.id, change, now), assigned: false, reused: true };
     if (row.state !== 'pending') {
       // Someone else resolved it (recovery gave up, or assigned it already). An order we hold
       // that the verification does not use is owed a cancel upstream.
@@ -180,6 +210,52 @@ export async function assignNumber(
     });
     return { row: updated!, assigned: true };
   });
+}
+
+/**
+ * The upstream answered with an order id another verification holds. A pending purchase fails with
+ * its hold released; the alarm (diagnose, metrics), the audit log and an error log line name both
+ * verifications for the operator. A verification already resolved keeps its state; only the alarm.
+ */
+async function orderIdReused(
+  deps: LifecycleDeps,
+  tx: Tx,
+  row: VerificationRow,
+  order: ProviderOrder,
+  holderId: string,
+  change: { actor: Actor },
+  now: Date,
+): Promise<VerificationRow> {
+  deps.logger.error(
+    { verification: row.id, holder: holderId, provider: row.provider, provider_order_id: order.providerOrderId },
+    'the upstream reused an order id: purchase failed, not charged',
+  );
+  await recordAudit(tx, {
+    actorId: null,
+    actor: 'system',
+    action: 'upstream.order_id_reused',
+    subjectId: row.id,
+    detail: { provider: row.provider, provider_order_id: order.providerOrderId, verification_id: row.id, holder_verification_id: holderId },
+    now,
+  });
+  const alarm = { upstreamAlarm: 'order_id_reused' as const, upstreamAlarmAt: now };
+  if (row.state === 'pending') {
+    const failed = await transition(tx, row, 'failed', {
+      actor: change.actor,
+      reason: 'the upstream reused an order id',
+      now,
+      set: {
+        ...alarm,
+        failureReason: ORDER_ID_REUSED_ANSWER,
+        responseStatus: row.responseStatus ?? 503,
+        responseCode: row.responseCode ?? 'provider_unavailable',
+        upstreamStatus: 'none',
+      },
+    });
+    if (failed) return failed;
+  }
+  const [marked] = await tx.update(verifications).set({ ...alarm, updatedAt: now }).where(eq(verifications.id, row.id)).returning();
+  return marked ?? row;
 }
 
 /** An upstream order that no verification will use: remember it so settlement cancels it. */
@@ -320,6 +396,22 @@ export async function recordMessages(
     }
     return { row, stored: inserted.length, captured: false };
   });
+}
+
+/**
+ * Raises an upstream alarm on a verification (once: the first raise is kept), for diagnose and the
+ * metrics; logged as a warning. Returns whether this call raised it.
+ */
+export async function raiseUpstreamAlarm(deps: LifecycleDeps, row: VerificationRow, alarm: UpstreamAlarm, why: string): Promise<boolean> {
+  if (row.upstreamAlarm !== null) return false;
+  const now = deps.clock.now();
+  const [raised] = await deps.database.db
+    .update(verifications)
+    .set({ upstreamAlarm: alarm, upstreamAlarmAt: now })
+    .where(and(eq(verifications.id, row.id), isNull(verifications.upstreamAlarm)))
+    .returning({ id: verifications.id });
+  if (raised) deps.logger.warn({ verification: row.id, provider: row.provider, provider_order_id: row.providerOrderId, alarm }, why);
+  return raised !== undefined;
 }
 
 /** An audit event that records a change without a state change (from = to): a repair, a settlement. */
