@@ -101,8 +101,8 @@ export class Engine {
 
     const owed = await claimDue(database.db, { ...claim, kind: 'settle' });
     await eachConcurrently(owed, config.ENGINE_CONCURRENCY, async (row) => {
-      const status = await settleUpstream(this.deps, row);
-      if (status !== 'cancel_owed') report.settled++;
+      const status = await settleUpstream(this.deps, row, 'sweeper');
+      if (status !== row.upstreamStatus) report.settled++;
       await releaseLease(database.db, row.id, this.workerId, {});
     });
     return report;

@@ -43,7 +43,7 @@ export async function claimDue(
     options.kind === 'poll'
       ? sql`state IN ('pending', 'waiting', 'expired') AND next_check_at <= ${options.now}
             AND (state <> 'pending' OR purchase_until IS NULL OR purchase_until <= ${options.now})`
-      : sql`upstream_status = 'cancel_owed' AND upstream_next_at <= ${options.now}`;
+      : sql`upstream_status IN ('cancel_owed', 'finish_owed') AND upstream_next_at <= ${options.now}`;
   const order = options.kind === 'poll' ? sql`next_check_at` : sql`upstream_next_at`;
   const claimed = await rows<ClaimedRow>(
     ex,

@@ -376,7 +376,11 @@ export async function recordMessages(
         actor,
         reason: 'sms received',
         now,
-        set: { code: first.code, upstreamStatus: 'completed' },
+        // An upstream that can be told the order is finished (SMS-Activate setStatus 6) is told by
+        // the engine, outside this transaction (settlement.ts); others complete on their own.
+        set: deps.provider.complete
+          ? { code: first.code, upstreamStatus: 'finish_owed', upstreamNextAt: now }
+          : { code: first.code, upstreamStatus: 'completed' },
       });
       return { row: updated ?? row, stored: inserted.length, captured: updated !== undefined };
     }
