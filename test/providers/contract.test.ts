@@ -549,6 +549,21 @@ function contract(subject: ContractSubject, engine: (typeof engines)[number]): v
     assert.equal(again.found.filter((f) => f.kind === 'upstream_orphan').length, 0);
   });
 
+  test('a delivered order is finished upstream once, and its answer is in the history', async (t) => {
+    if (!unless(t, !up.provider.complete, 'it has no finish call')) return;
+    const user = await h.customer(1000);
+    const row = (await buy(user, 'finish-once')).row;
+    up.deliver(row.providerOrderId!, row.createdAt, { code: '515151', text: 'code 515151' });
+    const calls = await callsDuring(poll);
+    assert.equal(calls.filter((c) => c === 'finish').length, 1, `the seller was told the order is finished: ${calls.join(',')}`);
+    const done = await current(row.id);
+    assert.deepEqual([done.state, done.upstreamStatus], ['received', 'completed']);
+    assert.equal(await charges(row.id), 1);
+    const history = await rows<{ reason: string }>(h.t.database.db, sql`SELECT reason FROM verification_events WHERE verification_id = ${row.id} AND from_state = to_state`);
+    assert.deepEqual(history.map((e) => e.reason), ['upstream order finished']);
+    assert.deepEqual((await callsDuring(poll)).filter((c) => c === 'finish'), [], 'never twice');
+  });
+
   test('batched polling: one list call captures the SMS of several waiting verifications', async (t) => {
     if (!unless(t, !subject.batchesPolls, 'it polls one order at a time')) return;
     const alice = await h.customer(1000);
@@ -566,7 +581,9 @@ function contract(subject: ContractSubject, engine: (typeof engines)[number]): v
     assert.deepEqual(await callsDuring(poll), ['list'], 'a tick with nothing delivered: one list call for all four');
     const codes = ['100001', '100002', '100003'];
     bought.slice(0, 3).forEach((row, i) => up.deliver(row.providerOrderId!, row.createdAt, { code: codes[i]!, text: `code ${codes[i]}` }));
-    assert.deepEqual(await callsDuring(poll), ['list'], 'one upstream call for four waiting verifications');
+    // An upstream that can be told a delivered order is finished is told so, once per order, in the same tick.
+    const finishes = up.provider.complete ? codes.map(() => 'finish') : [];
+    assert.deepEqual(await callsDuring(poll), ['list', ...finishes], 'one upstream call for four waiting verifications');
     for (const [i, row] of bought.slice(0, 3).entries()) {
       const done = await current(row.id);
       assert.equal(done.state, 'received');
@@ -590,7 +607,9 @@ function contract(subject: ContractSubject, engine: (typeof engines)[number]): v
     up.hideFromList!(first.providerOrderId!); // the seller closed it after the SMS
     const calls = await callsDuring(poll);
     assert.equal(calls[0], 'list');
-    assert.ok(calls.length >= 2 && calls.slice(1).every((c) => c === 'status'), calls.join(','));
+    const looks = calls.slice(1).filter((c) => c !== 'finish');
+    assert.ok(looks.length >= 1 && looks.every((c) => c === 'status'), calls.join(','));
+    assert.equal(calls.filter((c) => c === 'finish').length, up.provider.complete ? 1 : 0, 'the delivered order is finished upstream');
     const done = await current(first.id);
     assert.equal(done.state, 'received');
     assert.equal(done.code, '424242');
