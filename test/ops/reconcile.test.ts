@@ -207,7 +207,9 @@ for (const engine of engines) {
           assert.equal((await recordMessages(h.deps, r.id, [sms], 'poller'))?.captured, true);
         }
         // What a late engine did before the rule: the first message came after the deadline, yet it was charged.
-        await ex.execute(sql`UPDATE verification_messages SET received_at = ${new Date(row.expiresAt.getTime() + 5_000)} WHERE verification_id = ${row.id}`);
+        const late = new Date(row.expiresAt.getTime() + 5_000);
+        await ex.execute(sql`UPDATE verification_messages SET received_at = ${late} WHERE verification_id = ${row.id}`);
+        await ex.execute(sql`UPDATE verifications SET resolved_at = ${late} WHERE id = ${row.id}`);
         assert.deepEqual(await h.wallet(user), [900, 0, 900]);
 
         const before = await diag(h);
