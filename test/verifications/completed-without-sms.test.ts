@@ -28,9 +28,7 @@ for (const engine of engines) {
     before(async () => {
       fake = await startFakeTextVerified({ clock });
       const provider = new TextVerifiedProvider({ baseUrl: fake.url, apiUsername: 'operator@example.com', apiKey: 'tv-test-key', requestsPerSecond: 0, timeoutMs: 2000, clock });
-      h = await lifecycleHarness(engine, { provider });
-      // The harness has its own clock: drive both together.
-      h.clock.set(clock.now());
+      h = await lifecycleHarness(engine, { provider, clock });
       await putProviderCatalogue(h.t.database.db, 'textverified');
     });
     after(async () => {
@@ -38,26 +36,22 @@ for (const engine of engines) {
       await fake?.close();
     });
 
-    const advance = (ms: number) => {
-      clock.advance(ms);
-      h.clock.set(clock.now());
-    };
 
     test('the alarm is raised once by the poller; diagnose and the metric show it; the customer is refunded', async () => {
       const user = await h.customer(1000);
       const out = await purchaseVerification(h.deps, { userId: user, idempotencyKey: 'completed', service: 'whatsapp' });
       assert.equal(out.row.state, 'waiting');
-      advance(1_000);
+      clock.advance(1_000);
       await h.runtime.engine.tick();
       assert.equal((await loadVerification(h.t.database.db, out.row.id))?.upstreamAlarm, null, 'a pending order raises nothing');
 
       fake.state.verifications.get(out.row.providerOrderId!)!.state = 'verificationCompleted';
-      advance(1_000);
+      clock.advance(1_000);
       await h.runtime.engine.tick();
       const raised = (await loadVerification(h.t.database.db, out.row.id))!;
       assert.deepEqual([raised.state, raised.upstreamAlarm], ['waiting', 'completed_without_sms']);
       const first = raised.upstreamAlarmAt;
-      advance(1_000);
+      clock.advance(1_000);
       await h.runtime.engine.tick();
       assert.deepEqual((await loadVerification(h.t.database.db, out.row.id))?.upstreamAlarmAt, first, 'raised once');
 
@@ -69,7 +63,7 @@ for (const engine of engines) {
       registerDomainMetrics(registry, { database: h.t.database, clock: h.clock, config: h.config });
       assert.match(await registry.metrics(), /namaskah_upstream_alarms_total\{alarm="completed_without_sms"\} 1/);
 
-      advance(out.row.expiresAt.getTime() - clock.now().getTime());
+      clock.advance(out.row.expiresAt.getTime() - clock.now().getTime());
       await h.runtime.engine.tick();
       assert.equal((await loadVerification(h.t.database.db, out.row.id))?.state, 'expired');
       assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);

@@ -36,8 +36,7 @@ for (const engine of engines) {
         fake = await startFakeSmsActivate({ clock, dialect, balance: 1000, earlyCancelSeconds: 0 });
         const provider = new SmsActivateProvider({ ...SELLER_PROFILES[seller].options, baseUrl: fake.url, apiKey: 'sa-test-key', clock, requestsPerSecond: 0, timeoutMs: 2000 });
         // The breaker keeps real time: a high threshold keeps it out of the finish retries.
-        h = await lifecycleHarness(engine, { provider, env: { BREAKER_FAILURE_THRESHOLD: '100' } });
-        h.clock.set(clock.now());
+        h = await lifecycleHarness(engine, { provider, clock, env: { BREAKER_FAILURE_THRESHOLD: '100' } });
         await putProviderCatalogue(h.t.database.db, 'sms-activate');
       });
       after(async () => {
@@ -45,10 +44,6 @@ for (const engine of engines) {
         await fake?.close();
       });
 
-      const advance = (ms: number) => {
-        clock.advance(ms);
-        h.clock.set(clock.now());
-      };
       const finishCalls = (id: string) =>
         fake.state.requests.filter((r) => r.query.get('action') === 'setStatus' && r.query.get('status') === '6' && r.query.get('id') === id).length;
       const history = async (id: string) =>
@@ -66,7 +61,7 @@ for (const engine of engines) {
 
       test('the capture owes the finish; the engine sends setStatus 6 once and records the answer', async () => {
         const { id, order, user } = await delivered();
-        advance(2_000);
+        clock.advance(2_000);
         const report = await h.runtime.engine.tick();
         assert.equal(report.captured, 1);
         const row = (await loadVerification(h.t.database.db, id))!;
@@ -76,7 +71,7 @@ for (const engine of engines) {
         assert.deepEqual(await history(id), ['sweeper: upstream order finished']);
         assert.deepEqual(await h.wallet(user), [920, 0, 920]);
 
-        advance(60_000);
+        clock.advance(60_000);
         await h.runtime.engine.tick();
         assert.equal(finishCalls(order), 1, 'never finished twice');
         await assertLifecycleConsistent(h.t.database.db);
@@ -85,12 +80,12 @@ for (const engine of engines) {
       test('a failing finish is retried with backoff, each answer in the history; the money never moves', async () => {
         const { id, order, user } = await delivered();
         fake.controls.failNext('setStatus', { type: 'status', status: 503, body: 'busy' }, 2);
-        advance(2_000);
+        clock.advance(2_000);
         await h.runtime.engine.tick();
         let row = (await loadVerification(h.t.database.db, id))!;
         assert.deepEqual([row.state, row.upstreamStatus], ['received', 'finish_owed']);
         for (let i = 0; i < 3 && row.upstreamStatus === 'finish_owed'; i++) {
-          advance(60_000);
+          clock.advance(60_000);
           await h.runtime.engine.tick();
           row = (await loadVerification(h.t.database.db, id))!;
         }
@@ -108,10 +103,10 @@ for (const engine of engines) {
       test(`a seller that never answers the finish is given up after ${FINISH_ATTEMPTS} attempts`, async () => {
         const { id, order } = await delivered();
         fake.controls.failNext('setStatus', { type: 'status', status: 503, body: 'busy' }, FINISH_ATTEMPTS);
-        advance(2_000);
+        clock.advance(2_000);
         for (let i = 0; i < FINISH_ATTEMPTS + 2; i++) {
           await h.runtime.engine.tick();
-          advance(310_000);
+          clock.advance(310_000);
         }
         assert.equal((await loadVerification(h.t.database.db, id))?.upstreamStatus, 'completed');
         assert.equal(finishCalls(order), FINISH_ATTEMPTS);
