@@ -22,6 +22,7 @@ import { createMailer } from './mail/mailer.ts';
 import { seedSandboxCatalogue } from './catalogue/catalogue.ts';
 import { breakerHealth, engineHealth, registerDomainMetrics } from './ops/metrics.ts';
 import { createVerificationRuntime, type VerificationRuntime } from './runtime.ts';
+import { clearLeftoverLeases } from './engine/queue.ts';
 
 /** The embedded database's files live in DATA_DIR/pglite; the lock and ops token beside them. */
 export function embeddedDataDir(config: Pick<Config, 'DATA_DIR'>): string {
@@ -92,6 +93,16 @@ export async function prepareDatabase(database: Database, config: Config, now: D
   return applied;
 }
 
+/**
+ * The embedded database is this process's alone (the data-dir lock): leases a killed predecessor
+ * left are cleared at start, so its rows are worked on at once rather than after their leases.
+ */
+async function takeOverEmbeddedLeases(opened: OpenedDatabase, logger: Logger): Promise<void> {
+  if (!opened.lock) return;
+  const cleared = await clearLeftoverLeases(opened.database.db);
+  if (cleared > 0) logger.info({ rows: cleared }, 'leases left by a previous embedded engine cleared');
+}
+
 export interface StartServerOptions {
   clock?: Clock;
   /** false: API only (`serve --no-worker`); the engine is not started. */
@@ -153,6 +164,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     );
     const applied = await prepareDatabase(database, config, clock.now());
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+    await takeOverEmbeddedLeases(opened, logger);
 
     const ctx: AppContext = { config, database, clock, logger };
     const { adminId } = await ensureFirstAdmin(database, {
@@ -171,7 +183,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     cleanups.push(() => runtime.hub.stop());
 
     const metrics = createMetricsRegistry();
-    registerDomainMetrics(metrics, { database, clock, breakers: [runtime.breaker] });
+    registerDomainMetrics(metrics, { database, clock, config, breakers: [runtime.breaker] });
     // GET /health: engine lag with its workers, and the provider's breaker (besides the database).
     const healthChecks: Record<string, HealthCheck> = {
       engine: () => engineHealth(ctx),
@@ -238,6 +250,7 @@ export async function startWorker(config: Config, options: { clock?: Clock; logg
   const opened = await openConfiguredDatabase(config, clock.now());
   try {
     await prepareDatabase(opened.database, config, clock.now());
+    await takeOverEmbeddedLeases(opened, logger);
     const ctx: AppContext = { config, database: opened.database, clock, logger };
     const runtime = createVerificationRuntime(ctx);
     runtime.engine.start();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, forgetWorker, heartbeat, releaseLease } from './queue.ts';
-import { checkUpstream, expireVerification, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
+import { claimDue, deadAfterMs, forgetWorker, heartbeat, releaseLease } from './queue.ts';
+import { checkUpstream, expireVerification, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
@@ -32,6 +32,8 @@ export class Engine {
   private readonly batchSize: number;
   readonly webhooks: WebhookDelivery;
   private timer?: NodeJS.Timeout;
+  private pulse?: NodeJS.Timeout;
+  private beating?: Promise<unknown>;
   private running?: Promise<unknown>;
   private webhookTimer?: NodeJS.Timeout;
   private delivering?: Promise<unknown>;
@@ -63,13 +65,23 @@ export class Engine {
       if (!this.stopped) this.webhookTimer = setTimeout(webhookLoop, this.deps.config.ENGINE_TICK_MS);
     };
     this.webhookTimer = setTimeout(webhookLoop, 0);
+    // The heartbeat runs beside the ticks: a tick waiting on slow upstreams must not look dead, and
+    // a killed worker falls silent within a beat, so the others take its rows over in seconds.
+    this.pulse = setInterval(() => {
+      this.beating ??= heartbeat(this.deps.database.db, this.workerId, this.deps.clock.now())
+        .catch((error: unknown) => this.deps.logger.warn({ err: error, worker: this.workerId }, 'engine heartbeat failed'))
+        .finally(() => (this.beating = undefined));
+    }, heartbeatEveryMs(this.deps.config.ENGINE_DEAD_AFTER_SECONDS));
+    this.pulse.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.webhookTimer) clearTimeout(this.webhookTimer);
+    if (this.pulse) clearInterval(this.pulse);
     await Promise.all([this.running, this.delivering]);
+    await this.beating;
     try {
       await forgetWorker(this.deps.database.db, this.workerId);
     } catch (error) {
@@ -99,8 +111,9 @@ export class Engine {
     const now = clock.now();
     await heartbeat(database.db, this.workerId, now);
     const leaseMs = config.LEASE_SECONDS * 1000;
+    const claim = { workerId: this.workerId, now, leaseMs, deadAfterMs: deadAfterMs(config), limit: this.batchSize };
 
-    const due = await claimDue(database.db, { workerId: this.workerId, now, leaseMs, limit: this.batchSize, kind: 'poll' });
+    const due = await claimDue(database.db, { ...claim, kind: 'poll' });
     const toPoll = due.filter((row) => row.state === 'waiting' && now < row.expiresAt);
     // Rows are independent (each is leased to this worker and changed by compare-and-set), so a
     // batch is worked on several at a time: upstream round trips overlap instead of queueing.
@@ -115,10 +128,10 @@ export class Engine {
     );
     if (toPoll.length > 0) await this.poll(toPoll, report);
 
-    const owed = await claimDue(database.db, { workerId: this.workerId, now, leaseMs, limit: this.batchSize, kind: 'settle' });
+    const owed = await claimDue(database.db, { ...claim, kind: 'settle' });
     await eachConcurrently(owed, config.ENGINE_CONCURRENCY, async (row) => {
-      const status = await settleUpstream(this.deps, row);
-      if (status !== 'cancel_owed') report.settled++;
+      const status = await settleUpstream(this.deps, row, 'sweeper');
+      if (status !== row.upstreamStatus) report.settled++;
       await releaseLease(database.db, row.id, this.workerId, {});
     });
     return report;
@@ -189,6 +202,7 @@ export class Engine {
             missing.push(row);
             continue;
           }
+          await noticeCheck(this.deps, row, check);
           if (check.messages.length > 0) {
             const result = await recordMessages(this.deps, row.id, check.messages, 'poller');
             if (result?.captured) report.captured++;
@@ -229,6 +243,11 @@ export class Engine {
       this.deps.logger.error({ verification: row.id, err: error }, 'could not give a row back after a failure');
     }
   }
+}
+
+/** A beat every second, or five per ENGINE_DEAD_AFTER_SECONDS when that is shorter (never under 200 ms). */
+export function heartbeatEveryMs(deadAfterSeconds: number): number {
+  return Math.max(200, Math.min(1000, (deadAfterSeconds * 1000) / 5));
 }
 
 /** Runs `work` over the items with at most `limit` in flight at once. */

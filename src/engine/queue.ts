@@ -1,4 +1,5 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
+import type { Config } from '../config.ts';
 import type { Executor } from '../db/database.ts';
 import { rows } from '../db/database.ts';
 import { verifications } from '../verifications/schema.ts';
@@ -17,23 +18,39 @@ interface ClaimedRow {
   id: string;
 }
 
+/** How long a worker may be silent before it counts as dead. */
+export function deadAfterMs(config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>): number {
+  return config.ENGINE_DEAD_AFTER_SECONDS * 1000;
+}
+
+/**
+ * A row another worker may take: not leased, its lease lapsed, or leased by a worker whose heartbeat
+ * stopped `deadAfterMs` ago (or that never registered one): a killed engine costs seconds, not a
+ * whole lease. Over `verifications` unqualified, for the claim and the lag.
+ */
+function takeable(now: Date, deadAfterMs: number): SQL {
+  const silentSince = new Date(now.getTime() - deadAfterMs);
+  return sql`(lease_until IS NULL OR lease_until <= ${now}
+    OR NOT EXISTS (SELECT 1 FROM engine_workers w WHERE w.id = verifications.lease_owner AND w.last_tick_at > ${silentSince}))`;
+}
+
 export async function claimDue(
   ex: Executor,
-  options: { workerId: string; now: Date; leaseMs: number; limit: number; kind: DueKind },
+  options: { workerId: string; now: Date; leaseMs: number; deadAfterMs: number; limit: number; kind: DueKind },
 ): Promise<VerificationRow[]> {
   const leaseUntil = new Date(options.now.getTime() + options.leaseMs);
   const due =
     options.kind === 'poll'
       ? sql`state IN ('pending', 'waiting', 'expired') AND next_check_at <= ${options.now}
             AND (state <> 'pending' OR purchase_until IS NULL OR purchase_until <= ${options.now})`
-      : sql`upstream_status = 'cancel_owed' AND upstream_next_at <= ${options.now}`;
+      : sql`upstream_status IN ('cancel_owed', 'finish_owed') AND upstream_next_at <= ${options.now}`;
   const order = options.kind === 'poll' ? sql`next_check_at` : sql`upstream_next_at`;
   const claimed = await rows<ClaimedRow>(
     ex,
     sql`UPDATE verifications SET lease_owner = ${options.workerId}, lease_until = ${leaseUntil}
         WHERE id IN (
           SELECT id FROM verifications
-          WHERE ${due} AND (lease_until IS NULL OR lease_until <= ${options.now})
+          WHERE ${due} AND ${takeable(options.now, options.deadAfterMs)}
           ORDER BY ${order}
           LIMIT ${options.limit}
           FOR UPDATE SKIP LOCKED)
@@ -75,13 +92,28 @@ export async function forgetWorker(ex: Executor, workerId: string): Promise<void
   await ex.delete(engineWorkers).where(eq(engineWorkers.id, workerId));
 }
 
-/** How far behind the engine is: the age of the oldest row that is due and not leased. */
-export async function engineLagSeconds(ex: Executor, now: Date): Promise<number> {
+/**
+ * The embedded engine holds its data directory exclusively, so at start no other worker can be
+ * alive: the leases and worker rows a killed predecessor left are cleared, and its rows are due at
+ * once instead of after their leases. Never for PostgreSQL, where other workers may be running.
+ */
+export async function clearLeftoverLeases(ex: Executor): Promise<number> {
+  const cleared = await ex
+    .update(verifications)
+    .set({ leaseOwner: null, leaseUntil: null })
+    .where(sql`${verifications.leaseOwner} IS NOT NULL`)
+    .returning({ id: verifications.id });
+  await ex.delete(engineWorkers);
+  return cleared.length;
+}
+
+/** How far behind the engine is: the age of the oldest row that is due and that a worker may take. */
+export async function engineLagSeconds(ex: Executor, now: Date, deadAfterMs: number): Promise<number> {
   const [row] = await rows<{ oldest: Date | null }>(
     ex,
     sql`SELECT min(next_check_at) AS oldest FROM verifications
         WHERE state IN ('pending', 'waiting') AND next_check_at <= ${now}
-          AND (lease_until IS NULL OR lease_until <= ${now})
+          AND ${takeable(now, deadAfterMs)}
           AND (state = 'waiting' OR purchase_until IS NULL OR purchase_until <= ${now})`,
   );
   if (!row?.oldest) return 0;

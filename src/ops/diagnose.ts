@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database, type Executor } from '../db/database.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
-import { engineLagSeconds } from '../engine/queue.ts';
+import { deadAfterMs, engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { checkLedgerInvariants } from './invariants.ts';
 import { checkLifecycleInvariants } from './lifecycle-checks.ts';
@@ -27,21 +27,18 @@ export interface DiagnoseDeps {
   breaker?: ProviderBreaker;
 }
 
-/** A worker that has not ticked for this long is reported as not alive. */
-function workerSilenceMs(config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>): number {
-  return Math.max(30_000, config.ENGINE_TICK_MS * 20, config.LEASE_SECONDS * 1000);
-}
 
 function rate(part: number, whole: number): number | null {
   return whole === 0 ? null : Math.round((part / whole) * 10_000) / 10_000;
 }
 
-export async function engineWorkers(ex: Executor, config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS'>, now: Date): Promise<WorkerReport[]> {
+/** The workers that said they are alive; one silent for ENGINE_DEAD_AFTER_SECONDS is dead (its rows are taken over). */
+export async function engineWorkers(ex: Executor, config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>, now: Date): Promise<WorkerReport[]> {
   const found = await rows<{ id: string; started_at: Date; last_tick_at: Date }>(
     ex,
     sql`SELECT id, started_at, last_tick_at FROM engine_workers ORDER BY id`,
   );
-  const silence = workerSilenceMs(config);
+  const silence = deadAfterMs(config);
   return found.map((w) => ({
     id: w.id,
     started_at: new Date(w.started_at).toISOString(),
@@ -127,7 +124,7 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
             'and set REQUIRE_ADMIN_2FA=true',
         ];
 
-  const lag = await engineLagSeconds(ex, now);
+  const lag = await engineLagSeconds(ex, now, deadAfterMs(config));
   const workers = await engineWorkers(ex, config, now);
 
   return {

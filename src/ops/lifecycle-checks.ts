@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { firstRow, rows, type Executor } from '../db/database.ts';
 import type { Check } from './reports.ts';
-import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, PENDING_STUCK_AFTER_SECONDS, problemRules } from './rules.ts';
+import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, PENDING_STUCK_AFTER_SECONDS, problemRules, UPSTREAM_ALARM_WINDOW_HOURS } from './rules.ts';
 
 /**
  * The verification lifecycle's invariants as read-only, set-based checks (docs/architecture.md):
@@ -11,6 +11,8 @@ import { DEADLINE_GRACE_SECONDS, ORPHAN_HOLD, PENDING_STUCK_AFTER_SECONDS, probl
  *     (a charge wrongly captured for a refunded verification counts as put right once a
  *     correction transfer refunded it);
  *   - a delivered (received) verification is never refunded;
+ *   - a charge is only ever for a code that arrived by the deadline (a received verification's first
+ *     message arrived by its expires_at), unless a correction transfer gave it back;
  *   - an active (pending/waiting) verification's hold is still unresolved;
  *   - no hold outlives its deadline by more than the grace (rules.ts);
  *   - no purchase is stuck: nothing pending, not in flight, for too long;
@@ -60,6 +62,12 @@ function verificationChecks(now: Date): VerificationCheck[] {
       okText: 'no delivered verification was refunded',
     },
     {
+      name: 'no_charge_after_deadline',
+      violates: rules.capturedAfterDeadline,
+      what: 'received verifications whose first code arrived after their deadline (charged for a late SMS)',
+      okText: 'every charged code arrived by its deadline',
+    },
+    {
       name: 'active_holds_unresolved',
       violates: rules.activeHoldResolved,
       what: 'active verifications whose hold is already resolved',
@@ -77,6 +85,19 @@ function verificationChecks(now: Date): VerificationCheck[] {
       violates: sql`${rules.pendingStuck} AND NOT ${rules.pastDeadline}`,
       what: `pending purchases not in flight for over ${PENDING_STUCK_AFTER_SECONDS / 60} minutes`,
       okText: 'no pending purchase is stuck',
+    },
+    {
+      // Alarms about a seller, not about money: the customer was not charged. They fail for a day.
+      name: 'no_upstream_order_id_reused',
+      violates: rules.orderIdReused,
+      what: `purchases in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h given an order id the upstream had already given another (failed, not charged; see audit_log upstream.order_id_reused)`,
+      okText: `no upstream order id was given twice in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h`,
+    },
+    {
+      name: 'no_upstream_completed_without_sms',
+      violates: rules.completedWithoutSms,
+      what: `verifications in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h whose order the upstream called completed while no SMS was visible to us`,
+      okText: `no order was completed upstream without an SMS visible to us in the last ${UPSTREAM_ALARM_WINDOW_HOURS} h`,
     },
     {
       name: 'one_hold_per_verification',

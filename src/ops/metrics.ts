@@ -4,9 +4,9 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
-import { engineLagSeconds } from '../engine/queue.ts';
+import { deadAfterMs, engineLagSeconds } from '../engine/queue.ts';
 import { topUpStatuses, type TopUpStatus } from '../payments/schema.ts';
-import { verificationStates, type VerificationState } from '../verifications/schema.ts';
+import { upstreamAlarms, verificationStates, type UpstreamAlarm, type VerificationState } from '../verifications/schema.ts';
 import { engineWorkers } from './diagnose.ts';
 import type { WorkerReport } from './reports.ts';
 import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
@@ -20,6 +20,7 @@ import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
 export interface DomainMetricsDeps {
   database: Database;
   clock: Clock;
+  config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>;
   /** The breakers of this process (one per provider). */
   breakers?: ProviderBreaker[];
 }
@@ -111,7 +112,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     help: 'Age of the oldest verification that is due for background work and not taken by a worker',
     registers: [registry],
     async collect() {
-      this.set(await engineLagSeconds(deps.database.db, deps.clock.now()));
+      this.set(await engineLagSeconds(deps.database.db, deps.clock.now(), deadAfterMs(deps.config)));
     },
   });
 
@@ -130,6 +131,21 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     registers: [registry],
     async collect() {
       this.set(await countOf(sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).upstreamCancelOwed}`));
+    },
+  });
+
+  new Counter({
+    name: 'namaskah_upstream_alarms_total',
+    help: 'Upstream answers an operator should look at, by alarm: order_id_reused (a seller gave a purchase an order id it had already given another), completed_without_sms (a seller said an order was completed while we saw no SMS)',
+    labelNames: ['alarm'] as const,
+    registers: [registry],
+    async collect() {
+      const found = await rows<{ alarm: UpstreamAlarm; n: number }>(
+        deps.database.db,
+        sql`SELECT upstream_alarm AS alarm, count(*)::int AS n FROM verifications WHERE upstream_alarm IS NOT NULL GROUP BY upstream_alarm`,
+      );
+      this.reset();
+      for (const alarm of upstreamAlarms) this.inc({ alarm }, Number(found.find((f) => f.alarm === alarm)?.n ?? 0));
     },
   });
 
@@ -167,7 +183,7 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
 export interface EngineHealthDeps {
   database: Database;
   clock: Clock;
-  config: Pick<Config, 'ENGINE_TICK_MS' | 'LEASE_SECONDS' | 'POLL_INTERVAL_MS'>;
+  config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>;
 }
 
 /**
@@ -179,7 +195,7 @@ const MAX_HEALTHY_LAG_SECONDS = DEADLINE_GRACE_SECONDS;
 /** For GET /health: how far behind the background engine is, and which workers tick. */
 export async function engineHealth(deps: EngineHealthDeps): Promise<{ ok: boolean; lag_seconds: number; workers: WorkerReport[] }> {
   const now = deps.clock.now();
-  const lag = await engineLagSeconds(deps.database.db, now);
+  const lag = await engineLagSeconds(deps.database.db, now, deadAfterMs(deps.config));
   const workers = await engineWorkers(deps.database.db, deps.config, now);
   return { ok: lag < MAX_HEALTHY_LAG_SECONDS, lag_seconds: Math.round(lag * 10) / 10, workers };
 }

@@ -7,7 +7,7 @@ import { adoptLedgerCredit } from '../payments/settlement.ts';
 import { findTopUp, type PaymentDeps } from '../payments/top-ups.ts';
 import { expireVerification, recoverPurchase } from '../verifications/flows.ts';
 import { loadVerification, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
-import { refundWrongCapture, releaseOrphanHold, resolveTerminalHold } from '../verifications/repairs.ts';
+import { refundLateCapture, refundWrongCapture, releaseOrphanHold, resolveTerminalHold } from '../verifications/repairs.ts';
 import { cancelForeignOrder, settleSuspectedOrphan, settleUpstream } from '../verifications/settlement.ts';
 import { verifications } from '../verifications/schema.ts';
 import type { Finding, ProblemKind, ReconcileReport } from './reports.ts';
@@ -65,6 +65,7 @@ interface CandidateRow {
   terminal_hold_unresolved: boolean;
   received_released: boolean;
   wrongly_captured: boolean;
+  captured_after_deadline: boolean;
   upstream_cancel_owed: boolean;
   orphan_suspected: boolean;
 }
@@ -95,6 +96,7 @@ async function findProblems(deps: LifecycleDeps, options: ReconcileOptions, warn
                ${rules.terminalHoldUnresolved} AS terminal_hold_unresolved,
                ${rules.receivedReleased} AS received_released,
                ${rules.wronglyCaptured} AS wrongly_captured,
+               ${rules.capturedAfterDeadline} AS captured_after_deadline,
                ${rules.upstreamCancelOwed} AS upstream_cancel_owed,
                ${rules.orphanSuspected} AS orphan_suspected
         FROM verifications v
@@ -102,7 +104,7 @@ async function findProblems(deps: LifecycleDeps, options: ReconcileOptions, warn
         LEFT JOIN ledger_hold_outcomes o ON o.hold_id = v.hold_id
         WHERE v.created_at >= ${since} ${byUser}
           AND (${rules.activeHoldResolved} OR ${rules.pastDeadline} OR ${rules.pendingStuck} OR ${rules.terminalHoldUnresolved}
-               OR ${rules.receivedReleased} OR ${rules.wronglyCaptured} OR ${rules.upstreamCancelOwed} OR ${rules.orphanSuspected})
+               OR ${rules.receivedReleased} OR ${rules.wronglyCaptured} OR ${rules.capturedAfterDeadline} OR ${rules.upstreamCancelOwed} OR ${rules.orphanSuspected})
         ORDER BY v.created_at, v.id`,
   );
 
@@ -124,6 +126,11 @@ async function findProblems(deps: LifecycleDeps, options: ReconcileOptions, warn
     }
     if (v.wrongly_captured) {
       found.push(problem('wrongly_captured', v.id, v.email, Number(v.charge_minor ?? price), `${v.state} verification whose hold was captured`));
+    }
+    if (v.captured_after_deadline) {
+      found.push(
+        problem('captured_after_deadline', v.id, v.email, Number(v.charge_minor ?? price), `charged for an SMS that arrived after its deadline ${new Date(v.expires_at).toISOString()}`),
+      );
     }
     if (v.upstream_cancel_owed) {
       const order = v.provider_order_id ? `order ${v.provider_order_id}` : 'no order id known';
@@ -276,6 +283,10 @@ async function repair(
     }
     case 'wrongly_captured': {
       const refunded = await refundWrongCapture(deps, row.id, actor);
+      return { repaired: refunded !== undefined, note: refunded !== undefined ? `refunded ${refunded} by correction transfer` : 'already corrected' };
+    }
+    case 'captured_after_deadline': {
+      const refunded = await refundLateCapture(deps, row.id, actor);
       return { repaired: refunded !== undefined, note: refunded !== undefined ? `refunded ${refunded} by correction transfer` : 'already corrected' };
     }
     case 'upstream_cancel_owed': {

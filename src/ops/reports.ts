@@ -13,6 +13,7 @@ const problemKinds = [
   'pending_stuck',
   'terminal_hold_unresolved',
   'wrongly_captured',
+  'captured_after_deadline',
   'orphan_hold',
   'orphan_suspected',
   'upstream_cancel_owed',
@@ -33,7 +34,7 @@ const WorkerSchema = z.object({
   id: z.string(),
   started_at: Timestamp,
   last_tick_at: Timestamp,
-  alive: z.boolean().describe('ticked recently enough to be considered running'),
+  alive: z.boolean().describe('its heartbeat is younger than ENGINE_DEAD_AFTER_SECONDS; the rows of a worker that is not alive are taken over by the others'),
 });
 export type WorkerReport = z.output<typeof WorkerSchema>;
 

@@ -156,8 +156,11 @@ export interface Provider {
   /** Batched check when the upstream has a list call; absent orders are missing from the map. */
   checkMany?(orders: OrderRef[]): Promise<Map<string, OrderCheck>>;
   cancel(providerOrderId: string): Promise<CancelOutcome>;
-  /** Tell the upstream we are done with a delivered order (SMS-Activate setStatus 6). */
-  complete?(providerOrderId: string): Promise<void>;
+  /**
+   * Tell the upstream we are done with a delivered order (SMS-Activate setStatus 6): `finished`, or
+   * `gone` when the upstream had already closed it (finished, cancelled or forgotten).
+   */
+  complete?(providerOrderId: string): Promise<'finished' | 'gone'>;
   /** Report a failed or undelivered order to recoup its cost. */
   report?(providerOrderId: string): Promise<void>;
   /** Orders the upstream considers active: used to find orphans. */

@@ -1,4 +1,4 @@
-import { isProviderError, type ProviderMessage, type ProviderOrder } from '../providers/provider.ts';
+import { isProviderError, type OrderCheck, type ProviderMessage, type ProviderOrder } from '../providers/provider.ts';
 import {
   assignNumber,
   failPurchase,
@@ -6,6 +6,7 @@ import {
   loadVerification,
   lockVerification,
   orderRef,
+  raiseUpstreamAlarm,
   recordMessages,
   transition,
   type CaptureResult,
@@ -28,7 +29,9 @@ import { lookUpPurchase, requestUpstreamCancel, settlementAfterCancel, type Upst
  */
 export async function upstreamMessages(deps: LifecycleDeps, row: VerificationRow, why: string): Promise<ProviderMessage[] | undefined> {
   try {
-    return (await deps.provider.check(orderRef(row))).messages;
+    const check = await deps.provider.check(orderRef(row));
+    await noticeCheck(deps, row, check);
+    return check.messages;
   } catch (error) {
     if (!isProviderError(error)) throw error;
     deps.logger.warn({ verification: row.id, err: error }, why);
@@ -36,9 +39,22 @@ export async function upstreamMessages(deps: LifecycleDeps, row: VerificationRow
   }
 }
 
+/**
+ * What a check says beyond its messages: an order the upstream calls completed while it shows us no
+ * SMS means the seller billed a code we cannot read (polling looks in the wrong place, or the
+ * seller lost it) — an alarm for the operator (diagnose, metrics); the deadline still refunds the
+ * customer.
+ */
+export async function noticeCheck(deps: LifecycleDeps, row: VerificationRow, check: OrderCheck): Promise<void> {
+  if (check.state === 'completed' && check.messages.length === 0) {
+    await raiseUpstreamAlarm(deps, row, 'completed_without_sms', 'the upstream says the order is completed but shows no SMS');
+  }
+}
+
 /** Asks the upstream for the verification's messages and records them (an upstream failure is thrown). */
 export async function checkUpstream(deps: LifecycleDeps, row: VerificationRow, actor: Actor): Promise<CaptureResult | undefined> {
   const check = await deps.provider.check(orderRef(row));
+  await noticeCheck(deps, row, check);
   await fault(deps, 'capture.fetched');
   if (check.messages.length === 0) return { row, stored: 0, captured: false };
   return recordMessages(deps, row.id, check.messages, actor);

@@ -1,8 +1,9 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import { recordAudit } from '../accounts/audit.ts';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
-import type { Database, Executor, Tx } from '../db/database.ts';
+import { pgConstraint, pgErrorCode, type Database, type Executor, type Tx } from '../db/database.ts';
 import { publish } from '../events/bus.ts';
 import { expireHold, postHold, voidHold } from '../ledger/ledger.ts';
 import { notify } from '../notifications/notifications.ts';
@@ -11,7 +12,7 @@ import type { Provider, ProviderMessage, ProviderOrder } from '../providers/prov
 import { formatMinor } from '../money.ts';
 import { recordOutboundEvent } from '../outbound-webhooks/outbox.ts';
 import type { OutboundEventType } from '../outbound-webhooks/schema.ts';
-import { verificationEvents, verificationMessages, verifications, type Actor, type UpstreamStatus, type VerificationState } from './schema.ts';
+import { verificationEvents, verificationMessages, verifications, type Actor, type UpstreamAlarm, type UpstreamStatus, type VerificationState } from './schema.ts';
 import { viewOf } from './resource.ts';
 import { deadlineFor, holdMoveFor, isTerminal } from './transitions.ts';
 
@@ -158,17 +159,46 @@ export function orderRef(row: VerificationRow) {
 // Number assignment and failure of a pending purchase
 // ---------------------------------------------------------------------------------------------
 
-/** pending → waiting with the upstream's order. */
+/** What the customer is told when the upstream reused an order id (never the other verification). */
+export const ORDER_ID_REUSED_ANSWER = 'the upstream gave this purchase an order id it had already given another one; you were not charged';
+
+/**
+ * pending → waiting with the upstream's order. `reused` when the upstream gave an order id that
+ * another verification already holds (a seller reusing ids): the purchase fails instead, its hold
+ * released, and the collision is raised for the operators. The order is never cancelled by that id,
+ * which would cancel the other verification's order.
+ */
 export async function assignNumber(
   deps: LifecycleDeps,
   id: string,
   order: ProviderOrder,
   change: { actor: Actor; reason: string; responseStatus?: number },
-): Promise<{ row: VerificationRow; assigned: boolean }> {
+): Promise<{ row: VerificationRow; assigned: boolean; reused?: boolean }> {
+  try {
+    return await assignNumberOnce(deps, id, order, change);
+  } catch (error) {
+    // Two purchases given the same id at the same moment: the loser's transaction met the unique
+    // index; once the winner committed, a second attempt sees it and fails the purchase cleanly.
+    if (pgErrorCode(error) !== '23505' || pgConstraint(error) !== 'verifications_provider_order') throw error;
+    return assignNumberOnce(deps, id, order, change);
+  }
+}
+
+async function assignNumberOnce(
+  deps: LifecycleDeps,
+  id: string,
+  order: ProviderOrder,
+  change: { actor: Actor; reason: string; responseStatus?: number },
+): Promise<{ row: VerificationRow; assigned: boolean; reused?: boolean }> {
   const now = deps.clock.now();
   return deps.database.transaction(async (tx) => {
     const row = await lockVerification(tx, id);
     if (!row) throw new Error(`verification ${id} vanished`);
+    const [holder] = await tx
+      .select({ id: verifications.id })
+      .from(verifications)
+      .where(and(eq(verifications.provider, row.provider), eq(verifications.providerOrderId, order.providerOrderId), ne(verifications.id, row.id)));
+    if (holder) return { row: await orderIdReused(deps, tx, row, order, holder.id, change, now), assigned: false, reused: true };
     if (row.state !== 'pending') {
       // Someone else resolved it (recovery gave up, or assigned it already). An order we hold
       // that the verification does not use is owed a cancel upstream.
@@ -192,6 +222,52 @@ export async function assignNumber(
     });
     return { row: updated!, assigned: true };
   });
+}
+
+/**
+ * The upstream answered with an order id another verification holds. A pending purchase fails with
+ * its hold released; the alarm (diagnose, metrics), the audit log and an error log line name both
+ * verifications for the operator. A verification already resolved keeps its state; only the alarm.
+ */
+async function orderIdReused(
+  deps: LifecycleDeps,
+  tx: Tx,
+  row: VerificationRow,
+  order: ProviderOrder,
+  holderId: string,
+  change: { actor: Actor },
+  now: Date,
+): Promise<VerificationRow> {
+  deps.logger.error(
+    { verification: row.id, holder: holderId, provider: row.provider, provider_order_id: order.providerOrderId },
+    'the upstream reused an order id: purchase failed, not charged',
+  );
+  await recordAudit(tx, {
+    actorId: null,
+    actor: 'system',
+    action: 'upstream.order_id_reused',
+    subjectId: row.id,
+    detail: { provider: row.provider, provider_order_id: order.providerOrderId, verification_id: row.id, holder_verification_id: holderId },
+    now,
+  });
+  const alarm = { upstreamAlarm: 'order_id_reused' as const, upstreamAlarmAt: now };
+  if (row.state === 'pending') {
+    const failed = await transition(tx, row, 'failed', {
+      actor: change.actor,
+      reason: 'the upstream reused an order id',
+      now,
+      set: {
+        ...alarm,
+        failureReason: ORDER_ID_REUSED_ANSWER,
+        responseStatus: row.responseStatus ?? 503,
+        responseCode: row.responseCode ?? 'provider_unavailable',
+        upstreamStatus: 'none',
+      },
+    });
+    if (failed) return failed;
+  }
+  const [marked] = await tx.update(verifications).set({ ...alarm, updatedAt: now }).where(eq(verifications.id, row.id)).returning();
+  return marked ?? row;
 }
 
 /** An upstream order that no verification will use: remember it so settlement cancels it. */
@@ -252,9 +328,27 @@ export interface CaptureResult {
 }
 
 /**
- * Stores the messages of a verification and captures its hold on the first one. Messages older than
- * the purchase belong to the number's previous holder and are dropped. A message for a cancelled
- * or expired verification is stored as late: shown, never charged.
+ * When a message arrived, for the money rule "only an SMS that arrived by the deadline is charged":
+ * the upstream's timestamp, never later than the moment we hold it (`now`). An upstream that
+ * gives no timestamp is dated when we first saw the message (the adapters do that), so a message
+ * first seen after the deadline is late however it reached us.
+ */
+export function arrivedAt(message: ProviderMessage, now: Date): number {
+  return Math.min(message.receivedAt.getTime(), now.getTime());
+}
+
+/** Whether a message counts for a capture: it arrived by the verification's deadline. */
+export function arrivedInTime(message: ProviderMessage, expiresAt: Date, now: Date): boolean {
+  return arrivedAt(message, now) <= expiresAt.getTime();
+}
+
+/**
+ * Stores the messages of a verification and captures its hold on the first one that arrived by
+ * the deadline. Messages older than the purchase belong to the number's previous holder and are
+ * dropped. A message for a cancelled or expired verification is stored as late: shown, never
+ * charged. So is one that reaches a verification still waiting after its deadline (a late engine,
+ * webhook or manual SMS): the verification then expires here, its hold released and the upstream
+ * cancel owed, whichever path brought the message.
  */
 export async function recordMessages(
   deps: LifecycleDeps,
@@ -270,7 +364,9 @@ export async function recordMessages(
       .filter((m) => m.receivedAt.getTime() >= row.createdAt.getTime())
       .sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
     if (fresh.length === 0 || row.state === 'pending') return { row, stored: 0, captured: false };
-    const late = row.state !== 'waiting' && row.state !== 'received';
+    const inTime = row.state === 'waiting' ? fresh.filter((m) => arrivedInTime(m, row.expiresAt, now)) : [];
+    const capturing = inTime.length > 0;
+    const late = capturing ? false : row.state !== 'received';
     const inserted = await tx
       .insert(verificationMessages)
       .values(
@@ -279,22 +375,36 @@ export async function recordMessages(
           providerMessageId: m.providerMessageId,
           text: m.text,
           code: m.code,
-          receivedAt: m.receivedAt,
+          receivedAt: new Date(arrivedAt(m, now)),
           late,
           createdAt: now,
         })),
       )
       .onConflictDoNothing()
       .returning({ id: verificationMessages.id });
-    if (row.state === 'waiting') {
-      const first = fresh.find((m) => m.code) ?? fresh[0]!;
+    if (capturing) {
+      const first = inTime.find((m) => m.code) ?? inTime[0]!;
       const updated = await transition(tx, row, 'received', {
         actor,
         reason: 'sms received',
         now,
-        set: { code: first.code, upstreamStatus: 'completed' },
+        // An upstream that can be told the order is finished (SMS-Activate setStatus 6) is told by
+        // the engine, outside this transaction (settlement.ts); others complete on their own.
+        set: deps.provider.complete
+          ? { code: first.code, upstreamStatus: 'finish_owed', upstreamNextAt: now }
+          : { code: first.code, upstreamStatus: 'completed' },
       });
       return { row: updated ?? row, stored: inserted.length, captured: updated !== undefined };
+    }
+    if (row.state === 'waiting') {
+      // Every message arrived after the deadline (so now is past it too): the deadline wins.
+      const updated = await transition(tx, row, 'expired', {
+        actor,
+        reason: 'no SMS before the deadline; the SMS that came after it is stored as late',
+        now,
+        set: { upstreamStatus: 'cancel_owed', upstreamNextAt: now, nextCheckAt: new Date(now.getTime() + deps.config.POLL_INTERVAL_MS) },
+      });
+      return { row: updated ?? row, stored: inserted.length, captured: false };
     }
     if (inserted.length > 0) {
       await tx.update(verifications).set({ updatedAt: now }).where(eq(verifications.id, row.id));
@@ -302,6 +412,22 @@ export async function recordMessages(
     }
     return { row, stored: inserted.length, captured: false };
   });
+}
+
+/**
+ * Raises an upstream alarm on a verification (once: the first raise is kept), for diagnose and the
+ * metrics; logged as a warning. Returns whether this call raised it.
+ */
+export async function raiseUpstreamAlarm(deps: LifecycleDeps, row: VerificationRow, alarm: UpstreamAlarm, why: string): Promise<boolean> {
+  if (row.upstreamAlarm !== null) return false;
+  const now = deps.clock.now();
+  const [raised] = await deps.database.db
+    .update(verifications)
+    .set({ upstreamAlarm: alarm, upstreamAlarmAt: now })
+    .where(and(eq(verifications.id, row.id), isNull(verifications.upstreamAlarm)))
+    .returning({ id: verifications.id });
+  if (raised) deps.logger.warn({ verification: row.id, provider: row.provider, provider_order_id: row.providerOrderId, alarm }, why);
+  return raised !== undefined;
 }
 
 /** An audit event that records a change without a state change (from = to): a repair, a settlement. */

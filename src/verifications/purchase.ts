@@ -9,7 +9,7 @@ import { placeHold } from '../ledger/ledger.ts';
 import { isProviderError, type ProviderError } from '../providers/provider.ts';
 import { verificationEvents, verifications } from './schema.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
-import { assignNumber, failPurchase, fault, markPurchaseUncertain, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
+import { assignNumber, failPurchase, fault, markPurchaseUncertain, ORDER_ID_REUSED_ANSWER, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 
 /**
  * Purchase (docs/architecture.md, "The flows"): (1) one transaction stores the verification as pending and places
@@ -216,7 +216,8 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   await fault(deps, 'purchase.bought');
 
   // Phase 3: one transaction with the outcome.
-  const { row } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });
+  const { row, reused } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });
+  if (reused && row.state === 'failed') throw new DomainError('provider_unavailable', ORDER_ID_REUSED_ANSWER, { verification_id: row.id });
   if (row.state === 'failed' || row.state === 'pending') return replayOf(row);
   return { status: 201, row, replayed: false };
 }

@@ -3,7 +3,8 @@ import { recordAudit } from '../accounts/audit.ts';
 import { firstRow } from '../db/database.ts';
 import { expireHold, findHold, postHold, refundCharge, voidHold, type HoldOutcome } from '../ledger/ledger.ts';
 import { formatMinor } from '../money.ts';
-import { lockVerification, notifyRefund, recordEvent, type LifecycleDeps } from './lifecycle.ts';
+import type { Tx } from '../db/database.ts';
+import { lockVerification, notifyRefund, recordEvent, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 import type { Actor } from './schema.ts';
 import { holdOutcomeFor, isRefunded } from './transitions.ts';
 
@@ -49,17 +50,49 @@ export async function refundWrongCapture(deps: LifecycleDeps, id: string, actor:
     if (!row || !isRefunded(row.state)) return undefined;
     const hold = await findHold(tx, row.holdId);
     if (hold.outcome !== 'posted') return undefined;
-    const { transfer, replayed } = await refundCharge(tx, {
-      holdId: row.holdId,
-      actor,
-      reason: `refund of a charge captured for a ${row.state} verification`,
-      now,
-    });
-    if (replayed) return undefined;
-    await recordEvent(tx, row.id, row.state, actor, `charge of ${formatMinor(transfer.amountMinor, row.currency)} refunded by correction transfer`, now);
-    await notifyRefund(tx, row, transfer.amountMinor, now);
-    return transfer.amountMinor;
+    return giveChargeBack(tx, row, actor, now, { ledger: `refund of a charge captured for a ${row.state} verification`, event: 'refunded by correction transfer' });
   });
+}
+
+/**
+ * A received verification charged for an SMS that arrived after its deadline (captured by a late
+ * engine, webhook or manual SMS before that was impossible): the charge is given back by a
+ * correction transfer, once (keyed by the charge), and audited; the message stays shown. Returns
+ * the amount refunded, or undefined when there was nothing to do (its first message arrived in
+ * time, there is none, or the charge was already corrected).
+ */
+export async function refundLateCapture(deps: LifecycleDeps, id: string, actor: Actor): Promise<number | undefined> {
+  const now = deps.clock.now();
+  return deps.database.transaction(async (tx) => {
+    const row = await lockVerification(tx, id);
+    if (!row || row.state !== 'received') return undefined;
+    const hold = await findHold(tx, row.holdId);
+    if (hold.outcome !== 'posted') return undefined;
+    const first = await firstRow<{ late: boolean | null }>(
+      tx,
+      sql`SELECT min(received_at) > ${row.expiresAt} AS late FROM verification_messages WHERE verification_id = ${row.id}`,
+    );
+    if (first?.late !== true) return undefined;
+    return giveChargeBack(tx, row, actor, now, {
+      ledger: 'refund of a charge captured for an SMS that arrived after the deadline',
+      event: 'for an SMS after the deadline refunded by correction transfer',
+    });
+  });
+}
+
+/** The correction itself: exactly the charged amount back, once (keyed by the charge), with its event and notice. */
+async function giveChargeBack(
+  tx: Tx,
+  row: VerificationRow,
+  actor: Actor,
+  now: Date,
+  why: { ledger: string; event: string },
+): Promise<number | undefined> {
+  const { transfer, replayed } = await refundCharge(tx, { holdId: row.holdId, actor, reason: why.ledger, now });
+  if (replayed) return undefined;
+  await recordEvent(tx, row.id, row.state, actor, `charge of ${formatMinor(transfer.amountMinor, row.currency)} ${why.event}`, now);
+  await notifyRefund(tx, row, transfer.amountMinor, now);
+  return transfer.amountMinor;
 }
 
 /**

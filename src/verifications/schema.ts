@@ -15,8 +15,12 @@ export type VerificationState = (typeof verificationStates)[number];
 const actors = ['customer', 'poller', 'sweeper', 'webhook', 'admin', 'reconciler', 'recovery'] as const;
 export type Actor = (typeof actors)[number];
 
-const upstreamStatuses = ['none', 'open', 'completed', 'cancelled', 'cancel_owed', 'reported', 'absent', 'orphan_suspected'] as const;
+const upstreamStatuses = ['none', 'open', 'completed', 'cancelled', 'cancel_owed', 'finish_owed', 'reported', 'absent', 'orphan_suspected'] as const;
 export type UpstreamStatus = (typeof upstreamStatuses)[number];
+
+/** Upstream answers an operator should see (diagnose, metrics); kept on the verification concerned. */
+export const upstreamAlarms = ['order_id_reused', 'completed_without_sms'] as const;
+export type UpstreamAlarm = (typeof upstreamAlarms)[number];
 
 export const verifications = pgTable('verifications', {
   id: uuid('id').primaryKey(),
@@ -49,6 +53,8 @@ export const verifications = pgTable('verifications', {
   upstreamStatus: text('upstream_status', { enum: upstreamStatuses }).notNull().default('none'),
   upstreamNextAt: at('upstream_next_at'),
   upstreamAttempts: integer('upstream_attempts').notNull().default(0),
+  upstreamAlarm: text('upstream_alarm', { enum: upstreamAlarms }),
+  upstreamAlarmAt: at('upstream_alarm_at'),
 });
 
 export const verificationEvents = pgTable('verification_events', {

@@ -72,11 +72,65 @@ export async function lookUpPurchase(deps: LifecycleDeps, row: VerificationRow):
   });
 }
 
+/** Tries to finish a delivered order upstream at most this many times; after that it ends on its own. */
+export const FINISH_ATTEMPTS = 5;
+
 /**
- * Retries an owed upstream cancel. Returns the new upstream status. With an actor (the reconciler),
- * a settled cancel is also recorded as an audit event, in the same transaction as the change.
+ * Tells the upstream a delivered order is finished (SMS-Activate setStatus 6), so the seller closes
+ * it instead of keeping the number for its whole lifetime. Nothing about the customer's money
+ * depends on it; a failure is retried with backoff, FINISH_ATTEMPTS times. Every answer, and every
+ * failure, is recorded in the verification's history. Returns the new upstream status.
+ */
+async function finishUpstream(deps: LifecycleDeps, row: VerificationRow, actor: Actor): Promise<UpstreamStatus> {
+  const now = deps.clock.now();
+  if (deps.breaker.isOpen()) {
+    // An open breaker skips the call without spending one of the attempts: asked again later.
+    await deps.database.db
+      .update(verifications)
+      .set({ upstreamNextAt: new Date(now.getTime() + backoffMs(row.upstreamAttempts + 1)) })
+      .where(and(eq(verifications.id, row.id), eq(verifications.upstreamStatus, 'finish_owed')));
+    return 'finish_owed';
+  }
+  const next = await askToFinish(deps, row);
+  const answeredAt = deps.clock.now();
+  await deps.database.transaction(async (tx) => {
+    const [changed] = await tx
+      .update(verifications)
+      .set({ upstreamStatus: next.status, upstreamNextAt: next.nextAt, upstreamAttempts: sql`${verifications.upstreamAttempts} + 1`, updatedAt: answeredAt })
+      .where(and(eq(verifications.id, row.id), eq(verifications.upstreamStatus, 'finish_owed')))
+      .returning({ state: verifications.state });
+    if (changed) await recordEvent(tx, row.id, changed.state, actor, next.said, answeredAt);
+  });
+  return next.status;
+}
+
+/** The finish call and what its answer (or failure) leaves owed, in the words the history records. */
+async function askToFinish(deps: LifecycleDeps, row: VerificationRow): Promise<UpstreamSettlement & { said: string }> {
+  if (!deps.provider.complete || !row.providerOrderId) {
+    return { status: 'completed', nextAt: null, said: 'the upstream cannot be told the order is finished; it ends on its own' };
+  }
+  try {
+    const outcome = await deps.provider.complete(row.providerOrderId);
+    return { status: 'completed', nextAt: null, said: outcome === 'gone' ? 'upstream order already closed upstream' : 'upstream order finished' };
+  } catch (error) {
+    if (!isProviderError(error)) throw error;
+    deps.logger.warn({ verification: row.id, err: error }, 'finishing the upstream order failed');
+    const attempts = row.upstreamAttempts + 1;
+    if (attempts >= FINISH_ATTEMPTS) {
+      return { status: 'completed', nextAt: null, said: `upstream finish failed (${error.code}); given up after ${attempts} attempts, the order ends on its own` };
+    }
+    const retryAt = new Date(deps.clock.now().getTime() + backoffMs(attempts));
+    return { status: 'finish_owed', nextAt: retryAt, said: `upstream finish failed (${error.code}); retrying` };
+  }
+}
+
+/**
+ * Retries an owed upstream cancel, or finishes a delivered order (finishUpstream). Returns the new
+ * upstream status. With an actor (the engine's sweeper, the reconciler), a settled cancel is also
+ * recorded as an audit event, in the same transaction as the change.
  */
 export async function settleUpstream(deps: LifecycleDeps, row: VerificationRow, actor?: Actor): Promise<UpstreamStatus> {
+  if (row.upstreamStatus === 'finish_owed') return finishUpstream(deps, row, actor ?? 'sweeper');
   if (row.upstreamStatus !== 'cancel_owed' || !row.providerOrderId) return row.upstreamStatus;
   const answer = await requestUpstreamCancel(deps, row.providerOrderId, { verification: row.id, onFailure: 'owed upstream cancel failed again' });
   const now = deps.clock.now();

@@ -22,7 +22,7 @@ for (const engine of engines) {
       const h = await lifecycleHarness(engine, { provider: new ScriptedProvider() });
       try {
         const registry = new Registry();
-        registerDomainMetrics(registry, { database: h.t.database, clock: h.clock, breakers: [h.runtime.breaker] });
+        registerDomainMetrics(registry, { database: h.t.database, clock: h.clock, config: h.config, breakers: [h.runtime.breaker] });
         const empty = await registry.metrics();
         assert.equal(value(empty, 'namaskah_purchases_total{outcome="received"}'), 0);
         assert.equal(value(empty, 'namaskah_stuck_holds'), 0);

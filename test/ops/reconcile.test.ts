@@ -193,6 +193,59 @@ for (const engine of engines) {
       }
     });
 
+    test('a charge for an SMS that arrived after the deadline: diagnose names it, reconcile refunds it once, audited', async () => {
+      const h = await lifecycleHarness(engine, { provider: new ListingProvider() });
+      try {
+        const ex = h.t.database.db;
+        const user = await h.customer(1000);
+        const { purchaseVerification } = await import('../../src/verifications/purchase.ts');
+        const { recordMessages } = await import('../../src/verifications/lifecycle.ts');
+        const row = (await purchaseVerification(h.deps, { userId: user, idempotencyKey: 'late-charge', service: 'test_timeout' })).row;
+        const onTime = (await purchaseVerification(h.deps, { userId: user, idempotencyKey: 'on-time', service: 'test_timeout' })).row;
+        for (const r of [row, onTime]) {
+          const sms = { providerMessageId: `${r.id}#1`, text: 'Your code is 424242', code: '424242', receivedAt: h.clock.now() };
+          assert.equal((await recordMessages(h.deps, r.id, [sms], 'poller'))?.captured, true);
+        }
+        // What a late engine did before the rule: the first message came after the deadline, yet it was charged.
+        const late = new Date(row.expiresAt.getTime() + 5_000);
+        await ex.execute(sql`UPDATE verification_messages SET received_at = ${late} WHERE verification_id = ${row.id}`);
+        await ex.execute(sql`UPDATE verifications SET resolved_at = ${late} WHERE id = ${row.id}`);
+        assert.deepEqual(await h.wallet(user), [900, 0, 900]);
+
+        const before = await diag(h);
+        assert.deepEqual(failing(before), ['no_charge_after_deadline']);
+        assert.equal(check(before, 'no_charge_after_deadline').count, 1);
+        assert.match(check(before, 'no_charge_after_deadline').detail, new RegExp(row.id));
+
+        const dry = await reconcile(h.deps, { days: 30, execute: false });
+        assert.deepEqual(dry.found.map((f) => [f.kind, f.verification_id, f.amount_minor, f.repaired]), [['captured_after_deadline', row.id, 50, false]]);
+        assert.deepEqual(await h.wallet(user), [900, 0, 900], 'a dry run changes nothing');
+
+        const run = await reconcile(h.deps, { days: 30, execute: true });
+        assert.deepEqual(run.found.map((f) => [f.kind, f.repaired]), [['captured_after_deadline', true]]);
+        assert.equal(run.remaining, 0);
+        assert.deepEqual(await h.wallet(user), [950, 0, 950], 'exactly the late charge is given back; the on-time one stays');
+        const corrections = await rows<{ amount_minor: number; verification_id: string; actor: string }>(
+          ex,
+          sql`SELECT amount_minor, verification_id, actor FROM ledger_transfers WHERE idempotency_key LIKE 'charge-refund:%'`,
+        );
+        assert.deepEqual(corrections.map((c) => [Number(c.amount_minor), c.verification_id, c.actor]), [[50, row.id, 'reconciler']]);
+        const events = await rows<{ actor: string; reason: string }>(ex, sql`SELECT actor, reason FROM verification_events WHERE verification_id = ${row.id} AND actor = 'reconciler'`);
+        assert.equal(events.length, 1);
+        assert.match(events[0]!.reason, /after the deadline refunded/);
+        assert.equal((await loadVerification(ex, row.id))?.state, 'received', 'the code stays shown');
+
+        const state1 = await snapshot(ex);
+        const again = await reconcile(h.deps, { days: 30, execute: true });
+        assert.deepEqual(again.found, []);
+        assert.equal(again.repaired, 0);
+        assert.deepEqual(await snapshot(ex), state1, 'a second run changes nothing');
+        assert.equal((await diag(h)).ok, true);
+      } finally {
+        await h.dispose();
+      }
+    });
+
     test('ledger corruption that only a trigger bypass can make is named by diagnose; reconcile never touches it', async () => {
       const h = await lifecycleHarness(engine, { provider: new ListingProvider() });
       try {

@@ -126,6 +126,8 @@ export interface FakeSmsActivate {
     }): FakeActivation;
     /** Lets the seller forget an activation (later calls answer as for an unknown one). */
     forget(activationId: string): void;
+    /** The next activation sold gets this id again (a seller reusing ids); it replaces the old one here. */
+    reuseIdOnNextPurchase(activationId: string): void;
   };
 }
 
@@ -164,6 +166,7 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
   const script = new FailureScript<SmsActivateAction>();
   const numberQueue: string[] = [];
   let nextId = 700000001;
+  let reusedId: string | undefined;
   let nextNumber = 1000;
 
   const state: FakeSmsActivate['state'] = { activations: new Map(), purchases: 0, balance: options.balance ?? 25, requests: [] };
@@ -209,7 +212,8 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
   }
 
   function newActivation(service: string, country: string, cost: number, createdAt: Date, phone?: string, datedOnList = true): FakeActivation {
-    const id = String(nextId++);
+    const id = reusedId ?? String(nextId++);
+    reusedId = undefined;
     const number = phone ?? numberQueue.shift() ?? (country === '187' ? `1202555${nextNumber++}` : `4477009${String(nextNumber++).padStart(5, '0')}`);
     const lifetimeMs = lifetimeMsFor(service, country);
     const activation: FakeActivation = { id, service, country, phone: number, cost, createdAt, lifetimeMs, datedOnList, status: 'waiting', sms: [] };
@@ -427,6 +431,7 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
         );
       },
       forget: (activationId) => void state.activations.delete(activationId),
+      reuseIdOnNextPurchase: (activationId) => void (reusedId = activationId),
     },
   };
 }

@@ -15,6 +15,7 @@ import { firstRow, rows, type Executor } from '../../src/db/database.ts';
  *     no wallet's available balance is negative;
  *   - messages: a received verification has an on-time message; a message on a cancelled, expired or
  *     failed verification is late; an on-time message only exists on a received verification;
+ *   - a received verification's first message arrived by its deadline (late SMS are never charged);
  *   - the audit trail starts at pending and ends at the current state.
  */
 export interface LifecycleViolation {
@@ -125,6 +126,14 @@ export async function lifecycleViolations(ex: Executor): Promise<LifecycleViolat
           FROM verifications v
           WHERE v.state = 'received'
             AND NOT EXISTS (SELECT 1 FROM verification_messages m WHERE m.verification_id = v.id AND NOT m.late)`,
+    ),
+    violations(
+      ex,
+      'a charge is for a code that arrived by the deadline',
+      sql`SELECT count(*)::int AS count, array_to_string((array_agg(v.id::text ORDER BY v.id))[1:${SAMPLE}], '; ') AS sample
+          FROM verifications v
+          WHERE v.state = 'received'
+            AND (SELECT min(m.received_at) FROM verification_messages m WHERE m.verification_id = v.id) > v.expires_at`,
     ),
     violations(
       ex,

@@ -89,9 +89,10 @@ export class FaultSwitch {
 
 export async function lifecycleHarness(
   engine: DbEngine,
-  options: { env?: Record<string, string>; provider?: Provider; faults?: LifecycleDeps['faults'] } = {},
+  /** clock: the one a provider given here already reads (a fake upstream's), so both move together. */
+  options: { env?: Record<string, string>; provider?: Provider; faults?: LifecycleDeps['faults']; clock?: ManualClock } = {},
 ): Promise<LifecycleHarness> {
-  const clock = new ManualClock(START);
+  const clock = options.clock ?? new ManualClock(START);
   const t = await freshDatabase(engine, { now: clock.now() });
   const config = loadConfig({
     ...LIFECYCLE_TEST_ENV,

@@ -22,7 +22,7 @@ import type { TestOffer } from './provider-catalogue.ts';
 export type ContractClock = Clock & { set(at: Date): void };
 
 /** Kinds of upstream call, the same words for every subject. */
-export type ContractCall = 'buy' | 'status' | 'cancel' | 'list' | 'prices' | 'other';
+export type ContractCall = 'buy' | 'status' | 'cancel' | 'finish' | 'list' | 'prices' | 'other';
 
 export type UpstreamOrderView = 'waiting' | 'received' | 'cancelled' | 'expired' | 'unknown';
 
@@ -347,6 +347,7 @@ function smsActivateSubject(spec: SmsActivateSubjectSpec): ContractSubject {
         buy: buyAction,
         status: 'getStatus',
         cancel: 'setStatus',
+        finish: 'setStatus',
         list: 'getActiveActivations',
         prices: daisy ? 'getPricesVerification' : 'getPrices',
         other: 'getBalance',
@@ -360,7 +361,13 @@ function smsActivateSubject(spec: SmsActivateSubjectSpec): ContractSubject {
         provider,
         close: fake.close,
         sold: () => fake.state.purchases,
-        calls: () => fake.state.requests.map((r) => kinds[r.query.get('action') ?? ''] ?? 'other'),
+        calls: () =>
+          fake.state.requests.map((r) => {
+            const action = r.query.get('action') ?? '';
+            // setStatus 6 (HeroSMS also finishActivation) tells the seller a delivered order is finished.
+            if ((action === 'setStatus' && r.query.get('status') === '6') || action === 'finishActivation') return 'finish';
+            return kinds[action] ?? 'other';
+          }),
         deliver(orderId, _since, sms) {
           fake.controls.deliverSms(orderId, sms);
           // Sellers without getFullSms report the code alone; it is all the customer gets.

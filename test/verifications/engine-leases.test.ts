@@ -7,9 +7,19 @@ import { lifecycleHarness, type LifecycleHarness } from '../support/lifecycle.ts
 import { ScriptedProvider, deferred } from '../support/scripted-provider.ts';
 import { assertLifecycleConsistent } from '../support/lifecycle-invariants.ts';
 import { spawnWorker, type WorkerHandle, type WorkerOptions } from '../support/engine-worker.ts';
-import { rows } from '../../src/db/database.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { seedEmbeddedDatabase } from '../support/app.ts';
+import { ManualClock } from '../support/clock.ts';
+import { LIFECYCLE_TEST_ENV } from '../support/lifecycle.ts';
+import { loadConfig } from '../../src/config.ts';
+import { creditWallet, openWallet } from '../../src/ledger/ledger.ts';
+import { startServer, type RunningServer } from '../../src/server.ts';
+import { firstRow, rows } from '../../src/db/database.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
-import { claimDue } from '../../src/engine/queue.ts';
+import { claimDue, deadAfterMs, heartbeat } from '../../src/engine/queue.ts';
 import { loadVerification, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 
 /** Upstream checks seen per order, with who made them; a check starting while another runs is double processing. */
@@ -92,14 +102,17 @@ for (const engine of engines) {
       await assertLifecycleConsistent(h.t.database.db);
     });
 
-    test("a killed worker's rows are retaken only when its lease lapses", async () => {
+    test("a killed worker's rows are retaken as soon as its heartbeat is ENGINE_DEAD_AFTER_SECONDS old, not after its lease", async () => {
       const created = await waitingRows(10);
       const ids = new Set(created.map((r) => r.id));
       h.clock.advance(1_000);
       const leaseMs = h.config.LEASE_SECONDS * 1000;
-      // The dead worker claimed the due rows, then died without processing or releasing them.
+      const deadMs = deadAfterMs(h.config);
+      assert.ok(deadMs < leaseMs / 2, 'a dead worker costs seconds, well under a lease');
+      // The dead worker said it was alive, claimed the due rows, then died without processing or releasing them.
       const claimedAt = h.clock.now();
-      const claimed = await claimDue(h.t.database.db, { workerId: 'dead-worker', now: claimedAt, leaseMs, limit: 100, kind: 'poll' });
+      await heartbeat(h.t.database.db, 'dead-worker', claimedAt);
+      const claimed = await claimDue(h.t.database.db, { workerId: 'dead-worker', now: claimedAt, leaseMs, deadAfterMs: deadMs, limit: 100, kind: 'poll' });
       assert.deepEqual(new Set(claimed.map((c) => c.id).filter((id) => ids.has(id))), ids);
 
       const survivor = h.engine('survivor');
@@ -108,22 +121,42 @@ for (const engine of engines) {
         checked.add(order.providerOrderId);
         return provider.defaultCheck(order);
       };
-      for (const at of [0, 1_000, leaseMs - 1]) {
+      for (const at of [0, 1_000, deadMs - 1]) {
         h.clock.set(new Date(claimedAt.getTime() + at));
         const report = await survivor.tick();
         assert.equal(report.polled, 0, `nothing retaken ${at} ms after the claim`);
       }
       for (const r of created) assert.equal((await loadVerification(h.t.database.db, r.id))?.leaseOwner, 'dead-worker');
       assert.equal(checked.size, 0);
-      h.clock.set(new Date(claimedAt.getTime() + leaseMs));
+      h.clock.set(new Date(claimedAt.getTime() + deadMs));
       const report = await survivor.tick();
-      assert.equal(report.polled, claimed.length, 'every row of the dead worker retaken once the lease lapsed');
+      assert.equal(report.polled, claimed.length, 'every row of the dead worker retaken once its heartbeat stopped');
       for (const r of created) {
         assert.ok(checked.has(r.providerOrderId!), 'polled by the survivor');
         const row = (await loadVerification(h.t.database.db, r.id))!;
         assert.equal(row.leaseOwner, null, 'released by the survivor');
         assert.equal(row.state, 'waiting');
       }
+    });
+
+    test('a worker that keeps beating keeps its rows while their lease runs, however long its tick', async () => {
+      const [row] = await waitingRows(1);
+      h.clock.advance(1_000);
+      const leaseMs = h.config.LEASE_SECONDS * 1000;
+      const claimedAt = h.clock.now();
+      await heartbeat(h.t.database.db, 'busy-worker', claimedAt);
+      await claimDue(h.t.database.db, { workerId: 'busy-worker', now: claimedAt, leaseMs, deadAfterMs: deadAfterMs(h.config), limit: 100, kind: 'poll' });
+      const other = h.engine('other-worker');
+      // The busy worker's heartbeat goes on beside its long tick (Engine.start's pulse).
+      for (let at = 1_000; at < leaseMs; at += 1_000) {
+        h.clock.set(new Date(claimedAt.getTime() + at));
+        await heartbeat(h.t.database.db, 'busy-worker', h.clock.now());
+        await other.tick();
+      }
+      assert.equal((await loadVerification(h.t.database.db, row!.id))?.leaseOwner, 'busy-worker', 'never taken from a live worker inside its lease');
+      h.clock.set(new Date(claimedAt.getTime() + leaseMs));
+      await other.tick();
+      assert.equal((await loadVerification(h.t.database.db, row!.id))?.leaseOwner, null, 'a lapsed lease is taken even from a live worker');
     });
 
     test('a worker that stalls past its lease loses the row to another; when it wakes up nothing is processed twice', async () => {
@@ -158,10 +191,12 @@ for (const engine of engines) {
     test("a killed worker's rows at their deadline are still refunded within expires_at + 60 s", async () => {
       const [row] = await waitingRows(1);
       h.clock.set(new Date(row!.expiresAt.getTime() - 500));
+      await heartbeat(h.t.database.db, 'dead-worker', h.clock.now());
       const claimed = await claimDue(h.t.database.db, {
         workerId: 'dead-worker',
         now: h.clock.now(),
         leaseMs: h.config.LEASE_SECONDS * 1000,
+        deadAfterMs: deadAfterMs(h.config),
         limit: 100,
         kind: 'poll',
       });
@@ -169,12 +204,12 @@ for (const engine of engines) {
       const survivor = h.engine('survivor');
       h.clock.set(row!.expiresAt);
       await survivor.tick();
-      assert.equal((await loadVerification(h.t.database.db, row!.id))?.state, 'waiting', 'still leased by the dead worker');
-      h.clock.advance(h.config.LEASE_SECONDS * 1000);
+      assert.equal((await loadVerification(h.t.database.db, row!.id))?.state, 'waiting', 'still leased by the (just) dead worker');
+      h.clock.set(new Date(row!.expiresAt.getTime() - 500 + deadAfterMs(h.config)));
       await survivor.tick();
       const after = (await loadVerification(h.t.database.db, row!.id))!;
       assert.equal(after.state, 'expired');
-      assert.ok(after.resolvedAt!.getTime() <= after.expiresAt.getTime() + 60_000);
+      assert.ok(after.resolvedAt!.getTime() <= after.expiresAt.getTime() + deadAfterMs(h.config), 'refunded within seconds of the deadline');
       assert.deepEqual(await h.wallet(row!.userId), [50, 0, 50]);
       await assertLifecycleConsistent(h.t.database.db);
     });
@@ -251,7 +286,7 @@ if (engines.includes('postgres')) {
       assert.equal(Number(leased!.n), 0, 'every lease was given back');
     });
 
-    test("a killed worker process's rows are retaken by another worker only after its lease lapses", async () => {
+    test("a killed worker process's rows are retaken by another worker once its heartbeat stopped, in seconds", async () => {
       const created = await waitingRows(6);
       const ids = created.map((r) => r.id);
       h.clock.advance(1_000);
@@ -271,8 +306,8 @@ if (engines.includes('postgres')) {
       await doomed.exited;
 
       const survivor = h.engine('survivor');
-      const leaseMs = h.config.LEASE_SECONDS * 1000;
-      for (const at of [0, leaseMs - 1]) {
+      const deadMs = deadAfterMs(h.config);
+      for (const at of [0, deadMs - 1]) {
         h.clock.set(new Date(claimedAt.getTime() + at));
         await survivor.tick();
         assert.deepEqual(
@@ -281,14 +316,49 @@ if (engines.includes('postgres')) {
           `not retaken ${at} ms after the claim`,
         );
       }
-      h.clock.set(new Date(claimedAt.getTime() + leaseMs));
+      h.clock.set(new Date(claimedAt.getTime() + deadMs));
       await survivor.tick();
       for (const l of await leases()) {
         assert.equal(l.lease_owner, null, 'retaken and released by the survivor');
-        assert.ok(new Date(l.next_check_at).getTime() > claimedAt.getTime() + leaseMs, 'polled by the survivor');
+        assert.ok(new Date(l.next_check_at).getTime() > claimedAt.getTime() + deadMs, 'polled by the survivor');
       }
       for (const id of ids) assert.equal((await loadVerification(h.t.database.db, id))?.state, 'waiting');
       await assertLifecycleConsistent(h.t.database.db);
     });
   });
 }
+
+describe('the embedded engine at start', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'namaskah-leases-'));
+  let server: RunningServer | undefined;
+  after(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('clears the leases and worker rows a killed predecessor left: its rows are due at once', async () => {
+    await seedEmbeddedDatabase(dir);
+    const clock = new ManualClock();
+    const config = loadConfig({ ...LIFECYCLE_TEST_ENV, DATA_DIR: dir, PORT: '0', DATABASE_URL: '', ADMIN_EMAIL: 'root@example.test', ADMIN_PASSWORD: 'cedar-signal-65' });
+    const start = () => startServer(config, { clock, worker: false, logger: pino({ level: 'silent' }), print: () => {} });
+    server = await start();
+    const db = server.ctx.database.db;
+    const user = await firstRow<{ id: string }>(db, sql`INSERT INTO users (email, password_hash, created_at) VALUES ('c@example.test', 'x', ${clock.now()}) RETURNING id`);
+    await openWallet(db, user!.id, config.CURRENCY, clock.now());
+    await creditWallet(db, { userId: user!.id, amountMinor: 100, kind: 'topup', actor: 'admin', reason: 'test funds', now: clock.now() });
+    const row = (await purchaseVerification(server.runtime.deps, { userId: user!.id, idempotencyKey: 'leftover', service: 'test_timeout' })).row;
+    // The previous engine was killed holding the row, its heartbeat still fresh.
+    await heartbeat(db, 'killed-engine', clock.now());
+    await db.execute(sql`UPDATE verifications SET lease_owner = 'killed-engine', lease_until = ${new Date(clock.now().getTime() + 30_000)}, next_check_at = ${clock.now()} WHERE id = ${row.id}`);
+    await server.close();
+
+    server = await start();
+    const after = (await loadVerification(server.ctx.database.db, row.id))!;
+    assert.deepEqual([after.leaseOwner, after.leaseUntil], [null, null]);
+    assert.deepEqual(await rows(server.ctx.database.db, sql`SELECT id FROM engine_workers`), []);
+    const report = await server.runtime.engine.tick();
+    assert.equal(report.polled, 1, 'worked on at once, not after the old lease');
+    await server.close();
+    server = undefined;
+  });
+});

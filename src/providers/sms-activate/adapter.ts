@@ -370,12 +370,13 @@ export class SmsActivateProvider implements Provider {
     }
   }
 
-  async complete(providerOrderId: string): Promise<void> {
+  async complete(providerOrderId: string): Promise<'finished' | 'gone'> {
     const label = 'sms-activate setStatus 6 (complete)';
     const answer = await this.call('setStatus', { id: providerOrderId, status: '6' }, true, label);
-    if (answer.kind === 'empty' && answer.status >= 200 && answer.status < 300) return;
+    if (answer.kind === 'empty' && answer.status >= 200 && answer.status < 300) return 'finished';
     const token = tokenOf(answer);
-    if (token === 'ACCESS_ACTIVATION' || token === 'ALREADY_FINISH' || (token !== null && GONE_TOKENS.has(token))) return;
+    if (token === 'ACCESS_ACTIVATION') return 'finished';
+    if (token === 'ALREADY_FINISH' || (token !== null && GONE_TOKENS.has(token))) return 'gone';
     throw token === null ? malformed(label, `unexpected ${answer.kind} answer`, answer.status) : errorFor(token, answer, label, true);
   }
 
