@@ -21,6 +21,7 @@ import { CommandFailure, UsageError } from './errors.ts';
 import type { CliIo } from './io.ts';
 import { registerCatalogueCommands } from './catalogue.ts';
 import { registerOpsCommands } from './ops.ts';
+import { registerBackupCommands } from './backup.ts';
 
 
 const line = (text: string) => `${text}\n`;
@@ -254,6 +255,7 @@ function buildProgram(io: CliIo): Command {
     });
 
   registerOpsCommands(program, io);
+  registerBackupCommands(program, io);
   registerCatalogueCommands(program, io);
 
   return program;

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../config.ts';
+import adminBackupRoutes from './admin-backup.ts';
 import adminCreditRoutes from './admin-credit.ts';
 import adminOpsRoutes from './admin-ops.ts';
 import adminUserRoutes from './admin-users.ts';
@@ -43,6 +44,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     errorRoutes,
     adminVerificationRoutes,
     adminOpsRoutes,
+    adminBackupRoutes,
     webhookRoutes,
     smsActivateRoutes,
     // The sandbox exists only when it is the configured provider.
