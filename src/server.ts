@@ -180,7 +180,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     cleanups.push(() => runtime.hub.stop());
 
     const metrics = createMetricsRegistry();
-    registerDomainMetrics(metrics, { database, clock, breakers: [runtime.breaker] });
+    registerDomainMetrics(metrics, { database, clock, config, breakers: [runtime.breaker], upstreams: [runtime.upstream] });
     // GET /health: engine lag with its workers, and the provider's breaker (besides the database).
     const healthChecks: Record<string, HealthCheck> = {
       engine: () => engineHealth(ctx),
