@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, forgetWorker, heartbeat, releaseLease } from './queue.ts';
+import { claimDue, forgetWorker, heartbeat, releaseAllLeases, releaseLease } from './queue.ts';
 import { checkUpstream, expireVerification, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
@@ -56,6 +56,7 @@ export class Engine {
     if (this.timer) clearTimeout(this.timer);
     await this.running;
     try {
+      await releaseAllLeases(this.deps.database.db, this.workerId);
       await forgetWorker(this.deps.database.db, this.workerId);
     } catch (error) {
       // Stopping goes on (the database may be closing too); a worker left listed stops ticking and shows as not alive.
