@@ -134,7 +134,7 @@ function buildProgram(io: CliIo): Command {
       const opened = await openConfiguredDatabase(config, clock.now()).catch((error: unknown) => {
         if (error instanceof DataDirLockedError) {
           throw new CommandFailure(
-            `${error.message}. The running server applied every migration it knows when it started` +
+            `${error.message}. The running server applied the migrations when it started` +
               (options.status ? '; stop it to read the status of the data directory' : ''),
           );
         }
