@@ -5,14 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { authenticateUser } from '../../src/accounts/users.ts';
-import { run } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config.ts';
 import { rows } from '../../src/db/database.ts';
 import { openConfiguredDatabase } from '../../src/server.ts';
 import { freshDatabase, testDatabaseUrl, type TestDatabase } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { login } from '../support/http.ts';
-import { runNamaskah } from '../support/cli.ts';
+import { runCli, runNamaskah } from '../support/cli.ts';
 
 interface Result {
   code: number;
@@ -20,18 +19,7 @@ interface Result {
   stderr: string;
 }
 
-/** One CLI invocation in this process, with its output captured. */
-async function cli(args: string[], env: Record<string, string>): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(args, {
-    env: { LOG_LEVEL: 'silent', ...env },
-    stdout: (text) => void (stdout += text),
-    stderr: (text) => void (stderr += text),
-    waitForShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 /** The real executable, in its own process. */
 async function bin(args: string[], env: Record<string, string>): Promise<Result> {

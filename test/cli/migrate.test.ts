@@ -4,28 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
-import { run } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config.ts';
+import { runCli } from '../support/cli.ts';
 import { loadMigrations } from '../../src/db/migrate.ts';
 import { openConfiguredDatabase } from '../../src/server.ts';
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: string[], env: Record<string, string>): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(args, {
-    env: { LOG_LEVEL: 'silent', ...env },
-    stdout: (text) => void (stdout += text),
-    stderr: (text) => void (stderr += text),
-    waitForShutdown: async () => 'SIGTERM',
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 describe('namaskah migrate --status, and a schema newer than the code', () => {
   const dir = mkdtempSync(join(tmpdir(), 'namaskah-migrate-'));

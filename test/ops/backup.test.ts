@@ -9,7 +9,6 @@ import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { creditUserWallet } from '../../src/accounts/admin.ts';
 import { createUser } from '../../src/accounts/users.ts';
-import { run } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { diagnose } from '../../src/ops/diagnose.ts';
@@ -20,7 +19,7 @@ import { cancelVerification, expireVerification } from '../../src/verifications/
 import { loadVerification, recordMessages, type LifecycleDeps } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
-import { runNamaskah } from '../support/cli.ts';
+import { runCli, runNamaskah } from '../support/cli.ts';
 import { ManualClock } from '../support/clock.ts';
 import { dataSnapshot } from '../support/data-snapshot.ts';
 import { testDatabaseUrl } from '../support/db.ts';
@@ -32,24 +31,7 @@ import { ScriptedProvider } from '../support/scripted-provider.ts';
  * while its server runs, restored elsewhere, and must hold the same rows, wallets and invariants.
  */
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: string[], env: Record<string, string>, clock?: ManualClock): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(args, {
-    env: { LOG_LEVEL: 'silent', ...env },
-    stdout: (text) => void (stdout += text),
-    stderr: (text) => void (stderr += text),
-    waitForShutdown: async () => 'SIGTERM',
-    clock,
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 const message = (id: string, at: Date) => [{ providerMessageId: `${id}#1`, text: 'Your code is 424242', code: '424242', receivedAt: at }];
 

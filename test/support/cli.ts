@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '../../src/clock.ts';
+import { run } from '../../src/cli/main.ts';
 
 /** The real `namaskah` executable, run in its own process as an operator would. */
 const BIN = fileURLToPath(new URL('../../bin/namaskah.mjs', import.meta.url));
@@ -40,4 +42,18 @@ export function runNamaskah(args: string[], env: Record<string, string>, timeout
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** One CLI invocation in this process (logs silent unless env says), with its output captured. */
+export async function runCli(args: string[], env: Record<string, string>, clock?: Clock): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(args, {
+    env: { LOG_LEVEL: 'silent', ...env },
+    stdout: (text) => void (stdout += text),
+    stderr: (text) => void (stderr += text),
+    waitForShutdown: () => new Promise(() => {}),
+    clock,
+  });
+  return { code, stdout, stderr };
 }
