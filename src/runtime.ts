@@ -20,6 +20,8 @@ export interface VerificationRuntime {
    */
   engineDeps: LifecycleDeps;
   breaker: ProviderBreaker;
+  /** The upstream itself, without the breaker: for reads that must not trip it (the balance metric). */
+  upstream: Provider;
   engine: Engine;
   hub: EventHub;
 }
@@ -46,5 +48,5 @@ export function createVerificationRuntime(
     ...deps,
     provider: withBreaker(upstream, breaker, { callTimeoutMs: ctx.config.PROVIDER_TIMEOUT_MS }),
   };
-  return { deps, engineDeps, breaker, engine: new Engine(engineDeps, { workerId: options.workerId, webhooks: options.webhooks }), hub: new EventHub() };
+  return { deps, engineDeps, breaker, upstream, engine: new Engine(engineDeps, { workerId: options.workerId, webhooks: options.webhooks }), hub: new EventHub() };
 }

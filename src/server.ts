@@ -13,7 +13,7 @@ import { redactUrl, type Config } from './config.ts';
 import type { AppContext } from './context.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { acquireDataDirLock, DataDirLockedError, readLock, type DataDirLock } from './db/lock.ts';
-import { migrate } from './db/migrate.ts';
+import { migrate, migrationStatus } from './db/migrate.ts';
 import { buildApp, type HealthCheck } from './http/app.ts';
 import { createMetricsRegistry } from './http/metrics.ts';
 import { ensureSystemAccounts } from './ledger/ledger.ts';
@@ -103,6 +103,17 @@ async function takeOverEmbeddedLeases(opened: OpenedDatabase, logger: Logger): P
   if (cleared > 0) logger.info({ rows: cleared }, 'leases left by a previous embedded engine cleared');
 }
 
+/**
+ * A newer release added to the schema (a rolling upgrade in progress, or a rollback): this release
+ * still runs, because every such migration only adds (docs/operations.md, "Upgrades").
+ */
+async function warnWhenSchemaIsAhead(database: Database, logger: Logger): Promise<void> {
+  const { newer } = await migrationStatus(database);
+  if (newer.length > 0) {
+    logger.warn({ migrations: newer.map((m) => m.version) }, 'the database has additive migrations from a newer release; running as the older release');
+  }
+}
+
 export interface StartServerOptions {
   clock?: Clock;
   /** false: API only (`serve --no-worker`); the engine is not started. */
@@ -165,6 +176,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     const applied = await prepareDatabase(database, config, clock.now());
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
     await takeOverEmbeddedLeases(opened, logger);
+    await warnWhenSchemaIsAhead(database, logger);
 
     const ctx: AppContext = { config, database, clock, logger };
     const { adminId } = await ensureFirstAdmin(database, {
@@ -183,7 +195,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     cleanups.push(() => runtime.hub.stop());
 
     const metrics = createMetricsRegistry();
-    registerDomainMetrics(metrics, { database, clock, config, breakers: [runtime.breaker] });
+    registerDomainMetrics(metrics, { database, clock, config, breakers: [runtime.breaker], upstreams: [runtime.upstream] });
     // GET /health: engine lag with its workers, and the provider's breaker (besides the database).
     const healthChecks: Record<string, HealthCheck> = {
       engine: () => engineHealth(ctx),
@@ -251,6 +263,7 @@ export async function startWorker(config: Config, options: { clock?: Clock; logg
   try {
     await prepareDatabase(opened.database, config, clock.now());
     await takeOverEmbeddedLeases(opened, logger);
+    await warnWhenSchemaIsAhead(opened.database, logger);
     const ctx: AppContext = { config, database: opened.database, clock, logger };
     const runtime = createVerificationRuntime(ctx);
     runtime.engine.start();

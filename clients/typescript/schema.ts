@@ -696,6 +696,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/backup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A snapshot of the embedded database as a gzipped tar (local operator token only) */
+        get: operations["backupDatabase"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/webhook-endpoints": {
         parameters: {
             query?: never;
@@ -1151,7 +1168,7 @@ export interface components {
                      * @description RFC 3339 timestamp
                      */
                     last_tick_at: string;
-                    /** @description ticked recently enough to be considered running */
+                    /** @description its heartbeat is younger than ENGINE_DEAD_AFTER_SECONDS; the rows of a worker that is not alive are taken over by the others */
                     alive: boolean;
                 }[];
             };
@@ -1192,7 +1209,7 @@ export interface components {
             generated_at: string;
             found: {
                 /** @enum {string} */
-                kind: "hold_past_deadline" | "pending_stuck" | "terminal_hold_unresolved" | "wrongly_captured" | "orphan_hold" | "orphan_suspected" | "upstream_cancel_owed" | "upstream_orphan" | "received_refunded" | "active_hold_resolved" | "top_up_overdue" | "top_up_credit_unrecorded" | "top_up_credit_mismatch";
+                kind: "hold_past_deadline" | "pending_stuck" | "terminal_hold_unresolved" | "wrongly_captured" | "captured_after_deadline" | "orphan_hold" | "orphan_suspected" | "upstream_cancel_owed" | "upstream_orphan" | "received_refunded" | "active_hold_resolved" | "top_up_overdue" | "top_up_credit_unrecorded" | "top_up_credit_mismatch";
                 verification_id: string | null;
                 user_email: string | null;
                 /** @description the money at stake: the hold (or the wrongly captured charge), or for upstream kinds the order’s cost cap */
@@ -4583,6 +4600,75 @@ export interface operations {
             /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
             415: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    backupDatabase: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description PGlite's data-directory archive (gzipped tar) */
+            200: {
+                headers: {
+                    /** @description how long a cache may keep this answer (`no-store` for anything carrying a secret) */
+                    "Cache-Control": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

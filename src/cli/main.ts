@@ -13,6 +13,7 @@ import {
 import { systemClock } from '../clock.ts';
 import { ConfigError, loadConfig, redactUrl, type Config } from '../config.ts';
 import { DataDirLockedError } from '../db/lock.ts';
+import { migrationStatus, SchemaNewerThanCodeError, type MigrationStatus } from '../db/migrate.ts';
 import { scrubSecrets } from '../logging.ts';
 import { formatMinor } from '../money.ts';
 import { parseMajorAmount } from './amount.ts';
@@ -21,6 +22,7 @@ import { CommandFailure, UsageError } from './errors.ts';
 import type { CliIo } from './io.ts';
 import { registerCatalogueCommands } from './catalogue.ts';
 import { registerOpsCommands } from './ops.ts';
+import { registerBackupCommands } from './backup.ts';
 
 
 const line = (text: string) => `${text}\n`;
@@ -49,6 +51,46 @@ async function runUntilShutdown(io: CliIo, running: { close(): Promise<void> }, 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
   return rows.map((r) => r.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** `migrate --status`: exit 1 when this release cannot run against the database (a newer release changed it incompatibly). */
+function printMigrationStatus(io: CliIo, place: string, status: MigrationStatus, json: boolean): void {
+  const iso = (d: Date) => d.toISOString();
+  if (json) {
+    io.stdout(
+      line(
+        JSON.stringify(
+          {
+            applied: status.applied.map((m) => ({ version: m.version, applied_at: iso(m.appliedAt) })),
+            pending: status.pending,
+            newer: status.newer.map((m) => ({
+              version: m.version,
+              applied_at: iso(m.appliedAt),
+              breaks_previous_release: m.breaksPreviousRelease !== false,
+            })),
+            runnable: status.incompatible.length === 0,
+          },
+          null,
+          2,
+        ),
+      ),
+    );
+  } else {
+    io.stdout(
+      line(`${place}: ${status.applied.length} applied, ${status.pending.length} pending, ${status.newer.length} newer than this release`),
+    );
+    const listed = [
+      ...status.applied.map((m) => [m.version, 'applied', iso(m.appliedAt)]),
+      ...status.pending.map((version) => [version, 'pending', '']),
+      ...status.newer.map((m) => [
+        m.version,
+        m.breaksPreviousRelease === false ? 'newer (additive: this release still runs)' : 'newer (breaks this release)',
+        iso(m.appliedAt),
+      ]),
+    ];
+    if (listed.length > 0) io.stdout(line(table([['VERSION', 'STATE', 'APPLIED AT'], ...listed])));
+  }
+  if (status.incompatible.length > 0) throw new CommandFailure(new SchemaNewerThanCodeError(status.incompatible).message);
 }
 
 function buildProgram(io: CliIo): Command {
@@ -83,17 +125,27 @@ function buildProgram(io: CliIo): Command {
 
   program
     .command('migrate')
-    .description('apply pending database migrations (the server also does at start)')
-    .action(async () => {
+    .description('apply pending database migrations (the server also does at start); --status only reports')
+    .option('--status', 'list applied, pending and newer-than-this-release migrations without applying any')
+    .option('--json', 'with --status: print JSON instead of a table')
+    .action(async (options: { status?: boolean; json?: boolean }) => {
+      if (options.json && !options.status) throw new UsageError('--json goes with --status');
       const config = configFrom(io);
       const { openConfiguredDatabase, prepareDatabase } = await import('../server.ts');
       const opened = await openConfiguredDatabase(config, clock.now()).catch((error: unknown) => {
         if (error instanceof DataDirLockedError) {
-          throw new CommandFailure(`${error.message}. The running server applied the migrations when it started.`);
+          throw new CommandFailure(
+            `${error.message}. The running server applied the migrations when it started` +
+              (options.status ? '; stop it to read the status of the data directory' : ''),
+          );
         }
         throw error;
       });
       try {
+        if (options.status) {
+          printMigrationStatus(io, where(config), await migrationStatus(opened.database), options.json === true);
+          return;
+        }
         const applied = await prepareDatabase(opened.database, config, clock.now());
         io.stdout(
           line(
@@ -234,6 +286,7 @@ function buildProgram(io: CliIo): Command {
     });
 
   registerOpsCommands(program, io);
+  registerBackupCommands(program, io);
   registerCatalogueCommands(program, io);
 
   return program;

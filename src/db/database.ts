@@ -24,6 +24,12 @@ export interface Database {
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   /** Runs a multi-statement SQL script in one transaction (migrations). */
   runScript(script: string): Promise<void>;
+  /**
+   * Embedded only: the whole data directory as a gzipped tar, taken between transactions (none is
+   * open while it is written), so it holds every committed transaction and nothing else. Restored
+   * by restoreEmbeddedBackup (src/db/backup.ts).
+   */
+  dumpDataDir?(): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -95,6 +101,16 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     async runScript(script) {
       await client.transaction(async (tx) => {
         await tx.exec(script);
+      });
+    },
+    async dumpDataDir() {
+      // The checkpoint writes every committed change into the data files, so a restore starts
+      // with little write-ahead log to replay. The dump runs under PGlite's transaction mutex: it
+      // waits for an open transaction to end and keeps new ones out until the archive is written.
+      await client.exec('CHECKPOINT');
+      return client._runExclusiveTransaction(async () => {
+        const archive = await client.dumpDataDir('gzip');
+        return new Uint8Array(await archive.arrayBuffer());
       });
     },
     async close() {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, deadAfterMs, forgetWorker, heartbeat, releaseLease } from './queue.ts';
+import { claimDue, deadAfterMs, forgetWorker, heartbeat, releaseAllLeases, releaseLease } from './queue.ts';
 import { checkUpstream, expireVerification, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
@@ -83,6 +83,7 @@ export class Engine {
     await Promise.all([this.running, this.delivering]);
     await this.beating;
     try {
+      await releaseAllLeases(this.deps.database.db, this.workerId);
       await forgetWorker(this.deps.database.db, this.workerId);
     } catch (error) {
       // Stopping goes on (the database may be closing too); a worker left listed stops ticking and shows as not alive.

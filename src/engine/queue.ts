@@ -88,6 +88,19 @@ export async function heartbeat(ex: Executor, workerId: string, now: Date): Prom
     .onConflictDoUpdate({ target: engineWorkers.id, set: { lastTickAt: now } });
 }
 
+/**
+ * On a clean stop, after the last tick: every row this worker still leases goes back at once, so
+ * another worker takes it now instead of when the lease lapses (a tick that failed half-way may
+ * have left some). Its next_check_at is kept: the row stays as due as it was.
+ */
+export async function releaseAllLeases(ex: Executor, workerId: string): Promise<number> {
+  const released = await rows<{ id: string }>(
+    ex,
+    sql`UPDATE verifications SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ${workerId} RETURNING id`,
+  );
+  return released.length;
+}
+
 export async function forgetWorker(ex: Executor, workerId: string): Promise<void> {
   await ex.delete(engineWorkers).where(eq(engineWorkers.id, workerId));
 }

@@ -114,8 +114,9 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
     loggerInstance: ctx.logger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY,
-    // Live event streams would otherwise hold close() open forever.
-    forceCloseConnections: true,
+    // close() waits for requests in flight (a purchase must get its answer: SIGTERM on a deploy),
+    // drops idle keep-alive connections, and the event streams end themselves (routes/events.ts).
+    forceCloseConnections: 'idle',
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
 

@@ -4,10 +4,11 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database } from '../db/database.ts';
 import type { BreakerState, ProviderBreaker } from '../providers/breaker.ts';
+import type { Provider } from '../providers/provider.ts';
 import { deadAfterMs, engineLagSeconds } from '../engine/queue.ts';
 import { topUpStatuses, type TopUpStatus } from '../payments/schema.ts';
 import { upstreamAlarms, verificationStates, type UpstreamAlarm, type VerificationState } from '../verifications/schema.ts';
-import { engineWorkers } from './diagnose.ts';
+import { diagnose, engineWorkers } from './diagnose.ts';
 import type { WorkerReport } from './reports.ts';
 import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
 
@@ -20,9 +21,40 @@ import { DEADLINE_GRACE_SECONDS, problemRules } from './rules.ts';
 export interface DomainMetricsDeps {
   database: Database;
   clock: Clock;
-  config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>;
+  /** Also what diagnose's invariant checks run with, in the background (namaskah_invariant_failing). */
+  config: Config;
   /** The breakers of this process (one per provider). */
   breakers?: ProviderBreaker[];
+  /** The upstreams (without their breakers: a balance read must not open one), for namaskah_upstream_balance_minor. */
+  upstreams?: Provider[];
+}
+
+/** How often the background samples are refreshed: diagnose costs seconds on a large database, a balance is an upstream call. */
+export const INVARIANTS_EVERY_MS = 5 * 60_000;
+export const UPSTREAM_BALANCE_EVERY_MS = 60_000;
+
+/**
+ * A value refreshed in the background at most every `everyMs`: a scrape never waits for it (a
+ * scrape has seconds, diagnose on a million rows takes more) and reports the last result. A failed
+ * refresh keeps the last result; its age is exported, so an alert sees a sample that stopped.
+ */
+function backgroundSample<T>(clock: Clock, everyMs: number, take: () => Promise<T>) {
+  let last: { value: T; at: Date } | undefined;
+  let startedAt = -Infinity;
+  let running: Promise<void> | undefined;
+  return {
+    current(): { value: T; at: Date } | undefined {
+      const now = clock.now().getTime();
+      if (!running && now - startedAt >= everyMs) {
+        startedAt = now;
+        running = take()
+          .then((value) => void (last = { value, at: clock.now() }))
+          .catch(() => {})
+          .finally(() => (running = undefined));
+      }
+      return last;
+    },
+  };
 }
 
 const breakerStateValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2, isolated: 2 };
@@ -131,6 +163,50 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     registers: [registry],
     async collect() {
       this.set(await countOf(sql`SELECT count(*)::int AS n FROM verifications v WHERE ${problemRules(deps.clock.now()).upstreamCancelOwed}`));
+    },
+  });
+
+  {
+    const config = deps.config;
+    const invariants = backgroundSample(deps.clock, INVARIANTS_EVERY_MS, async () =>
+      (await diagnose({ database: deps.database, clock: deps.clock, config })).checks,
+    );
+    new Gauge({
+      name: 'namaskah_invariant_failing',
+      help: `1 while diagnose's invariant check fails, by check (run in the background every ${INVARIANTS_EVERY_MS / 60_000} min)`,
+      labelNames: ['check'] as const,
+      registers: [registry],
+      collect() {
+        const sample = invariants.current();
+        for (const check of sample?.value ?? []) this.set({ check: check.name }, check.ok ? 0 : 1);
+      },
+    });
+    new Gauge({
+      name: 'namaskah_invariants_checked_timestamp_seconds',
+      help: 'When the invariant checks last completed (Unix time); 0 before the first run',
+      registers: [registry],
+      collect() {
+        const sample = invariants.current();
+        this.set(sample ? sample.at.getTime() / 1000 : 0);
+      },
+    });
+  }
+
+  const balances = (deps.upstreams ?? []).map((upstream) => ({
+    upstream,
+    sample: backgroundSample(deps.clock, UPSTREAM_BALANCE_EVERY_MS, () => upstream.balance()),
+  }));
+  new Gauge({
+    name: 'namaskah_upstream_balance_minor',
+    help: `Our prepaid float at each upstream, in minor units (read every ${UPSTREAM_BALANCE_EVERY_MS / 1000} s; absent when the upstream does not state it)`,
+    labelNames: ['provider', 'currency'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { upstream, sample } of balances) {
+        const balance = sample.current()?.value;
+        if (balance && balance.amountMinor !== null) this.set({ provider: upstream.name, currency: balance.currency }, balance.amountMinor);
+      }
     },
   });
 

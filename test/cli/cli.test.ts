@@ -11,7 +11,7 @@ import { openConfiguredDatabase } from '../../src/server.ts';
 import { freshDatabase, testDatabaseUrl, type TestDatabase } from '../support/db.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { login } from '../support/http.ts';
-import { runInProcess, runNamaskah } from '../support/cli.ts';
+import { runCli, runNamaskah } from '../support/cli.ts';
 
 interface Result {
   code: number;
@@ -19,8 +19,7 @@ interface Result {
   stderr: string;
 }
 
-/** One CLI invocation in this process, with its output captured. */
-const cli = (args: string[], env: Record<string, string>): Promise<Result> => runInProcess(args, env);
+const cli = runCli;
 
 /** The real executable, in its own process. */
 async function bin(args: string[], env: Record<string, string>): Promise<Result> {

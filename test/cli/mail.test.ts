@@ -4,11 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seedEmbeddedDatabase, startTestApp, type TestApp } from '../support/app.ts';
-import { runInProcess } from '../support/cli.ts';
+import { runCli } from '../support/cli.ts';
 import { call, registerUser } from '../support/http.ts';
 
 /** `namaskah mail`: the local outbox, through a running embedded server or straight from the data directory. */
-const cli = runInProcess;
+const cli = runCli;
 
 describe('namaskah mail', () => {
   let app: TestApp;

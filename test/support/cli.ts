@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '../../src/clock.ts';
 import { run } from '../../src/cli/main.ts';
 
 /** The real `namaskah` executable, run in its own process as an operator would. */
@@ -43,8 +44,8 @@ export function runNamaskah(args: string[], env: Record<string, string>, timeout
   });
 }
 
-/** One CLI invocation in this process (the same entry point as the executable), its output captured. */
-export async function runInProcess(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+/** One CLI invocation in this process (logs silent unless env says), with its output captured. */
+export async function runCli(args: string[], env: Record<string, string>, clock?: Clock): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   const code = await run(args, {
@@ -52,6 +53,7 @@ export async function runInProcess(args: string[], env: Record<string, string>):
     stdout: (text) => void (stdout += text),
     stderr: (text) => void (stderr += text),
     waitForShutdown: () => new Promise(() => {}),
+    clock,
   });
   return { code, stdout, stderr };
 }

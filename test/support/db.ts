@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { openDatabase, type Database, type Engine } from '../../src/db/database.ts';
-import { migrate } from '../../src/db/migrate.ts';
+import { migrate, type Migration } from '../../src/db/migrate.ts';
 import { ensureSystemAccounts } from '../../src/ledger/ledger.ts';
 
 /**
@@ -29,13 +29,25 @@ function withDatabaseName(url: string, name: string): string {
   return parsed.toString();
 }
 
+export interface FreshDatabaseOptions {
+  currency?: string;
+  now?: Date;
+  /** Only these migrations (an earlier schema, for upgrade tests); default all. */
+  migrations?: Migration[];
+  /** false: without the ledger's system accounts (a test writes its own rows); default true. */
+  system?: boolean;
+}
+
 /** A fresh, migrated database: an in-memory PGlite, or a new database on the PostgreSQL server. */
-export async function freshDatabase(engine: Engine, options: { currency?: string; now?: Date } = {}): Promise<TestDatabase> {
+export async function freshDatabase(engine: Engine, options: FreshDatabaseOptions = {}): Promise<TestDatabase> {
   const now = options.now ?? new Date('2026-01-01T00:00:00Z');
+  const prepare = async (database: Database, databaseUrl?: string) => {
+    await migrate(database, { databaseUrl, migrations: options.migrations });
+    if (options.system !== false) await ensureSystemAccounts(database.db, options.currency ?? 'USD', now);
+  };
   if (engine === 'pglite') {
     const database = await openDatabase({});
-    await migrate(database);
-    await ensureSystemAccounts(database.db, options.currency ?? 'USD', now);
+    await prepare(database);
     return { database, engine, dispose: () => database.close() };
   }
   if (!testDatabaseUrl) throw new Error('TEST_DATABASE_URL is not set');
@@ -46,8 +58,7 @@ export async function freshDatabase(engine: Engine, options: { currency?: string
   await admin.end();
   const databaseUrl = withDatabaseName(testDatabaseUrl, name);
   const database = await openDatabase({ databaseUrl, poolSize: 20 });
-  await migrate(database, { databaseUrl });
-  await ensureSystemAccounts(database.db, options.currency ?? 'USD', now);
+  await prepare(database, databaseUrl);
   return {
     database,
     engine,

@@ -31,6 +31,12 @@ const EVENTS_DESCRIPTION = [
  */
 const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const { ctx, hub } = app;
+  // Open streams never end by themselves: on close they are ended here, so close() waits only for
+  // requests in flight (clients reconnect after `retry`, to another process or the restarted one).
+  const streams = new Set<{ end(): void }>();
+  app.addHook('preClose', async () => {
+    for (const stream of streams) stream.end();
+  });
   app.get('/v1/events', {
     preValidation: requireUser,
     schema: {
@@ -52,6 +58,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       const me = await requireUser(request);
       reply.hijack();
       const out = reply.raw;
+      streams.add(out);
       out.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
@@ -89,6 +96,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       request.raw.on('close', () => {
         clearInterval(heartbeat);
         unsubscribe();
+        streams.delete(out);
       });
     },
   });

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../config.ts';
 import accountRoutes from './account.ts';
+import adminBackupRoutes from './admin-backup.ts';
 import adminCreditRoutes from './admin-credit.ts';
 import adminMailRoutes from './admin-mail.ts';
 import adminOpsRoutes from './admin-ops.ts';
@@ -53,6 +54,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     errorRoutes,
     adminVerificationRoutes,
     adminOpsRoutes,
+    adminBackupRoutes,
     webhookRoutes,
     webhookEndpointRoutes,
     smsActivateRoutes,
