@@ -21,6 +21,9 @@ ALTER TABLE sessions
   -- When the password (and second factor) were last given in this session: "a recent sign-in".
   ADD COLUMN authenticated_at  timestamptz;
 UPDATE sessions SET authenticated_at = created_at, last_seen_at = created_at;
+-- The previous release inserts sessions without it during a rolling upgrade: the default fills it.
+ALTER TABLE sessions ALTER COLUMN authenticated_at SET DEFAULT now();
+-- rolling-upgrade: compatible: the column has a default, so the previous release's inserts still succeed
 ALTER TABLE sessions ALTER COLUMN authenticated_at SET NOT NULL;
 CREATE INDEX sessions_user_active_idx ON sessions (user_id, created_at DESC) WHERE revoked_at IS NULL;
 
@@ -59,6 +62,7 @@ CREATE TABLE mail_outbox (
 CREATE INDEX mail_outbox_created_idx ON mail_outbox (created_at DESC, id DESC);
 
 -- Account notices (new sign-in, new API key, password changed) have no verification.
+-- rolling-upgrade: compatible: replaced at once by a wider CHECK (the previous release's kinds stay allowed)
 ALTER TABLE notifications DROP CONSTRAINT IF EXISTS notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
   CHECK (kind IN ('code_received', 'refund_issued', 'account_security'));

@@ -11,8 +11,10 @@ CREATE INDEX verifications_upstream_alarm ON verifications (upstream_alarm_at) W
 
 -- finish_owed: a delivered order still to be marked finished upstream (SMS-Activate setStatus 6),
 -- retried by the engine like an owed cancel.
+-- rolling-upgrade: compatible: replaced at once by a wider CHECK (the previous release's statuses stay allowed)
 ALTER TABLE verifications DROP CONSTRAINT verifications_upstream_status_check;
 ALTER TABLE verifications ADD CONSTRAINT verifications_upstream_status_check
   CHECK (upstream_status IN ('none', 'open', 'completed', 'cancelled', 'cancel_owed', 'finish_owed', 'reported', 'absent', 'orphan_suspected'));
+-- rolling-upgrade: compatible: an index rebuilt with a wider predicate; no query depends on it existing
 DROP INDEX verifications_upstream_due;
 CREATE INDEX verifications_upstream_due ON verifications (upstream_next_at) WHERE upstream_status IN ('cancel_owed', 'finish_owed');

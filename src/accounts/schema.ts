@@ -29,7 +29,8 @@ export const sessions = pgTable('sessions', {
   userAgent: text('user_agent'),
   address: text('address'),
   lastSeenAt: at('last_seen_at'),
-  authenticatedAt: at('authenticated_at').notNull(),
+  // The default is for the previous release's inserts during a rolling upgrade; this one always sets it.
+  authenticatedAt: at('authenticated_at').notNull().defaultNow(),
 });
 
 export const apiKeys = pgTable('api_keys', {

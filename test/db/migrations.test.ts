@@ -113,7 +113,16 @@ const BREAKING = [
   { what: 'CREATE OR REPLACE (a view or function the previous release reads)', pattern: /\bCREATE\s+OR\s+REPLACE\b/i },
 ];
 
+/**
+ * A statement the line above vouches for (`-- rolling-upgrade: compatible: <why>`): it matches a
+ * pattern above but leaves the previous release working, e.g. a CHECK replaced by a wider one, an
+ * index rebuilt, or SET NOT NULL on a column that has a default. The vouching covers that one
+ * statement only.
+ */
+const COMPATIBLE = /^--\s*rolling-upgrade:\s*compatible\b[^\n]*\n[^;]*;/gim;
+
 function withoutComments(script: string): string {
+  script = script.replace(COMPATIBLE, '');
   return script.replace(/--[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
 }
 
@@ -149,7 +158,9 @@ describe('migrations: the rolling-upgrade rule', () => {
       'CREATE TABLE x (id int NOT NULL);',
       'ALTER TABLE users ALTER COLUMN role DROP DEFAULT;',
       '-- we never DROP anything here\nCREATE INDEX i ON users (email);',
+      '-- rolling-upgrade: compatible: rebuilt with a wider predicate\nDROP INDEX i;\nCREATE INDEX i ON users (email);',
     ];
+    breaking.push('-- rolling-upgrade: compatible: only the next statement\nDROP INDEX i;\nDROP TABLE users;');
     const flagged = (script: string) => BREAKING.some(({ pattern }) => pattern.test(withoutComments(script)));
     for (const s of breaking) assert.ok(flagged(s), s);
     for (const s of additive) assert.ok(!flagged(s), s);
