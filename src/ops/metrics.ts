@@ -166,31 +166,28 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     },
   });
 
-  {
-    const config = deps.config;
-    const invariants = backgroundSample(deps.clock, INVARIANTS_EVERY_MS, async () =>
-      (await diagnose({ database: deps.database, clock: deps.clock, config })).checks,
-    );
-    new Gauge({
-      name: 'namaskah_invariant_failing',
-      help: `1 while diagnose's invariant check fails, by check (run in the background every ${INVARIANTS_EVERY_MS / 60_000} min)`,
-      labelNames: ['check'] as const,
-      registers: [registry],
-      collect() {
-        const sample = invariants.current();
-        for (const check of sample?.value ?? []) this.set({ check: check.name }, check.ok ? 0 : 1);
-      },
-    });
-    new Gauge({
-      name: 'namaskah_invariants_checked_timestamp_seconds',
-      help: 'When the invariant checks last completed (Unix time); 0 before the first run',
-      registers: [registry],
-      collect() {
-        const sample = invariants.current();
-        this.set(sample ? sample.at.getTime() / 1000 : 0);
-      },
-    });
-  }
+  const invariants = backgroundSample(deps.clock, INVARIANTS_EVERY_MS, async () =>
+    (await diagnose({ database: deps.database, clock: deps.clock, config: deps.config })).checks,
+  );
+  new Gauge({
+    name: 'namaskah_invariant_failing',
+    help: `1 while diagnose's invariant check fails, by check (run in the background every ${INVARIANTS_EVERY_MS / 60_000} min)`,
+    labelNames: ['check'] as const,
+    registers: [registry],
+    collect() {
+      const sample = invariants.current();
+      for (const check of sample?.value ?? []) this.set({ check: check.name }, check.ok ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'namaskah_invariants_checked_timestamp_seconds',
+    help: 'When the invariant checks last completed (Unix time); 0 before the first run',
+    registers: [registry],
+    collect() {
+      const sample = invariants.current();
+      this.set(sample ? sample.at.getTime() / 1000 : 0);
+    },
+  });
 
   const balances = (deps.upstreams ?? []).map((upstream) => ({
     upstream,

@@ -83,6 +83,8 @@ describe('SMS-Activate protocol answers', () => {
       rate_limited: 'RATE_LIMITED',
       idempotency_key_reused: 'IDEMPOTENCY_KEY_REUSED',
       idempotency_in_progress: 'IDEMPOTENCY_IN_PROGRESS',
+      // REQUIRE_VERIFIED_EMAIL_FOR=purchase: the protocol's word for an account that may not buy.
+      email_unverified: 'ACCOUNT_INACTIVE',
     };
     for (const code of Object.keys(errorTable) as ErrorCode[]) {
       const answer = tokenForDomainError(code, {});
