@@ -1269,7 +1269,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             url: string;
-            events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited")[];
+            events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
             description: string | null;
             enabled: boolean;
             /** @description why the engine disabled the endpoint (it keeps failing) */
@@ -4750,7 +4750,7 @@ export interface operations {
                 "application/json": {
                     /** @description https unless the server allows http; never a private address */
                     url: string;
-                    events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited")[];
+                    events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                     description?: string | null;
                     /** @default true */
                     enabled?: boolean;
@@ -4770,7 +4770,7 @@ export interface operations {
                         /** Format: uuid */
                         id: string;
                         url: string;
-                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited")[];
+                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                         description: string | null;
                         enabled: boolean;
                         /** @description why the engine disabled the endpoint (it keeps failing) */
@@ -5021,7 +5021,7 @@ export interface operations {
                 "application/json": {
                     /** @description https unless the server allows http; never a private address */
                     url?: string;
-                    events?: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited")[];
+                    events?: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                     description?: string | null;
                     enabled?: boolean;
                 };
@@ -5135,7 +5135,7 @@ export interface operations {
                         /** Format: uuid */
                         id: string;
                         url: string;
-                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited")[];
+                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                         description: string | null;
                         enabled: boolean;
                         /** @description why the engine disabled the endpoint (it keeps failing) */

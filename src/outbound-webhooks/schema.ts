@@ -6,7 +6,7 @@ import { timestamptz as at } from '../db/columns.ts';
  * through its functions). Keys, checks and foreign keys live in migrations/0011_outbound_webhooks.sql.
  */
 
-/** What a customer can subscribe to. Top-up events join this list when top-ups exist. */
+/** What a customer can subscribe to. */
 export const outboundEventTypes = [
   'verification.waiting',
   'verification.received',
@@ -14,6 +14,9 @@ export const outboundEventTypes = [
   'verification.expired',
   'verification.failed',
   'wallet.credited',
+  'top_up.credited',
+  'top_up.failed',
+  'top_up.expired',
 ] as const;
 export type OutboundEventType = (typeof outboundEventTypes)[number];
 

@@ -4,6 +4,7 @@ import { recordAudit } from '../accounts/audit.ts';
 import type { Database, Executor, Tx } from '../db/database.ts';
 import { publish } from '../events/bus.ts';
 import { creditTopUp, findTopUpCredit, takeBackFromWallet } from '../ledger/ledger.ts';
+import { recordOutboundEvent } from '../outbound-webhooks/outbox.ts';
 import { decideEvent } from './decisions.ts';
 import type { PaymentEvent } from './processor.ts';
 import {
@@ -15,6 +16,7 @@ import {
   type TopUpRow,
   type TopUpStatus,
 } from './schema.ts';
+import { topUpResource } from './top-ups.ts';
 
 /**
  * What a verified processor event does, in one transaction with its record: the event's row (whose
@@ -137,15 +139,32 @@ async function creditConfirmed(
   });
   await collectReceivables(tx, topUp.userId, now);
   await publish(tx, { userId: topUp.userId, kind: 'top_up', id: topUp.id });
+  await recordTopUpEvent(tx, topUp, 'credited', now);
   return 'credited';
 }
 
 async function setStatus(tx: Tx, topUp: TopUpRow, status: TopUpStatus, reason: string | null, now: Date): Promise<void> {
-  await tx
+  const changed = await tx
     .update(topUps)
     .set({ status, statusReason: reason, updatedAt: now })
-    .where(and(eq(topUps.id, topUp.id), eq(topUps.status, topUp.status)));
+    .where(and(eq(topUps.id, topUp.id), eq(topUps.status, topUp.status)))
+    .returning({ id: topUps.id });
   await publish(tx, { userId: topUp.userId, kind: 'top_up', id: topUp.id });
+  if (changed.length > 0 && (status === 'failed' || status === 'expired')) await recordTopUpEvent(tx, topUp, status, now);
+}
+
+/**
+ * Tells the customer's webhook endpoints what became of a top-up, in the transaction that made it
+ * so (the outbox): `top_up.credited`, `top_up.failed`, `top_up.expired`, once each per top-up.
+ */
+async function recordTopUpEvent(tx: Tx, topUp: TopUpRow, outcome: 'credited' | 'failed' | 'expired', now: Date): Promise<void> {
+  await recordOutboundEvent(tx, {
+    userId: topUp.userId,
+    type: `top_up.${outcome}`,
+    subjectId: topUp.id,
+    now,
+    data: async () => topUpResource(tx, (await tx.select().from(topUps).where(eq(topUps.id, topUp.id)))[0]!),
+  });
 }
 
 /**
@@ -253,6 +272,7 @@ export async function adoptLedgerCredit(database: Database, topUpId: string, now
       now,
     });
     await publish(tx, { userId: row.userId, kind: 'top_up', id: row.id });
+    await recordTopUpEvent(tx, row, 'credited', now);
     return true;
   });
 }

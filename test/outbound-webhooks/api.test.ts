@@ -3,9 +3,12 @@ import assert from 'node:assert/strict';
 import { Webhook } from 'standardwebhooks';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { ManualClock } from '../support/clock.ts';
-import { assertProblem, login, registerUser, type TestUser } from '../support/http.ts';
+import { randomUUID } from 'node:crypto';
+import { SANDBOX_SIGNATURE_HEADER, signSandbox, type SandboxEventType } from '../../src/payments/processors/sandbox.ts';
+import { assertProblem, call, login, registerUser, type TestUser } from '../support/http.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
 
+const PAYMENTS_SECRET = 'sandbox-payments-secret';
 const ENDPOINTS = '/v1/webhook-endpoints';
 
 describe('webhook endpoints API, with the default (strict) address rules', () => {
@@ -93,7 +96,11 @@ describe('webhook endpoints API, deliveries and re-send (WEBHOOK_ALLOW_PRIVATE f
   let receiver: WebhookReceiver;
   const clock = new ManualClock('2026-03-01T12:00:00Z');
   before(async () => {
-    app = await startTestApp({ clock, worker: false, env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true' } });
+    app = await startTestApp({
+      clock,
+      worker: false,
+      env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', SANDBOX_PAYMENTS_WEBHOOK_SECRET: PAYMENTS_SECRET },
+    });
     admin = await login(app.url, app.admin.email, app.admin.password);
     customer = await registerUser(app.url);
     receiver = await new WebhookReceiver().start();
@@ -156,5 +163,49 @@ describe('webhook endpoints API, deliveries and re-send (WEBHOOK_ALLOW_PRIVATE f
     new Webhook(rotated.body.secret).verify(after.body, afterHeaders);
     assert.throws(() => new Webhook(secret).verify(after.body, afterHeaders), /No matching signature/);
     assert.equal(JSON.parse(after.body).data.amount_minor, 2);
+  });
+
+  test('top-ups: credited and failed are each one event carrying the top-up, however often the processor says so', async () => {
+    const buyer = await registerUser(app.url);
+    const created = await buyer.client.post(ENDPOINTS, { url: receiver.url, events: ['top_up.credited', 'top_up.failed'] });
+    assert.equal(created.status, 201, created.text);
+    receiver.secrets = [created.body.secret];
+    const engine = app.server.runtime.engine;
+    const startTopUp = async (amount: number) => {
+      const answer = await buyer.client.post('/v1/top-ups', { amount_minor: amount }, { headers: { 'idempotency-key': randomUUID() } });
+      assert.equal(answer.status, 201, answer.text);
+      return answer.body as { id: string };
+    };
+    const processorSays = async (topUpId: string, amount: number, type: SandboxEventType) => {
+      const body = JSON.stringify({
+        id: `evt_sbx_${randomUUID()}`,
+        type,
+        created: Math.floor(clock.now().getTime() / 1000),
+        data: { reference: `sbx_${topUpId}`, payment_id: `sbx_pay_${topUpId}`, currency: 'USD', top_up_id: topUpId, amount_minor: amount },
+      });
+      const answer = await call(app.url, 'POST', '/webhooks/payments/sandbox', {
+        rawBody: body,
+        headers: { [SANDBOX_SIGNATURE_HEADER]: signSandbox(body, PAYMENTS_SECRET, clock.now()) },
+      });
+      assert.equal(answer.status, 200, answer.text);
+    };
+
+    const paid = await startTopUp(1500);
+    await processorSays(paid.id, 1500, 'payment.succeeded');
+    await processorSays(paid.id, 1500, 'payment.succeeded'); // a second confirmation: no second credit, no second event
+    const failed = await startTopUp(900);
+    await processorSays(failed.id, 900, 'payment.failed');
+    assert.equal(await engine.deliverWebhooks(), 2);
+    assert.equal(await engine.deliverWebhooks(), 0);
+
+    const bodies = receiver.received.slice(-2).map((r) => JSON.parse(r.body));
+    assert.deepEqual(
+      bodies.map((b) => [b.type, b.data.id, b.data.status, b.data.credited_minor]).sort(),
+      [
+        ['top_up.credited', paid.id, 'credited', 1500],
+        ['top_up.failed', failed.id, 'failed', null],
+      ].sort(),
+    );
+    assert.equal((await buyer.client.get('/v1/wallet')).body.balance_minor, 1500);
   });
 });

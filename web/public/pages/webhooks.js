@@ -13,6 +13,9 @@ const EVENT_TYPES = [
   ['verification.expired', 'Expired'],
   ['verification.failed', 'Failed'],
   ['wallet.credited', 'Wallet credited'],
+  ['top_up.credited', 'Top-up credited'],
+  ['top_up.failed', 'Top-up failed'],
+  ['top_up.expired', 'Top-up expired'],
 ];
 
 const base = (id) => `/v1/webhook-endpoints/${encodeURIComponent(id)}`;
