@@ -119,12 +119,9 @@ export class Engine {
     const claim = { workerId: this.workerId, now, leaseMs, deadAfterMs: deadAfterMs(config), limit: this.batchSize };
 
     // Deadlines first, a batch per transaction: a refund never waits behind polls or owed upstream
-    // work. Bounded per tick so the rest of the engine's work still gets its turn.
-    for (let batch = 0; batch < MAX_EXPIRY_BATCHES_PER_TICK; batch++) {
-      const due = await claimDue(database.db, { ...claim, kind: 'expire', limit: this.expireBatchSize });
-      if (due.length > 0) await this.expire(due, report);
-      if (due.length < this.expireBatchSize) break;
-    }
+    // work. Looked for again after the polls, so a deadline passing while they run waits for them
+    // only, not for the owed upstream work too.
+    await this.expireDueBatches(claim, report);
 
     const due = await claimDue(database.db, { ...claim, kind: 'poll' });
     const toPoll = due.filter((row) => row.state === 'waiting' && now < row.expiresAt);
@@ -141,6 +138,7 @@ export class Engine {
       },
     );
     if (toPoll.length > 0) await this.poll(toPoll, report);
+    await this.expireDueBatches({ ...claim, now: clock.now() }, report);
 
     const owed = await claimDue(database.db, { ...claim, kind: 'settle' });
     await eachConcurrently(owed, config.ENGINE_CONCURRENCY, async (row) => {
@@ -165,6 +163,15 @@ export class Engine {
     } catch (error) {
       this.deps.logger.error({ verification: row.id, err: error }, 'recovery failed');
       await this.retryLater(row);
+    }
+  }
+
+  /** Claims and expires rows past their deadline, a batch per transaction; bounded so the rest of a tick gets its turn. */
+  private async expireDueBatches(claim: Omit<Parameters<typeof claimDue>[1], 'kind'>, report: TickReport): Promise<void> {
+    for (let batch = 0; batch < MAX_EXPIRY_BATCHES_PER_TICK; batch++) {
+      const due = await claimDue(this.deps.database.db, { ...claim, kind: 'expire', limit: this.expireBatchSize });
+      if (due.length > 0) await this.expire(due, report);
+      if (due.length < this.expireBatchSize) break;
     }
   }
 
