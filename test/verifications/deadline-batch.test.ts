@@ -9,7 +9,7 @@ import { assertLifecycleConsistent } from '../support/lifecycle-invariants.ts';
 import { rows } from '../../src/db/database.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { webhookEndpoints } from '../../src/outbound-webhooks/schema.ts';
-import { cancelVerification, expireDue } from '../../src/verifications/flows.ts';
+import { cancelVerification, expireDue, expireVerification } from '../../src/verifications/flows.ts';
 import { loadVerification, recordMessages, type VerificationRow } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 
@@ -155,7 +155,7 @@ for (const engine of engines) {
       await assertLifecycleConsistent(h.t.database.db);
     });
 
-    test('between claim and write (injected): an SMS captured, a cancel, and another engine expiring the same rows', async () => {
+    test('between claim and write (injected): an SMS captured, a cancel, another engine and a reconcile repair on the same rows', async () => {
       faults.reset();
       const { users, bought } = await waitingBatch(1, 8, 1000);
       const [smsRow, cancelRow] = bought;
@@ -167,9 +167,12 @@ for (const engine of engines) {
         // The customer's cancel, refunded by its own transaction.
         const cancel = await cancelVerification(h.deps, (await loadVerification(h.t.database.db, cancelRow!.id))!, 'customer');
         assert.equal(cancel.kind, 'cancelled');
-        // Another engine (this one presumed dead) expires three of the rows first.
-        const other = await expireDue(h.runtime.engineDeps, takeover);
-        assert.equal(other.expired.length, 3);
+        // Another engine (this one presumed dead) expires two of the rows first.
+        const other = await expireDue(h.runtime.engineDeps, takeover.slice(0, 2));
+        assert.equal(other.expired.length, 2);
+        // The reconciler's repair of a hold past its deadline (expireVerification) takes the third.
+        const repaired = await expireVerification(h.deps, takeover[2]!, 'reconciler');
+        assert.equal(repaired?.state, 'expired');
       });
       const report = await engineWith('slow-worker', 100).tick();
       assert.equal(faults.pending('expire.checked'), false);
