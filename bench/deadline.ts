@@ -3,7 +3,8 @@ import { systemClock } from '../src/clock.ts';
 import { ManualClock } from '../test/support/clock.ts';
 import { loadConfig, type Config } from '../src/config.ts';
 import type { AppContext } from '../src/context.ts';
-import { openDatabase, type Database } from '../src/db/database.ts';
+import { openDatabase, rows, type Database } from '../src/db/database.ts';
+import { sql, type SQL } from 'drizzle-orm';
 import { createLogger } from '../src/logging.ts';
 import { checkLedgerInvariants } from '../src/ops/invariants.ts';
 import { checkLifecycleInvariants } from '../src/ops/lifecycle-checks.ts';
@@ -13,14 +14,14 @@ import { loadVerification } from '../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../src/verifications/purchase.ts';
 import { createVerificationRuntime } from '../src/runtime.ts';
 import type { BenchReport } from './report.ts';
-import { createScratch, dropScratch, withClient } from './support/postgres.ts';
+import { createScratch, dropScratch } from './support/postgres.ts';
 import { createCustomers, type BenchCustomer } from './support/seed.ts';
 import { envInt, formatLoad, LoadSampler, log, median, percentileSorted, round, sleep, table, type LoadReport } from './support/stats.ts';
 
 /**
  * deadline — N verifications (10,000 by default) waiting at once, all with the same deadline, then
  * the real background engine (`startWorker`, default ENGINE_TICK_MS / POLL_INTERVAL_MS, real clock)
- * expires them. The target (docs/architecture.md, "Performance targets"): refunds within expires_at + 60 s at p99.
+ * expires them. The target (issue 14, docs/architecture.md): refunds within expires_at + 5 s at p99, + 10 s at most.
  *
  * The verifications are bought through the lifecycle's own purchase function in this process,
  * with a clock held still at the start of the batch so every one of them shares one deadline (the
@@ -29,7 +30,8 @@ import { envInt, formatLoad, LoadSampler, log, median, percentileSorted, round, 
  * (cancelled again) just before. The engine starts when the batch is complete and polls the
  * waiting rows until their deadline, as it would in production.
  */
-const TARGET_P99_SECONDS = 60;
+const TARGET_P99_SECONDS = 5;
+const TARGET_MAX_SECONDS = 10;
 const PRICE_MINOR = 50; // the sandbox catalogue's price for test_timeout
 
 interface DeadlineRound {
@@ -49,6 +51,12 @@ interface DeadlineRound {
   verified: string[];
   problems: string[];
   load: LoadReport;
+}
+
+/** A statement with $1… placeholders as a drizzle query, so the same text runs on both drivers. */
+function withParams(text: string, params: unknown[]): SQL {
+  const pieces = text.split(/\$(\d+)/);
+  return sql.join(pieces.map((piece, i) => (i % 2 === 0 ? sql.raw(piece) : sql`${params[Number(piece) - 1]}`)));
 }
 
 async function buy(
@@ -95,20 +103,24 @@ async function oneRound(index: number, options: {
   margin: number;
   timeoutSeconds: number;
   workers: number;
+  engine: 'postgres' | 'pglite';
 }): Promise<DeadlineRound> {
   const fundsMinor = 1_000_000;
   const prefix = randomBytes(4).toString('hex');
-  const url = await createScratch();
+  const embedded = options.engine === 'pglite';
+  const url = embedded ? undefined : await createScratch();
   const problems: string[] = [];
   const base = {
-    DATABASE_URL: url,
+    ...(url ? { DATABASE_URL: url } : {}),
     PROVIDER: 'sandbox',
     LOG_LEVEL: 'warn',
     SANDBOX_FAILURE_RATE: '0',
     MAX_ACTIVE_VERIFICATIONS: '10000',
     PURCHASES_PER_MINUTE: '100000',
   };
+  // Embedded: one in-memory PGlite shared by the buyers and the engine, as in one `serve` process.
   const database = await openDatabase({ databaseUrl: url, poolSize: Math.max(4, options.concurrency) });
+  const query = <T>(text: string, params: unknown[] = []) => rows<T>(database.db, withParams(text, params));
   try {
     const setupConfig = loadConfig(base);
     await prepareDatabase(database, setupConfig, new Date());
@@ -150,10 +162,7 @@ async function oneRound(index: number, options: {
     const deadline = new Date(clock.now().getTime() + ttl * 1000);
     const batch = await buy(database, config, clock, customers, { count: options.count, concurrency: options.concurrency, prefix });
     if (batch.failures.length) problems.push(`${batch.failures.length} purchases failed: ${batch.failures.slice(0, 3).join('; ')}`);
-    const waitingAtStart = await withClient(url, async (client) => {
-      const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM verifications WHERE state = 'waiting'");
-      return Number(rows[0]!.n);
-    });
+    const waitingAtStart = Number((await query<{ n: string }>("SELECT count(*) AS n FROM verifications WHERE state = 'waiting'"))[0]!.n);
     const leadSeconds = (deadline.getTime() - Date.now()) / 1000;
     log(`deadline: round ${index}: ${waitingAtStart} waiting after ${round(batch.seconds)} s (${round(batch.rows.length / batch.seconds)}/s); engine starts ${round(leadSeconds)} s before the deadline`);
     if (leadSeconds < 0) problems.push(`the batch overran its deadline by ${round(-leadSeconds)} s: delays include time before the engine started`);
@@ -162,15 +171,22 @@ async function oneRound(index: number, options: {
     const sampler = new LoadSampler();
     const logger = createLogger({ LOG_LEVEL: 'warn', LOG_FILE: undefined }, { destination: process.stderr });
     const workers = [];
-    for (let w = 0; w < options.workers; w++) workers.push(await startWorker(config, { logger }));
+    for (let w = 0; w < options.workers; w++) {
+      if (!embedded) {
+        workers.push(await startWorker(config, { logger }));
+        continue;
+      }
+      const runtime = createVerificationRuntime({ config, database, clock: systemClock, logger }, { workerId: `bench-engine-${w}` });
+      runtime.engine.start();
+      workers.push({ close: () => runtime.engine.stop() });
+    }
     const waitingAfter: Record<string, number> = {};
     const marks = [0, 15, 30, 60, 90, 120];
     const giveUp = deadline.getTime() + options.timeoutSeconds * 1000;
     try {
-      await withClient(url, async (client) => {
+      await (async () => {
         for (;;) {
-          const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM verifications WHERE state = 'waiting'");
-          const waiting = Number(rows[0]!.n);
+          const waiting = Number((await query<{ n: string }>("SELECT count(*) AS n FROM verifications WHERE state = 'waiting'"))[0]!.n);
           const since = (Date.now() - deadline.getTime()) / 1000;
           for (const mark of marks) if (since >= mark && !(String(mark) in waitingAfter)) waitingAfter[String(mark)] = waiting;
           if (waiting === 0 && since >= 0) {
@@ -184,29 +200,29 @@ async function oneRound(index: number, options: {
           }
           await sleep(500);
         }
-      });
+      })();
     } finally {
       for (const worker of workers) await worker.close();
     }
     const load = sampler.stop();
 
     // Delays, measured in the database: resolved_at − expires_at of every verification of the batch.
-    const delays = await withClient(url, async (client) => {
-      const { rows } = await client.query<{ d: number; state: string }>(
+    const delays = await (async () => {
+      const found = await query<{ d: number; state: string }>(
         `SELECT extract(epoch FROM resolved_at - expires_at)::float8 AS d, state FROM verifications
          WHERE expires_at = $1 AND resolved_at IS NOT NULL`,
         [deadline],
       );
-      const notExpired = rows.filter((r) => r.state !== 'expired').length;
+      const notExpired = found.filter((r) => r.state !== 'expired').length;
       if (notExpired) problems.push(`${notExpired} verifications of the batch ended other than expired`);
-      return rows.map((r) => Number(r.d)).sort((a, b) => a - b);
-    });
+      return found.map((r) => Number(r.d)).sort((a, b) => a - b);
+    })();
     if (delays.length !== batch.rows.length) problems.push(`${batch.rows.length - delays.length} verifications of the batch were never resolved`);
 
     // Money: every hold of the batch released as expired, nothing charged, every wallet exact.
     const verified: string[] = [];
-    await withClient(url, async (client) => {
-      const holds = await client.query<{ unresolved: string; expired: string; other: string; charges: string }>(
+    await (async () => {
+      const holds = await query<{ unresolved: string; expired: string; other: string; charges: string }>(
         `SELECT count(*) FILTER (WHERE r.hold_id IS NULL) AS unresolved,
                 count(*) FILTER (WHERE r.outcome = 'expired') AS expired,
                 count(*) FILTER (WHERE r.outcome <> 'expired') AS other,
@@ -215,21 +231,21 @@ async function oneRound(index: number, options: {
          WHERE v.expires_at = $1`,
         [deadline],
       );
-      const h = holds.rows[0]!;
+      const h = holds[0]!;
       if (Number(h.unresolved) || Number(h.other) || Number(h.charges)) {
         problems.push(`holds: ${h.unresolved} unresolved, ${h.other} resolved other than expired, ${h.charges} charges`);
       } else {
         verified.push(`all ${h.expired} holds released as expired, no charge`);
       }
-      const wallets = await client.query<{ wrong: string; total: string }>(
+      const wallets = await query<{ wrong: string; total: string }>(
         `SELECT count(*) FILTER (WHERE posted_minor <> $1 OR held_minor <> 0) AS wrong, count(*) AS total
          FROM ledger_accounts WHERE kind = 'wallet'`,
         [fundsMinor],
       );
-      const w = wallets.rows[0]!;
+      const w = wallets[0]!;
       if (Number(w.wrong)) problems.push(`${w.wrong} of ${w.total} wallets are not back to exactly ${fundsMinor} posted, 0 held`);
       else verified.push(`all ${w.total} wallets exactly ${fundsMinor} posted, 0 held`);
-    });
+    })();
     const checks = [...(await checkLedgerInvariants(database.db)), ...(await checkLifecycleInvariants(database.db, new Date()))];
     const failed = checks.filter((c) => !c.ok);
     if (failed.length) problems.push(`invariants failed: ${failed.map((c) => c.detail).join('; ')}`);
@@ -259,7 +275,7 @@ async function oneRound(index: number, options: {
     };
   } finally {
     await database.close();
-    await dropScratch();
+    if (!embedded) await dropScratch();
   }
 }
 
@@ -273,6 +289,7 @@ export async function benchDeadline(): Promise<BenchReport> {
     margin: 1.2,
     timeoutSeconds: Math.max(60, envInt('BENCH_DEADLINE_TIMEOUT_SECONDS', 600)),
     workers: Math.max(1, envInt('BENCH_DEADLINE_WORKERS', 1)),
+    engine: process.env.BENCH_DEADLINE_ENGINE === 'pglite' ? ('pglite' as const) : ('postgres' as const),
   };
   const results: DeadlineRound[] = [];
   for (let index = 1; index <= rounds; index++) {
@@ -288,14 +305,14 @@ export async function benchDeadline(): Promise<BenchReport> {
   const drain = median(results.map((r) => r.drain_seconds));
   const rate = median(results.map((r) => r.refunds_per_second));
   const clean = results.every((r) => r.problems.length === 0);
-  const met = p99 <= TARGET_P99_SECONDS && clean;
+  const met = p99 <= TARGET_P99_SECONDS && drain <= TARGET_MAX_SECONDS && clean;
 
   const markdown = [
     `### deadline`,
     ``,
-    `PostgreSQL: ${options.count} verifications (service test_timeout, price ${PRICE_MINOR}) bought through the lifecycle's purchase function ` +
+    `${options.engine === 'pglite' ? 'PGlite (embedded, in memory; buyers and engine in one process)' : 'PostgreSQL'}: ${options.count} verifications (service test_timeout, price ${PRICE_MINOR}) bought through the lifecycle's purchase function ` +
       `(${options.concurrency} at a time, ${options.customers} customers) with one shared deadline, then ${options.workers} real engine ` +
-      `(\`startWorker\`, default ENGINE_TICK_MS 500 / POLL_INTERVAL_MS 3000 / batch 100, real clock) polls and expires them. ` +
+      `(\`startWorker\`, default ENGINE_TICK_MS 500 / POLL_INTERVAL_MS 3000 / batch 100, deadline batches of 500, real clock) polls and expires them. ` +
       `Delay = resolved_at − expires_at, from the database. A fresh scratch database per round.`,
     ``,
     table(
@@ -315,7 +332,7 @@ export async function benchDeadline(): Promise<BenchReport> {
     ),
     ``,
     `**Median over rounds: refund delay median ${med} s, p99 ${p99} s, drain ${drain} s, ${rate} refunds/s** ` +
-      `(target p99 ≤ ${TARGET_P99_SECONDS} s: ${met ? 'met' : 'NOT met'}).`,
+      `(target p99 ≤ ${TARGET_P99_SECONDS} s, max ≤ ${TARGET_MAX_SECONDS} s: ${met ? 'met' : 'NOT met'}).`,
     ``,
     `Checked after every round: ${results.map((r) => (r.problems.length ? `round ${r.round}: PROBLEMS — ${r.problems.join('; ')}` : `round ${r.round}: ${r.verified.join('; ')}`)).join(' | ')}.`,
     ``,
@@ -324,8 +341,8 @@ export async function benchDeadline(): Promise<BenchReport> {
   return {
     name: 'deadline',
     ok: met,
-    summary: `deadline: ${options.count} waiting at once → refund delay median ${med} s, p99 ${p99} s, drain ${drain} s (target p99 ≤ ${TARGET_P99_SECONDS} s: ${met ? 'met' : 'missed'})`,
+    summary: `deadline: ${options.count} waiting at once → refund delay median ${med} s, p99 ${p99} s, drain ${drain} s (target p99 ≤ ${TARGET_P99_SECONDS} s, max ≤ ${TARGET_MAX_SECONDS} s: ${met ? 'met' : 'missed'})`,
     markdown,
-    data: { settings: options, rounds: results, median: { delay_median: med, delay_p99: p99, drain, refunds_per_second: rate }, target_p99_seconds: TARGET_P99_SECONDS, met },
+    data: { settings: options, rounds: results, median: { delay_median: med, delay_p99: p99, drain, refunds_per_second: rate }, target_p99_seconds: TARGET_P99_SECONDS, target_max_seconds: TARGET_MAX_SECONDS, met },
   };
 }

@@ -15,7 +15,7 @@ import { log, machine, round } from './support/stats.ts';
  *   BENCH_ROUNDS (3), BENCH_SECONDS (15), BENCH_CONCURRENCY (32), BENCH_CUSTOMERS (200),
  *   BENCH_PGLITE_ROUNDS (= rounds; 0 skips PGlite), BENCH_PURCHASE_API_ONLY (1; 0 skips the serve --no-worker window);
  *   BENCH_DEADLINE_VERIFICATIONS (2000; the target's figure is 10000), BENCH_DEADLINE_ROUNDS,
- *   BENCH_DEADLINE_WORKERS (1); BENCH_VERIFICATIONS (ops: 200000; the target's figure is 1000000),
+ *   BENCH_DEADLINE_WORKERS (1), BENCH_DEADLINE_ENGINE (postgres | pglite); BENCH_VERIFICATIONS (ops: 200000; the target's figure is 1000000),
  *   BENCH_KEEP_DATABASE (ops: 1 keeps the data); BENCH_PG_URL (admin connection, default
  *   postgres://postgres@127.0.0.1:5432/test), BENCH_PG_DATABASE (scratch database, namaskah_bench);
  *   BENCH_SERVER_NODE_ARGS (extra node flags for the server child, e.g. --cpu-prof);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, deadAfterMs, forgetWorker, heartbeat, releaseAllLeases, releaseLease } from './queue.ts';
-import { checkUpstream, expireVerification, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
+import { claimDue, deadAfterMs, forgetWorker, heartbeat, releaseAllLeases, releaseLease, releaseLeases } from './queue.ts';
+import { checkUpstream, expireDue, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
@@ -15,6 +15,8 @@ import { WebhookDelivery, type WebhookDeliveryOptions } from './webhook-delivery
 export interface EngineOptions {
   workerId?: string;
   batchSize?: number;
+  /** Rows expired per transaction at their deadline (default 500). */
+  expireBatchSize?: number;
   /** How customers' webhooks are sent (the resolver and jitter tests inject). */
   webhooks?: WebhookDeliveryOptions;
 }
@@ -30,6 +32,7 @@ export interface TickReport {
 export class Engine {
   readonly workerId: string;
   private readonly batchSize: number;
+  private readonly expireBatchSize: number;
   readonly webhooks: WebhookDelivery;
   private timer?: NodeJS.Timeout;
   private pulse?: NodeJS.Timeout;
@@ -45,6 +48,7 @@ export class Engine {
   ) {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.batchSize = options.batchSize ?? 100;
+    this.expireBatchSize = options.expireBatchSize ?? 500;
     this.webhooks = new WebhookDelivery(deps, this.workerId, options.webhooks);
   }
 
@@ -114,20 +118,27 @@ export class Engine {
     const leaseMs = config.LEASE_SECONDS * 1000;
     const claim = { workerId: this.workerId, now, leaseMs, deadAfterMs: deadAfterMs(config), limit: this.batchSize };
 
+    // Deadlines first, a batch per transaction: a refund never waits behind polls or owed upstream
+    // work. Looked for again after the polls, so a deadline passing while they run waits for them
+    // only, not for the owed upstream work too.
+    await this.expireDueBatches(claim, report);
+
     const due = await claimDue(database.db, { ...claim, kind: 'poll' });
     const toPoll = due.filter((row) => row.state === 'waiting' && now < row.expiresAt);
+    const toExpire = due.filter((row) => row.state === 'waiting' && now >= row.expiresAt);
+    if (toExpire.length > 0) await this.expire(toExpire, report);
     // Rows are independent (each is leased to this worker and changed by compare-and-set), so a
     // batch is worked on several at a time: upstream round trips overlap instead of queueing.
     await eachConcurrently(
-      due.filter((row) => !toPoll.includes(row)),
+      due.filter((row) => row.state === 'pending' || row.state === 'expired'),
       config.ENGINE_CONCURRENCY,
       async (row) => {
         if (row.state === 'pending') await this.recover(row, report);
-        else if (row.state === 'expired') await this.watchLate(row);
-        else await this.expire(row, report);
+        else await this.watchLate(row);
       },
     );
     if (toPoll.length > 0) await this.poll(toPoll, report);
+    await this.expireDueBatches({ ...claim, now: clock.now() }, report);
 
     const owed = await claimDue(database.db, { ...claim, kind: 'settle' });
     await eachConcurrently(owed, config.ENGINE_CONCURRENCY, async (row) => {
@@ -155,15 +166,26 @@ export class Engine {
     }
   }
 
-  private async expire(row: VerificationRow, report: TickReport): Promise<void> {
+  /** Claims and expires rows past their deadline, a batch per transaction; bounded so the rest of a tick gets its turn. */
+  private async expireDueBatches(claim: Omit<Parameters<typeof claimDue>[1], 'kind'>, report: TickReport): Promise<void> {
+    for (let batch = 0; batch < MAX_EXPIRY_BATCHES_PER_TICK; batch++) {
+      const due = await claimDue(this.deps.database.db, { ...claim, kind: 'expire', limit: this.expireBatchSize });
+      if (due.length > 0) await this.expire(due, report);
+      if (due.length < this.expireBatchSize) break;
+    }
+  }
+
+  /** Expires claimed rows past their deadline in one batch; rows another actor settled first are given back. */
+  private async expire(rows: VerificationRow[], report: TickReport): Promise<void> {
     try {
-      const after = await expireVerification(this.deps, row);
-      if (after?.state === 'expired') report.expired++;
-      if (after?.state === 'received') report.captured++;
-      await releaseLease(this.deps.database.db, row.id, this.workerId, { nextCheckAt: null });
+      const { expired, captured } = await expireDue(this.deps, rows);
+      report.expired += expired.length;
+      report.captured += captured;
+      const done = new Set(expired.map((row) => row.id));
+      await releaseLeases(this.deps.database.db, rows.filter((row) => !done.has(row.id)).map((row) => row.id), this.workerId);
     } catch (error) {
-      this.deps.logger.error({ verification: row.id, err: error }, 'expiry failed');
-      await this.retryLater(row);
+      this.deps.logger.error({ verifications: rows.length, err: error }, 'deadline batch failed');
+      for (const row of rows) await this.retryLater(row);
     }
   }
 
@@ -245,6 +267,9 @@ export class Engine {
     }
   }
 }
+
+/** At most this many deadline batches per tick (5,000 rows at the default batch size). */
+const MAX_EXPIRY_BATCHES_PER_TICK = 10;
 
 /** A beat every second, or five per ENGINE_DEAD_AFTER_SECONDS when that is shorter (never under 200 ms). */
 export function heartbeatEveryMs(deadAfterSeconds: number): number {

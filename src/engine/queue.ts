@@ -1,4 +1,4 @@
-import { and, eq, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import type { Config } from '../config.ts';
 import type { Executor } from '../db/database.ts';
 import { rows } from '../db/database.ts';
@@ -12,7 +12,7 @@ import { engineWorkers } from './schema.ts';
  * worker dies its rows come back as soon as the lease lapses. Handlers are idempotent, so a row
  * processed twice after a crash is harmless.
  */
-export type DueKind = 'poll' | 'settle';
+export type DueKind = 'expire' | 'poll' | 'settle';
 
 interface ClaimedRow {
   id: string;
@@ -39,12 +39,14 @@ export async function claimDue(
   options: { workerId: string; now: Date; leaseMs: number; deadAfterMs: number; limit: number; kind: DueKind },
 ): Promise<VerificationRow[]> {
   const leaseUntil = new Date(options.now.getTime() + options.leaseMs);
-  const due =
-    options.kind === 'poll'
-      ? sql`state IN ('pending', 'waiting', 'expired') AND next_check_at <= ${options.now}
-            AND (state <> 'pending' OR purchase_until IS NULL OR purchase_until <= ${options.now})`
-      : sql`upstream_status IN ('cancel_owed', 'finish_owed') AND upstream_next_at <= ${options.now}`;
-  const order = options.kind === 'poll' ? sql`next_check_at` : sql`upstream_next_at`;
+  const due = {
+    // Waiting rows past their deadline: the deadline batch (the poll schedule never passes a deadline).
+    expire: sql`state = 'waiting' AND next_check_at <= ${options.now} AND expires_at <= ${options.now}`,
+    poll: sql`state IN ('pending', 'waiting', 'expired') AND next_check_at <= ${options.now}
+            AND (state <> 'pending' OR purchase_until IS NULL OR purchase_until <= ${options.now})`,
+    settle: sql`upstream_status IN ('cancel_owed', 'finish_owed') AND upstream_next_at <= ${options.now}`,
+  }[options.kind];
+  const order = options.kind === 'settle' ? sql`upstream_next_at` : sql`next_check_at`;
   const claimed = await rows<ClaimedRow>(
     ex,
     sql`UPDATE verifications SET lease_owner = ${options.workerId}, lease_until = ${leaseUntil}
@@ -79,6 +81,15 @@ export async function releaseLease(
       checkFailures: next.checkFailures,
     })
     .where(and(eq(verifications.id, id), eq(verifications.leaseOwner, workerId)));
+}
+
+/** Gives rows back as they are (their next_check_at kept): a batch's rows another actor settled first. */
+export async function releaseLeases(ex: Executor, ids: readonly string[], workerId: string): Promise<void> {
+  if (ids.length === 0) return;
+  await ex
+    .update(verifications)
+    .set({ leaseOwner: null, leaseUntil: null })
+    .where(and(inArray(verifications.id, [...ids]), eq(verifications.leaseOwner, workerId)));
 }
 
 export async function heartbeat(ex: Executor, workerId: string, now: Date): Promise<void> {

@@ -20,6 +20,14 @@ export async function publish(ex: Executor, event: BusEvent): Promise<void> {
   await ex.execute(sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify(event)})`);
 }
 
+/** Many events in one statement (a batch of transitions), each delivered as publish would. */
+export async function publishMany(ex: Executor, events: readonly BusEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  // One JSON parameter (not an array) so both drivers, pg and PGlite, pass it alike.
+  const payloads = JSON.stringify(events.map((e) => JSON.stringify(e)));
+  await ex.execute(sql`SELECT pg_notify(${EVENTS_CHANNEL}, e) FROM json_array_elements_text(${payloads}::json) AS e`);
+}
+
 type Listener = (event: BusEvent) => void;
 
 /** Fans database notifications out to the in-process subscribers of each user. */

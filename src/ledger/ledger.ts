@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { firstRow, pgConstraint, pgErrorCode, rows, type Executor } from '../db/database.ts';
 import { pageOf, type Keyset } from '../db/keyset.ts';
-import { publish } from '../events/bus.ts';
+import { publish, publishMany } from '../events/bus.ts';
 import { toMinor, type Minor } from '../money.ts';
 import { recordOutboundEvent } from '../outbound-webhooks/outbox.ts';
 import { LedgerError } from './errors.ts';
@@ -103,6 +103,12 @@ function translate(error: unknown): never {
  */
 async function walletMoved(ex: Executor, userId: string | null): Promise<void> {
   if (userId) await publish(ex, { userId, kind: 'wallet', id: userId });
+}
+
+/** walletMoved for many movements in one statement: each wallet announced once. */
+async function walletsMoved(ex: Executor, userIds: readonly (string | null)[]): Promise<void> {
+  const owners = [...new Set(userIds.filter((id): id is string => id !== null))];
+  await publishMany(ex, owners.map((userId) => ({ userId, kind: 'wallet' as const, id: userId })));
 }
 
 /** Creates the installation's system accounts once. */
@@ -421,6 +427,38 @@ async function releaseHold(ex: Executor, request: ResolveRequest & { outcome: 'v
     translate(error);
   }
   await walletMoved(ex, hold.userId);
+}
+
+/**
+ * Releases many holds at once with one outcome and one reason (the engine's deadline batch): one
+ * statement inserts every resolution, in account order so two batches never lock wallets in
+ * opposite orders; the per-row triggers move each balance, and the resolution's primary key still
+ * allows one resolution per hold (one already resolved fails the whole batch, and so its
+ * transaction). Each wallet moved is announced once. Returns the holds released.
+ */
+export async function releaseHolds(
+  ex: Executor,
+  request: { holdIds: readonly string[]; outcome: 'voided' | 'expired'; actor: string; reason: string; now: Date },
+): Promise<number> {
+  if (request.holdIds.length === 0) return 0;
+  let released: { user_id: string | null }[];
+  try {
+    released = await rows<{ user_id: string | null }>(
+      ex,
+      sql`WITH resolved AS (
+            INSERT INTO ledger_hold_resolutions (hold_id, outcome, actor, reason, created_at)
+            SELECT h.id, ${request.outcome}, ${request.actor}, ${request.reason}, ${request.now}
+            FROM ledger_holds h WHERE h.id IN (SELECT value::uuid FROM json_array_elements_text(${JSON.stringify(request.holdIds)}::json))
+            ORDER BY h.account_id, h.id
+            RETURNING hold_id)
+          SELECT a.user_id FROM resolved r JOIN ledger_holds h ON h.id = r.hold_id JOIN ledger_accounts a ON a.id = h.account_id`,
+    );
+  } catch (error) {
+    translate(error);
+  }
+  if (released.length !== new Set(request.holdIds).size) throw new LedgerError('unknown_hold', 'some holds of the batch do not exist');
+  await walletsMoved(ex, released.map((r) => r.user_id));
+  return released.length;
 }
 
 export function voidHold(ex: Executor, request: ResolveRequest): Promise<void> {

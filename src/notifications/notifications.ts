@@ -1,7 +1,7 @@
 import { and, desc, eq, isNull, sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
 import { pageOf, type Keyset } from '../db/keyset.ts';
-import { publish } from '../events/bus.ts';
+import { publish, publishMany } from '../events/bus.ts';
 import { notifications, type NotificationKind } from './schema.ts';
 
 /**
@@ -9,23 +9,37 @@ import { notifications, type NotificationKind } from './schema.ts';
  * unique (verification, kind) constraint makes "exactly one code notice and one refund notice"
  * a database fact even when a transition is retried.
  */
-export async function notify(
-  ex: Executor,
-  input: { userId: string; verificationId: string | null; kind: NotificationKind; title: string; body: string; now: Date },
-): Promise<void> {
+export interface Notice {
+  userId: string;
+  verificationId: string | null;
+  kind: NotificationKind;
+  title: string;
+  body: string;
+  now: Date;
+}
+
+export async function notify(ex: Executor, input: Notice): Promise<void> {
+  await notifyMany(ex, [input]);
+}
+
+/** notify for many notices in one insert (a batch of transitions); each new one is published. */
+export async function notifyMany(ex: Executor, inputs: readonly Notice[]): Promise<void> {
+  if (inputs.length === 0) return;
   const inserted = await ex
     .insert(notifications)
-    .values({
-      userId: input.userId,
-      verificationId: input.verificationId,
-      kind: input.kind,
-      title: input.title,
-      body: input.body,
-      createdAt: input.now,
-    })
+    .values(
+      inputs.map((input) => ({
+        userId: input.userId,
+        verificationId: input.verificationId,
+        kind: input.kind,
+        title: input.title,
+        body: input.body,
+        createdAt: input.now,
+      })),
+    )
     .onConflictDoNothing()
-    .returning({ id: notifications.id });
-  if (inserted[0]) await publish(ex, { userId: input.userId, kind: 'notification', id: inserted[0].id });
+    .returning({ id: notifications.id, userId: notifications.userId });
+  await publishMany(ex, inserted.map((n) => ({ userId: n.userId, kind: 'notification' as const, id: n.id })));
 }
 
 /** An account notice (new sign-in, new API key, password changed): no verification, never deduplicated. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import type { Executor } from '../db/database.ts';
 import { outboundWebhookDeliveries, outboundWebhookEvents, webhookEndpoints, type OutboundEventType } from './schema.ts';
 
@@ -28,21 +28,44 @@ export function newEventId(): string {
  * type. Without such an endpoint nothing is written. Returns the event id, if one was written.
  */
 export async function recordOutboundEvent(ex: Executor, event: OutboundEvent): Promise<string | undefined> {
+  const [id] = await recordOutboundEvents(ex, [event]);
+  return id;
+}
+
+/**
+ * recordOutboundEvent for many changes in one transaction (a batch of transitions): the same rows,
+ * with one query for the endpoints of every customer concerned and one insert per table. Returns
+ * the ids written, in the order of `events` (undefined where nothing was written).
+ */
+export async function recordOutboundEvents(ex: Executor, events: readonly OutboundEvent[]): Promise<(string | undefined)[]> {
+  if (events.length === 0) return [];
+  const users = [...new Set(events.map((e) => e.userId))];
   const endpoints = await ex
-    .select({ id: webhookEndpoints.id })
+    .select({ id: webhookEndpoints.id, userId: webhookEndpoints.userId, events: webhookEndpoints.events })
     .from(webhookEndpoints)
-    .where(and(eq(webhookEndpoints.userId, event.userId), eq(webhookEndpoints.enabled, true), sql`${event.type} = ANY(${webhookEndpoints.events})`));
-  if (endpoints.length === 0) return undefined;
-  const id = newEventId();
-  const body = JSON.stringify({ id, type: event.type, created_at: event.now.toISOString(), data: await event.data() });
-  const [inserted] = await ex
+    .where(and(inArray(webhookEndpoints.userId, users), eq(webhookEndpoints.enabled, true)));
+  const written: (string | undefined)[] = events.map(() => undefined);
+  const rows: (typeof outboundWebhookEvents.$inferInsert & { endpoints: string[]; index: number })[] = [];
+  for (const [index, event] of events.entries()) {
+    const subscribed = endpoints.filter((e) => e.userId === event.userId && e.events.includes(event.type)).map((e) => e.id);
+    if (subscribed.length === 0) continue;
+    const id = newEventId();
+    const body = JSON.stringify({ id, type: event.type, created_at: event.now.toISOString(), data: await event.data() });
+    rows.push({ id, userId: event.userId, type: event.type, subjectId: event.subjectId, body, createdAt: event.now, endpoints: subscribed, index });
+  }
+  if (rows.length === 0) return written;
+  const inserted = await ex
     .insert(outboundWebhookEvents)
-    .values({ id, userId: event.userId, type: event.type, subjectId: event.subjectId, body, createdAt: event.now })
+    .values(rows.map(({ endpoints: _endpoints, index: _index, ...row }) => row))
     .onConflictDoNothing()
     .returning({ id: outboundWebhookEvents.id });
-  if (!inserted) return undefined;
-  await ex.insert(outboundWebhookDeliveries).values(
-    endpoints.map((e) => ({ endpointId: e.id, eventId: id, status: 'pending' as const, nextAttemptAt: event.now, createdAt: event.now, updatedAt: event.now })),
-  );
-  return id;
+  const kept = new Set(inserted.map((r) => r.id));
+  const deliveries = rows
+    .filter((r) => kept.has(r.id!))
+    .flatMap((r) =>
+      r.endpoints.map((endpointId) => ({ endpointId, eventId: r.id!, status: 'pending' as const, nextAttemptAt: r.createdAt!, createdAt: r.createdAt!, updatedAt: r.createdAt! })),
+    );
+  if (deliveries.length > 0) await ex.insert(outboundWebhookDeliveries).values(deliveries);
+  for (const r of rows) if (kept.has(r.id!)) written[r.index] = r.id!;
+  return written;
 }

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { isProviderError, type OrderCheck, type ProviderMessage, type ProviderOrder } from '../providers/provider.ts';
 import {
   assignNumber,
@@ -9,11 +10,12 @@ import {
   raiseUpstreamAlarm,
   recordMessages,
   transition,
+  transitionMany,
   type CaptureResult,
   type LifecycleDeps,
   type VerificationRow,
 } from './lifecycle.ts';
-import type { Actor } from './schema.ts';
+import { verifications, type Actor } from './schema.ts';
 import { lookUpPurchase, requestUpstreamCancel, settlementAfterCancel, type UpstreamSettlement } from './settlement.ts';
 
 /**
@@ -151,6 +153,63 @@ export async function expireVerification(deps: LifecycleDeps, row: VerificationR
       })) ?? current
     );
   });
+}
+
+/**
+ * The deadline in bulk: the engine's claimed rows that are waiting past their deadline, expired in
+ * one transaction (transitionMany: a compare-and-set on the rows still waiting and due), every hold
+ * released and the upstream cancel owed, done later by settlement at the upstream's pace. The
+ * refund never waits for an upstream call. The last look for an SMS is one list call where the
+ * upstream has one; a row it shows a message for is recorded one at a time (captured when in time,
+ * else stored late and expired). Without a list call the late watch after expiry looks instead:
+ * an SMS found then is shown, never charged. Returns the rows expired here.
+ */
+export async function expireDue(
+  deps: LifecycleDeps,
+  list: readonly VerificationRow[],
+  actor: Actor = 'sweeper',
+): Promise<{ expired: VerificationRow[]; captured: number }> {
+  let due = list.filter((row) => row.state === 'waiting' && row.expiresAt.getTime() <= deps.clock.now().getTime());
+  let captured = 0;
+  if (due.length === 0) return { expired: [], captured };
+  if (deps.provider.checkMany && !deps.breaker.isOpen()) {
+    const checks = await lastLook(deps, due);
+    for (const row of due) {
+      const check = checks?.get(row.providerOrderId!);
+      if (!check) continue;
+      await noticeCheck(deps, row, check);
+      if (check.messages.length > 0 && (await recordMessages(deps, row.id, check.messages, actor))?.captured) captured++;
+    }
+  }
+  await fault(deps, 'expire.checked');
+  await fault(deps, 'expire.upstream_done');
+
+  const now = deps.clock.now();
+  due = due.filter((row) => row.expiresAt.getTime() <= now.getTime());
+  const expired = await deps.database.transaction((tx) =>
+    transitionMany(tx, due, 'expired', {
+      actor,
+      reason: 'no SMS before the deadline',
+      now,
+      // Still due: a row whose deadline moved is not this batch's to expire.
+      where: sql`${verifications.expiresAt} <= ${now}`,
+      // The late watch starts at once (the engine's next claim): an SMS the batch did not look for
+      // is shown to the customer as soon as it is read, free.
+      set: { upstreamStatus: 'cancel_owed', upstreamNextAt: now, nextCheckAt: now },
+    }),
+  );
+  return { expired, captured };
+}
+
+/** The upstream's list of active orders for a batch, or undefined when it could not be asked (logged). */
+async function lastLook(deps: LifecycleDeps, list: readonly VerificationRow[]): Promise<Map<string, OrderCheck> | undefined> {
+  try {
+    return await deps.provider.checkMany!(list.map(orderRef));
+  } catch (error) {
+    if (!isProviderError(error)) throw error;
+    deps.logger.warn({ err: error, verifications: list.length }, 'last look before the deadline batch failed');
+    return undefined;
+  }
 }
 
 /**

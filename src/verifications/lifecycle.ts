@@ -1,16 +1,16 @@
-import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { pgConstraint, pgErrorCode, type Database, type Executor, type Tx } from '../db/database.ts';
-import { publish } from '../events/bus.ts';
-import { expireHold, postHold, voidHold } from '../ledger/ledger.ts';
-import { notify } from '../notifications/notifications.ts';
+import { publish, publishMany } from '../events/bus.ts';
+import { expireHold, postHold, releaseHolds, voidHold } from '../ledger/ledger.ts';
+import { notify, notifyMany, type Notice } from '../notifications/notifications.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
 import type { Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
 import { formatMinor } from '../money.ts';
-import { recordOutboundEvent } from '../outbound-webhooks/outbox.ts';
+import { recordOutboundEvent, recordOutboundEvents, type OutboundEvent } from '../outbound-webhooks/outbox.ts';
 import type { OutboundEventType } from '../outbound-webhooks/schema.ts';
 import { verificationEvents, verificationMessages, verifications, type Actor, type UpstreamAlarm, type UpstreamStatus, type VerificationState } from './schema.ts';
 import { viewOf } from './resource.ts';
@@ -70,16 +70,9 @@ export async function transition(
 ): Promise<VerificationRow | undefined> {
   const move = holdMoveFor(row.state, to);
   if (!move) throw new Error(`illegal transition ${row.state} → ${to} for verification ${row.id}`);
-  const terminal = isTerminal(to);
   const [updated] = await tx
     .update(verifications)
-    .set({
-      ...(terminal ? { nextCheckAt: null, leaseOwner: null, leaseUntil: null, purchaseUntil: null } : {}),
-      ...change.set,
-      state: to,
-      updatedAt: change.now,
-      resolvedAt: terminal ? change.now : null,
-    })
+    .set(columnsFor(to, change))
     .where(and(eq(verifications.id, row.id), eq(verifications.state, row.state)))
     .returning();
   if (!updated) return undefined;
@@ -89,56 +82,110 @@ export async function transition(
   if (move === 'void') await voidHold(tx, ledgerRequest);
   if (move === 'expire') await expireHold(tx, ledgerRequest);
 
-  await tx.insert(verificationEvents).values({
-    verificationId: row.id,
-    fromState: row.state,
-    toState: to,
-    actor: change.actor,
-    reason: change.reason,
-    createdAt: change.now,
-  });
-  await announce(tx, updated, change);
+  await tx.insert(verificationEvents).values(eventOf(row.state, updated, change));
+  await announce(tx, [updated], change);
   // The customer's webhook event, in the outbox of this transaction: one per state change, with
   // the verification as the API shows it after the change (its events give receivers the order).
-  await recordOutboundEvent(tx, {
-    userId: updated.userId,
-    type: `verification.${to}` as OutboundEventType,
-    subjectId: updated.id,
-    now: change.now,
-    data: () => viewOf(tx, updated),
-  });
+  await recordOutboundEvent(tx, outboundOf(tx, updated, change));
   return updated;
+}
+
+/**
+ * transition() for many rows in one transaction: the engine's deadline batch. Every row must be in
+ * the same state and the move must release the hold (a capture stays one at a time). The
+ * compare-and-set is one UPDATE on the rows still in that state (and matching `where`, e.g. still
+ * due); the rest were taken by another actor and are left alone. The winners get the same hold
+ * release, audit event, notification, live events and outbox rows as transition() writes, in one
+ * statement per table. Returns the rows moved.
+ */
+export async function transitionMany(
+  tx: Tx,
+  list: readonly VerificationRow[],
+  to: VerificationState,
+  change: TransitionChange & { where?: SQL },
+): Promise<VerificationRow[]> {
+  if (list.length === 0) return [];
+  const from = list[0]!.state;
+  if (list.some((r) => r.state !== from)) throw new Error('a batch transition needs rows in one state');
+  const move = holdMoveFor(from, to);
+  if (move !== 'void' && move !== 'expire') throw new Error(`no batch transition ${from} → ${to}`);
+  const updated = await tx
+    .update(verifications)
+    .set(columnsFor(to, change))
+    .where(and(inArray(verifications.id, list.map((r) => r.id)), eq(verifications.state, from), change.where))
+    .returning();
+  if (updated.length === 0) return [];
+  await releaseHolds(tx, {
+    holdIds: updated.map((r) => r.holdId),
+    outcome: move === 'void' ? 'voided' : 'expired',
+    actor: change.actor,
+    reason: `${to}: ${change.reason}`,
+    now: change.now,
+  });
+  await tx.insert(verificationEvents).values(updated.map((r) => eventOf(from, r, change)));
+  await announce(tx, updated, change);
+  await recordOutboundEvents(tx, updated.map((r) => outboundOf(tx, r, change)));
+  return updated;
+}
+
+/** The columns a transition sets: the new state, and the end of all engine work on a terminal one. */
+function columnsFor(to: VerificationState, change: TransitionChange) {
+  const terminal = isTerminal(to);
+  return {
+    ...(terminal ? { nextCheckAt: null, leaseOwner: null, leaseUntil: null, purchaseUntil: null } : {}),
+    ...change.set,
+    state: to,
+    updatedAt: change.now,
+    resolvedAt: terminal ? change.now : null,
+  };
+}
+
+function eventOf(from: VerificationState, row: VerificationRow, change: TransitionChange) {
+  return { verificationId: row.id, fromState: from, toState: row.state, actor: change.actor, reason: change.reason, createdAt: change.now };
+}
+
+function outboundOf(tx: Tx, row: VerificationRow, change: TransitionChange): OutboundEvent {
+  return { userId: row.userId, type: `verification.${row.state}` as OutboundEventType, subjectId: row.id, now: change.now, data: () => viewOf(tx, row) };
 }
 
 /** The customer's notice that a price came back to their balance (one per verification, by constraint). */
 export async function notifyRefund(tx: Tx, row: VerificationRow, amountMinor: number, now: Date): Promise<void> {
-  await notify(tx, {
+  await notify(tx, refundNotice(row, amountMinor, now));
+}
+
+function refundNotice(row: VerificationRow, amountMinor: number, now: Date): Notice {
+  return {
     userId: row.userId,
     verificationId: row.id,
     kind: 'refund_issued',
     title: `Refund for ${row.service}`,
     body: `${formatMinor(amountMinor, row.currency)} returned to your balance (${row.state}).`,
     now,
-  });
+  };
 }
 
-async function announce(tx: Tx, row: VerificationRow, change: TransitionChange): Promise<void> {
-  const price = formatMinor(row.priceMinor, row.currency);
-  if (row.state === 'received') {
-    await notify(tx, {
-      userId: row.userId,
-      verificationId: row.id,
-      kind: 'code_received',
-      title: `Code received for ${row.service}`,
-      body: row.code ? `Your code is ${row.code}. ${price} charged.` : `A message arrived. ${price} charged.`,
-      now: change.now,
-    });
+/** What the customer is told of a transition: in-app notices and the live event, for each row. */
+async function announce(tx: Tx, list: readonly VerificationRow[], change: TransitionChange): Promise<void> {
+  const notices: Notice[] = [];
+  for (const row of list) {
+    if (row.state === 'received') {
+      const price = formatMinor(row.priceMinor, row.currency);
+      notices.push({
+        userId: row.userId,
+        verificationId: row.id,
+        kind: 'code_received',
+        title: `Code received for ${row.service}`,
+        body: row.code ? `Your code is ${row.code}. ${price} charged.` : `A message arrived. ${price} charged.`,
+        now: change.now,
+      });
+    }
+    // A purchase that fails while the customer waits for the answer is told in that answer; a
+    // refund issued later (cancel, deadline, background recovery) gets a notification.
+    const laterRefund = row.state === 'cancelled' || row.state === 'expired' || (row.state === 'failed' && change.actor !== 'customer');
+    if (laterRefund) notices.push(refundNotice(row, row.priceMinor, change.now));
   }
-  // A purchase that fails while the customer waits for the answer is told in that answer; a
-  // refund issued later (cancel, deadline, background recovery) gets a notification.
-  const laterRefund = row.state === 'cancelled' || row.state === 'expired' || (row.state === 'failed' && change.actor !== 'customer');
-  if (laterRefund) await notifyRefund(tx, row, row.priceMinor, change.now);
-  await publish(tx, { userId: row.userId, kind: 'verification', id: row.id });
+  await notifyMany(tx, notices);
+  await publishMany(tx, list.map((row) => ({ userId: row.userId, kind: 'verification' as const, id: row.id })));
 }
 
 export async function lockVerification(tx: Tx, id: string): Promise<VerificationRow | undefined> {

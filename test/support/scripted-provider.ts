@@ -114,6 +114,21 @@ export class ScriptedProvider implements Provider {
   }
 }
 
+/** A scripted provider that can also list its active orders in one call (checkMany), like SMS-Activate. */
+export class ListingScriptedProvider extends ScriptedProvider {
+  listCalls = 0;
+  /** Called inside every list call, before it answers: a test holds it open or changes the world. */
+  onList: () => Promise<void> | void = () => {};
+  async checkMany(orders: OrderRef[]): Promise<Map<string, OrderCheck>> {
+    this.listCalls++;
+    if (this.outage) throw this.outage();
+    await this.onList();
+    const checks = new Map<string, OrderCheck>();
+    for (const order of orders) checks.set(order.providerOrderId, await this.onCheck(order));
+    return checks;
+  }
+}
+
 /** A promise with its resolve/reject exposed: lets a test hold an upstream call open and release it later. */
 export interface Deferred<T> {
   promise: Promise<T>;

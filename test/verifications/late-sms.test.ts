@@ -6,7 +6,7 @@ import { startTestApp, type TestApp } from '../support/app.ts';
 import { login, registerUser, type TestUser } from '../support/http.ts';
 import { ManualClock } from '../support/clock.ts';
 import { lifecycleHarness, type LifecycleHarness } from '../support/lifecycle.ts';
-import { ScriptedProvider } from '../support/scripted-provider.ts';
+import { ListingScriptedProvider, ScriptedProvider } from '../support/scripted-provider.ts';
 import { assertLifecycleConsistent, verificationMoney } from '../support/lifecycle-invariants.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 import { loadVerification, recordMessages, type VerificationRow } from '../../src/verifications/lifecycle.ts';
@@ -71,6 +71,31 @@ for (const engine of engines) {
     });
   });
 
+  describe(`late SMS with an upstream that lists its active orders [${engine}]`, () => {
+    let h: LifecycleHarness;
+    let provider: ListingScriptedProvider;
+    before(async () => {
+      provider = new ListingScriptedProvider();
+      h = await lifecycleHarness(engine, { provider });
+    });
+    after(() => h.dispose());
+
+    test('an SMS the upstream stamped before the deadline is captured by the batch\'s last look, even when read after it', async () => {
+      const user = await h.customer(1000);
+      const out = await purchaseVerification(h.deps, { userId: user, idempotencyKey: randomUUID(), service: 'test_timeout' });
+      const row = out.row;
+      provider.deliver(row.providerOrderId!, 'Your code is 654321', '654321', row.expiresAt);
+      h.clock.set(new Date(row.expiresAt.getTime() + 30_000));
+      const report = await h.runtime.engine.tick();
+      assert.deepEqual([report.captured, report.expired], [1, 0]);
+      assert.equal(provider.listCalls, 1);
+      const money = await verificationMoney(h.t.database.db, row.id);
+      assert.deepEqual([money.state, money.chargedMinor, money.lateMessages], ['received', 50, 0]);
+      assert.deepEqual(await h.wallet(user), [950, 0, 950]);
+      await assertLifecycleConsistent(h.t.database.db);
+    });
+  });
+
   describe(`late SMS on every path of the lifecycle [${engine}]`, () => {
     let h: LifecycleHarness;
     let provider: ScriptedProvider;
@@ -107,17 +132,15 @@ for (const engine of engines) {
       assert.equal((await loadVerification(h.t.database.db, row.id))?.upstreamStatus, 'completed');
     });
 
-    test('an SMS the upstream stamped before the deadline is captured even when read after it', async () => {
+    test('an SMS stamped before the deadline that the deadline batch did not look for (no list call): shown, never charged', async () => {
       const user = await h.customer(1000);
       const row = await waiting(user);
       provider.deliver(row.providerOrderId!, 'Your code is 654321', '654321', row.expiresAt);
       h.clock.set(new Date(row.expiresAt.getTime() + 30_000));
       const report = await h.runtime.engine.tick();
-      assert.equal(report.captured, 1);
-      const money = await verificationMoney(h.t.database.db, row.id);
-      assert.deepEqual([money.state, money.chargedMinor, money.lateMessages], ['received', 50, 0]);
-      assert.deepEqual(await h.wallet(user), [950, 0, 950]);
-      await assertLifecycleConsistent(h.t.database.db);
+      // The refund does not wait for a look upstream; the late watch finds the SMS in the same tick.
+      assert.deepEqual([report.captured, report.expired], [0, 1]);
+      await assertExpiredFree(row.id, user);
     });
 
     test('a webhook after the deadline with an SMS stamped after it: stored late, the row expires at once', async () => {
