@@ -104,7 +104,7 @@ for (const engine of engines) {
     }
 
     /** The verification's audit trail as `state/actor` steps. */
-    const trail = (v: { events: { to: string; actor: string }[] }) => v.events.map((e) => `${e.to}/${e.actor}`);
+    const trail = (v: { events: { from: string | null; to: string; actor: string; reason: string | null }[] }) => v.events.map((e) => `${e.to}/${e.actor}`);
 
     async function history(c: ProtocolCustomer): Promise<[string, number][]> {
       const page = await c.user.client.get('/v1/wallet/transactions');
@@ -209,7 +209,11 @@ for (const engine of engines) {
       assert.deepEqual(await walletOf(c.user), [1000, 0, 1000]);
       const v = await verificationOf(c, id);
       assert.equal(v.state, 'expired');
-      assert.deepEqual(trail(v), ['pending/customer', 'waiting/customer', 'expired/sweeper']);
+      // The state changes, then the owed upstream cancel's answer, recorded in the same history.
+      assert.deepEqual(trail(v), ['pending/customer', 'waiting/customer', 'expired/sweeper', 'expired/sweeper']);
+      const settled = v.events.at(-1)!;
+      assert.equal(settled.from, 'expired');
+      assert.equal(settled.reason, 'owed upstream cancel settled: cancelled');
       const [hold] = await rows<{ outcome: string }>(
         app.ctx.database.db,
         sql`SELECT outcome FROM ledger_hold_outcomes WHERE verification_id = ${v.id}`,
