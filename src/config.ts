@@ -26,6 +26,10 @@ export const configSchema = z.object({
   PROVIDER_TIMEOUT_MS: int(100, 120_000).default(10_000),
   BREAKER_FAILURE_THRESHOLD: int(1, 1000).default(5),
   BREAKER_HALF_OPEN_AFTER_MS: int(100, 3_600_000).default(30_000),
+  // Below this balance at an upstream (minor units), admins are alerted once per crossing; 0: no alert
+  // unless set per provider on the Upstreams page.
+  UPSTREAM_BALANCE_LOW_MINOR: int(0).default(0),
+  UPSTREAM_BALANCE_CHECK_SECONDS: int(5, 86_400).default(300),
 
   TEXTVERIFIED_BASE_URL: z.string().url().default('https://www.textverified.com'),
   TEXTVERIFIED_API_USERNAME: optionalText,

@@ -3,6 +3,7 @@ import { Engine } from './engine/engine.ts';
 import type { WebhookDeliveryOptions } from './engine/webhook-delivery.ts';
 import { EventHub } from './events/bus.ts';
 import { createBreaker, withBreaker, type ProviderBreaker } from './providers/breaker.ts';
+import { LiveProviderControls } from './providers/controls.ts';
 import type { Provider } from './providers/provider.ts';
 import { createProvider } from './providers/registry.ts';
 import type { LifecycleDeps } from './verifications/lifecycle.ts';
@@ -24,6 +25,8 @@ export interface VerificationRuntime {
   upstream: Provider;
   engine: Engine;
   hub: EventHub;
+  /** The operator's per-provider switches, kept fresh in this process once started (the server starts it). */
+  controls: LiveProviderControls;
 }
 
 export function createVerificationRuntime(
@@ -35,12 +38,16 @@ export function createVerificationRuntime(
     failureThreshold: ctx.config.BREAKER_FAILURE_THRESHOLD,
     halfOpenAfterMs: ctx.config.BREAKER_HALF_OPEN_AFTER_MS,
   });
+  const controls = new LiveProviderControls(ctx.database, {
+    onError: (error) => ctx.logger.warn({ err: error }, 'could not re-read the provider controls'),
+  });
   const deps: LifecycleDeps = {
     database: ctx.database,
     clock: ctx.clock,
     config: ctx.config,
     provider: withBreaker(upstream, breaker),
     breaker,
+    controls,
     logger: ctx.logger,
     faults: options.faults,
   };
@@ -48,5 +55,13 @@ export function createVerificationRuntime(
     ...deps,
     provider: withBreaker(upstream, breaker, { callTimeoutMs: ctx.config.PROVIDER_TIMEOUT_MS }),
   };
-  return { deps, engineDeps, breaker, upstream, engine: new Engine(engineDeps, { workerId: options.workerId, webhooks: options.webhooks }), hub: new EventHub() };
+  return {
+    deps,
+    engineDeps,
+    breaker,
+    upstream,
+    engine: new Engine(engineDeps, { workerId: options.workerId, webhooks: options.webhooks, upstreams: [upstream] }),
+    hub: new EventHub(),
+    controls,
+  };
 }

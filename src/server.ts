@@ -193,6 +193,9 @@ export async function startServer(config: Config, options: StartServerOptions = 
     // Every API instance listens, so live events reach customers whichever process made the change.
     await runtime.hub.start(database);
     cleanups.push(() => runtime.hub.stop());
+    // The kill switch: every API process keeps the operator's provider modes fresh (within a second).
+    await runtime.controls.start();
+    cleanups.push(() => runtime.controls.stop());
 
     const metrics = createMetricsRegistry();
     registerDomainMetrics(metrics, { database, clock, config, breakers: [runtime.breaker], upstreams: [runtime.upstream] });

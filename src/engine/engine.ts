@@ -6,6 +6,8 @@ import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } fr
 import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
 import { WebhookDelivery, type WebhookDeliveryOptions } from './webhook-delivery.ts';
+import { checkUpstreamBalances, type BalanceCheckResult } from './upstream-balances.ts';
+import type { Provider } from '../providers/provider.ts';
 
 /**
  * The background engine: polls waiting verifications, expires them at their deadline, recovers
@@ -19,6 +21,8 @@ export interface EngineOptions {
   expireBatchSize?: number;
   /** How customers' webhooks are sent (the resolver and jitter tests inject). */
   webhooks?: WebhookDeliveryOptions;
+  /** The upstreams whose balance is read every UPSTREAM_BALANCE_CHECK_SECONDS for the low-balance alert (without their breakers). */
+  upstreams?: readonly Provider[];
 }
 
 export interface TickReport {
@@ -40,6 +44,9 @@ export class Engine {
   private running?: Promise<unknown>;
   private webhookTimer?: NodeJS.Timeout;
   private delivering?: Promise<unknown>;
+  private balanceTimer?: NodeJS.Timeout;
+  private checkingBalances?: Promise<unknown>;
+  private readonly upstreams: readonly Provider[];
   private stopped = true;
 
   constructor(
@@ -50,6 +57,12 @@ export class Engine {
     this.batchSize = options.batchSize ?? 100;
     this.expireBatchSize = options.expireBatchSize ?? 500;
     this.webhooks = new WebhookDelivery(deps, this.workerId, options.webhooks);
+    this.upstreams = options.upstreams ?? [];
+  }
+
+  /** Reads each upstream's balance and raises the low-balance alert on a crossing (engine/upstream-balances.ts). */
+  checkBalances(): Promise<BalanceCheckResult[]> {
+    return checkUpstreamBalances(this.deps, this.upstreams);
   }
 
   start(): void {
@@ -69,6 +82,16 @@ export class Engine {
       if (!this.stopped) this.webhookTimer = setTimeout(webhookLoop, this.deps.config.ENGINE_TICK_MS);
     };
     this.webhookTimer = setTimeout(webhookLoop, 0);
+    if (this.upstreams.length > 0) {
+      const balanceCheck = () => {
+        this.checkingBalances ??= this.checkBalances()
+          .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'upstream balance check failed'))
+          .finally(() => (this.checkingBalances = undefined));
+      };
+      balanceCheck();
+      this.balanceTimer = setInterval(balanceCheck, this.deps.config.UPSTREAM_BALANCE_CHECK_SECONDS * 1000);
+      this.balanceTimer.unref();
+    }
     // The heartbeat runs beside the ticks: a tick waiting on slow upstreams must not look dead, and
     // a killed worker falls silent within a beat, so the others take its rows over in seconds.
     this.pulse = setInterval(() => {
@@ -84,7 +107,8 @@ export class Engine {
     if (this.timer) clearTimeout(this.timer);
     if (this.webhookTimer) clearTimeout(this.webhookTimer);
     if (this.pulse) clearInterval(this.pulse);
-    await Promise.all([this.running, this.delivering]);
+    if (this.balanceTimer) clearInterval(this.balanceTimer);
+    await Promise.all([this.running, this.delivering, this.checkingBalances]);
     await this.beating;
     try {
       await releaseAllLeases(this.deps.database.db, this.workerId);

@@ -1,7 +1,7 @@
 import { pgTable, text, uuid } from 'drizzle-orm/pg-core';
 import { timestamptz } from '../db/columns.ts';
 
-export const notificationKinds = ['code_received', 'refund_issued', 'webhook_endpoint_disabled', 'account_security'] as const;
+export const notificationKinds = ['code_received', 'refund_issued', 'webhook_endpoint_disabled', 'account_security', 'upstream_balance_low'] as const;
 export type NotificationKind = (typeof notificationKinds)[number];
 
 /** In-app notifications; only src/notifications writes them. */

@@ -1,3 +1,4 @@
+import type { ProviderControls } from '../providers/controls.ts';
 import { and, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import type { Logger } from 'pino';
@@ -31,6 +32,8 @@ export interface LifecycleDeps {
   /** The provider, already wrapped in its breaker. */
   provider: Provider;
   breaker: ProviderBreaker;
+  /** The operator's per-provider switches (src/providers/controls.ts); absent: every provider sells. */
+  controls?: ProviderControls;
   logger: Logger;
   /** Test seam: called at named points between phases; a throw there simulates a crash. */
   faults?: (point: FaultPoint) => void | Promise<void>;

@@ -96,6 +96,7 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
       if (activity.recent >= config.PURCHASES_PER_MINUTE) {
         throw new DomainError('rate_limited', `at most ${config.PURCHASES_PER_MINUTE} purchases per minute`, {}, { 'Retry-After': '60' });
       }
+      if (deps.controls?.isDisabled(offer.provider)) throw new DomainError('provider_unavailable', 'this service cannot be bought right now; you were not charged');
       if (deps.breaker.isOpen()) {
         throw new DomainError('provider_unavailable', 'the number provider is unavailable right now; you were not charged', {}, {
           'Retry-After': String(Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000)),
