@@ -214,6 +214,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
       passwords: options.passwords,
       metrics,
       healthChecks,
+      upstreams: [{ provider: runtime.upstream, breaker: runtime.breaker }],
       ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
     });
     cleanups.push(() => app.close());

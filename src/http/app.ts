@@ -18,6 +18,7 @@ import type { PaymentProcessors } from '../payments/processor.ts';
 import { createPaymentProcessors } from '../payments/registry.ts';
 import type { PaymentDeps } from '../payments/top-ups.ts';
 import type { LifecycleDeps } from '../verifications/lifecycle.ts';
+import type { UpstreamHandle } from '../ops/upstreams.ts';
 import { installAuthentication, type OpsCredential } from './auth.ts';
 import { installInputGuard } from './input-guard.ts';
 import { createMetricsRegistry, installHttpMetrics } from './metrics.ts';
@@ -46,6 +47,8 @@ declare module 'fastify' {
     metrics: Registry;
     /** Checks reported by GET /health besides the database; read on every request, so entries may be added later. */
     healthChecks: Record<string, HealthCheck>;
+    /** The configured upstreams (without breakers) with their breakers, for the operator's Upstreams page. */
+    upstreams: readonly UpstreamHandle[];
   }
 }
 
@@ -63,6 +66,8 @@ export interface BuildAppOptions {
   ops?: OpsCredential;
   /** The dashboard's static files; default web/public when it exists, false to serve none. */
   staticDir?: string | false;
+  /** The configured upstreams, without their breakers (default: the lifecycle's provider). */
+  upstreams?: readonly UpstreamHandle[];
 }
 
 const API_TAGS = [
@@ -148,6 +153,7 @@ export function buildApp(ctx: AppContext, options: BuildAppOptions): FastifyInst
   } satisfies AccountDeps);
   app.decorate('metrics', options.metrics ?? createMetricsRegistry());
   app.decorate('healthChecks', options.healthChecks ?? {});
+  app.decorate('upstreams', options.upstreams ?? [{ provider: options.lifecycle.provider, breaker: options.lifecycle.breaker }]);
 
   app.register(fastifyCookie);
   app.register(fastifyHelmet, {

@@ -207,6 +207,22 @@ export function registerDomainMetrics(registry: Registry, deps: DomainMetricsDep
     },
   });
 
+  new Gauge({
+    name: 'namaskah_upstream_balance_low',
+    help: "1 while our balance at the upstream is below the operator's threshold (UPSTREAM_BALANCE_LOW_MINOR or the provider's own), as the engine last read it; 0 otherwise",
+    labelNames: ['provider'] as const,
+    registers: [registry],
+    async collect() {
+      const found = await rows<{ provider: string; low: boolean }>(
+        deps.database.db,
+        sql`SELECT provider, balance_low_since IS NOT NULL AS low FROM provider_controls`,
+      );
+      this.reset();
+      for (const upstream of deps.upstreams ?? []) this.set({ provider: upstream.name }, 0);
+      for (const r of found) this.set({ provider: r.provider }, r.low ? 1 : 0);
+    },
+  });
+
   new Counter({
     name: 'namaskah_upstream_alarms_total',
     help: 'Upstream answers an operator should look at, by alarm: order_id_reused (a seller gave a purchase an order id it had already given another), completed_without_sms (a seller said an order was completed while we saw no SMS)',

@@ -31,6 +31,8 @@ export type ProviderControlRow = typeof providerControls.$inferSelect;
 export interface ProviderControls {
   /** True while the operator has the provider disabled or draining. */
   isDisabled(provider: string): boolean;
+  /** Re-reads the modes now (after a change made in this process). */
+  refresh?(): Promise<void>;
 }
 
 /** Every change is announced here (inside its transaction), so every process re-reads at once. */

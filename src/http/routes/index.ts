@@ -5,6 +5,7 @@ import adminBackupRoutes from './admin-backup.ts';
 import adminCreditRoutes from './admin-credit.ts';
 import adminMailRoutes from './admin-mail.ts';
 import adminOpsRoutes from './admin-ops.ts';
+import adminUpstreamRoutes from './admin-upstreams.ts';
 import adminUserRoutes from './admin-users.ts';
 import adminVerificationRoutes from './admin-verifications.ts';
 import apiKeyRoutes from './api-keys.ts';
@@ -54,6 +55,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     errorRoutes,
     adminVerificationRoutes,
     adminOpsRoutes,
+    adminUpstreamRoutes,
     adminBackupRoutes,
     webhookRoutes,
     webhookEndpointRoutes,

@@ -1,15 +1,38 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listOffers } from '../../catalogue/catalogue.ts';
+import { cachedDeliveryStats, deliveryStats, STATS_MIN_SAMPLE, statsKey } from '../../catalogue/stats.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { MinorUnits } from '../../money.ts';
 import { Security } from '../schemas.ts';
 
-/** GET /v1/services: the catalogue with customer prices. */
+export const DeliveryStatsSchema = z
+  .object({
+    sample_size: z.number().int().describe('verifications of this offer that finished in the last 24 hours'),
+    success_rate: z
+      .number()
+      .min(0)
+      .max(1)
+      .nullable()
+      .describe(`share of them that received a code (0–1); null with fewer than ${STATS_MIN_SAMPLE} finished: too few to tell`),
+    median_seconds_to_code: z
+      .number()
+      .int()
+      .nullable()
+      .describe(`median seconds from purchase to code among those received; null with fewer than ${STATS_MIN_SAMPLE} finished or none received`),
+  })
+  .describe('How this offer delivered over the last 24 hours');
+
+export function statsResource(s: { sampleSize: number; successRate: number | null; medianSecondsToCode: number | null }) {
+  return { sample_size: s.sampleSize, success_rate: s.successRate, median_seconds_to_code: s.medianSecondsToCode };
+}
+
+/** GET /v1/services: the catalogue with customer prices and how each offer delivered lately. */
 const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
   const { ctx } = app;
   const provider = app.lifecycle.provider.name;
+  const stats = cachedDeliveryStats(ctx.clock);
   app.get('/v1/services', {
     preValidation: requireUser,
     schema: {
@@ -28,16 +51,23 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
               price_minor: MinorUnits,
               currency: z.string(),
               available: z.boolean(),
+              last_24h: DeliveryStatsSchema,
             }),
           ),
         }),
         ...problemResponses(400, 401),
       },
-      answers: { 200: { description: 'The offers with customer prices; `available: false` ones cannot be bought now' } },
+      answers: {
+        200: {
+          description:
+            'The offers with customer prices and their success rate and median time to code over the last 24 hours; `available: false` ones cannot be bought now',
+        },
+      },
     },
     handler: async (request) => {
       await requireUser(request);
       const offers = await listOffers(ctx.database.db, provider, request.query.country);
+      const recent = new Map((await stats(ctx.database.db)).map((r) => [statsKey(r.service, r.country), r]));
       return {
         services: offers.map((o) => ({
           service: o.service,
@@ -46,6 +76,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
           price_minor: o.priceMinor,
           currency: ctx.config.CURRENCY,
           available: o.enabled,
+          last_24h: statsResource(recent.get(statsKey(o.service, o.country)) ?? deliveryStats(0, 0, null)),
         })),
       };
     },
