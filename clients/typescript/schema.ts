@@ -696,6 +696,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/upstreams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Each upstream: mode, breaker, balance, delivery over the last 24 hours, owed cancels, margins */
+        get: operations["adminListUpstreams"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/upstreams/{provider}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Enable, disable (kill switch) or drain an upstream; set its low-balance threshold */
+        put: operations["adminChangeUpstream"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/backup": {
         parameters: {
             query?: never;
@@ -962,7 +996,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             /** @enum {string} */
-            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security";
+            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security" | "upstream_balance_low";
             verification_id: string | null;
             title: string;
             body: string;
@@ -3401,7 +3435,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The offers with customer prices; `available: false` ones cannot be bought now */
+            /** @description The offers with customer prices and their success rate and median time to code over the last 24 hours; `available: false` ones cannot be bought now */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3416,6 +3450,15 @@ export interface operations {
                             price_minor: number;
                             currency: string;
                             available: boolean;
+                            /** @description How this offer delivered over the last 24 hours */
+                            last_24h: {
+                                /** @description verifications of this offer that finished in the last 24 hours */
+                                sample_size: number;
+                                /** @description share of them that received a code (0–1); null with fewer than 10 finished: too few to tell */
+                                success_rate: number | null;
+                                /** @description median seconds from purchase to code among those received; null with fewer than 10 finished or none received */
+                                median_seconds_to_code: number | null;
+                            };
                         }[];
                     };
                 };
@@ -4559,6 +4602,252 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ReconcileReport"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    adminListUpstreams: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every configured upstream and every other one the data knows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        upstreams: {
+                            provider: string;
+                            /** @description false: known only from the data (its orders still settle), not in the configuration */
+                            configured: boolean;
+                            /**
+                             * @description enabled sells; disabled (the kill switch) and draining sell nothing new; existing orders settle in every mode
+                             * @enum {string}
+                             */
+                            mode: "enabled" | "disabled" | "draining";
+                            /** @description the admin who last changed the mode or threshold */
+                            changed_by: string | null;
+                            changed_at: string | null;
+                            /** @description this process's breaker for the provider; null when not configured */
+                            breaker: ("closed" | "open" | "half_open" | "isolated") | null;
+                            balance: {
+                                /** @description null when the upstream does not state it */
+                                amount_minor: number | null;
+                                currency: string;
+                                read_at: string;
+                                /** @description false: the upstream did not answer now; this is the last balance read */
+                                live: boolean;
+                            } | null;
+                            /** @description the low-balance threshold in force (0: no alert) */
+                            balance_low_minor: number | 0;
+                            balance_low: boolean;
+                            cancels_owed: {
+                                count: number;
+                                /** @description at most this much is owed back by the upstream (the cost caps of those orders) */
+                                value_minor: number;
+                            };
+                            offers: {
+                                service: string;
+                                country: string;
+                                /** @description null: no longer in the catalogue */
+                                enabled: boolean | null;
+                                price_minor: number | null;
+                                cost_minor: number | null;
+                                /** @description price − cost */
+                                margin_minor: number | null;
+                                /** @description How this offer delivered over the last 24 hours */
+                                last_24h: {
+                                    /** @description verifications of this offer that finished in the last 24 hours */
+                                    sample_size: number;
+                                    /** @description share of them that received a code (0–1); null with fewer than 10 finished: too few to tell */
+                                    success_rate: number | null;
+                                    /** @description median seconds from purchase to code among those received; null with fewer than 10 finished or none received */
+                                    median_seconds_to_code: number | null;
+                                };
+                            }[];
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    adminChangeUpstream: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    mode?: "enabled" | "disabled" | "draining";
+                    /** @description null: back to UPSTREAM_BALANCE_LOW_MINOR */
+                    balance_low_minor?: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The upstream after the change (every process stops or resumes its purchases within a second) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        upstream: {
+                            provider: string;
+                            /** @description false: known only from the data (its orders still settle), not in the configuration */
+                            configured: boolean;
+                            /**
+                             * @description enabled sells; disabled (the kill switch) and draining sell nothing new; existing orders settle in every mode
+                             * @enum {string}
+                             */
+                            mode: "enabled" | "disabled" | "draining";
+                            /** @description the admin who last changed the mode or threshold */
+                            changed_by: string | null;
+                            changed_at: string | null;
+                            /** @description this process's breaker for the provider; null when not configured */
+                            breaker: ("closed" | "open" | "half_open" | "isolated") | null;
+                            balance: {
+                                /** @description null when the upstream does not state it */
+                                amount_minor: number | null;
+                                currency: string;
+                                read_at: string;
+                                /** @description false: the upstream did not answer now; this is the last balance read */
+                                live: boolean;
+                            } | null;
+                            /** @description the low-balance threshold in force (0: no alert) */
+                            balance_low_minor: number | 0;
+                            balance_low: boolean;
+                            cancels_owed: {
+                                count: number;
+                                /** @description at most this much is owed back by the upstream (the cost caps of those orders) */
+                                value_minor: number;
+                            };
+                            offers: {
+                                service: string;
+                                country: string;
+                                /** @description null: no longer in the catalogue */
+                                enabled: boolean | null;
+                                price_minor: number | null;
+                                cost_minor: number | null;
+                                /** @description price − cost */
+                                margin_minor: number | null;
+                                /** @description How this offer delivered over the last 24 hours */
+                                last_24h: {
+                                    /** @description verifications of this offer that finished in the last 24 hours */
+                                    sample_size: number;
+                                    /** @description share of them that received a code (0–1); null with fewer than 10 finished: too few to tell */
+                                    success_rate: number | null;
+                                    /** @description median seconds from purchase to code among those received; null with fewer than 10 finished or none received */
+                                    median_seconds_to_code: number | null;
+                                };
+                            }[];
+                        };
+                    };
                 };
             };
             /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
