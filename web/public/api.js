@@ -110,6 +110,7 @@ export async function request(method, path, options = {}) {
 export const api = {
   get: async (path, options) => (await request('GET', path, options)).data,
   post: async (path, body, options = {}) => (await request('POST', path, { ...options, body: body ?? {} })).data,
+  put: async (path, body, options = {}) => (await request('PUT', path, { ...options, body: body ?? {} })).data,
   delete: async (path, options) => (await request('DELETE', path, options)).data,
 };
 

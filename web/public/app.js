@@ -25,6 +25,7 @@ const routes = [
   { pattern: /^\/admin\/users$/, page: 'admin-users', title: 'Users', admin: true },
   { pattern: /^\/admin\/verifications$/, page: 'admin-verifications', title: 'All verifications', admin: true },
   { pattern: /^\/admin\/ops$/, page: 'admin-ops', title: 'Operations', admin: true },
+  { pattern: /^\/admin\/upstreams$/, page: 'admin-upstreams', title: 'Upstreams', admin: true },
   { pattern: /^\/admin\/mail$/, page: 'admin-mail', title: 'Mail outbox', admin: true },
 ];
 
@@ -42,6 +43,7 @@ const ADMIN_NAV = [
   { href: '#/admin/users', label: 'Users' },
   { href: '#/admin/verifications', label: 'Verifications' },
   { href: '#/admin/ops', label: 'Ops' },
+  { href: '#/admin/upstreams', label: 'Upstreams' },
   { href: '#/admin/mail', label: 'Mail' },
 ];
 

@@ -13,6 +13,28 @@ import { pageHeader, errorBox, loading, emptyState } from '../ui.js';
 
 const RECENT_MS = 30 * 60 * 1000;
 
+function percent(rate) {
+  return `${Math.round(rate * 100)} %`;
+}
+
+/** " · 82 % success" in the picker, nothing while there is too little to tell. */
+function successShort(offer) {
+  const rate = offer.last_24h?.success_rate;
+  return rate === null || rate === undefined ? '' : ` · ${percent(rate)} success`;
+}
+
+/** How the offer delivered over the last 24 hours, in words; too few finished is said as such, never 0 %. */
+function deliveryText(stats) {
+  if (!stats) return '';
+  if (stats.success_rate === null) {
+    return stats.sample_size
+      ? `Last 24 hours: only ${stats.sample_size} finished — too few to show a success rate.`
+      : 'Last 24 hours: no finished verifications yet — no success rate to show.';
+  }
+  const median = stats.median_seconds_to_code === null ? '' : `, median ${stats.median_seconds_to_code} s to the code`;
+  return `Last 24 hours: ${percent(stats.success_rate)} of ${stats.sample_size} got a code${median}.`;
+}
+
 export async function render(main, ctx) {
   main.append(
     pageHeader(
@@ -26,6 +48,7 @@ export async function render(main, ctx) {
   const price = h('output', { class: 'price-value', id: 'price', for: 'service country', 'aria-live': 'off' }, '—');
   const stock = h('span', { class: 'stock' });
   const balanceHint = h('p', { class: 'hint', id: 'balance-hint' });
+  const deliveryHint = h('p', { class: 'hint', id: 'delivery-hint' });
   const buyButton = h('button', { type: 'submit', class: 'button primary wide', id: 'buy-button' }, 'Buy number');
   const status = h('p', { class: 'visually-hidden', role: 'status', id: 'buy-status' });
   const errors = errorBox('buy-error');
@@ -35,6 +58,7 @@ export async function render(main, ctx) {
     h('h2', { id: 'buy-form-title', class: 'card-title' }, 'New number'),
     h('div', { class: 'field-row' }, h('div', { class: 'field' }, h('label', { for: 'country' }, 'Country'), countrySelect), h('div', { class: 'field' }, h('label', { for: 'service' }, 'Service'), serviceSelect)),
     h('div', { class: 'price-line' }, h('span', { class: 'price-label' }, 'Price'), price, stock),
+    deliveryHint,
     balanceHint,
     errors.el,
     buyButton,
@@ -136,7 +160,13 @@ export async function render(main, ctx) {
     const offered = services.filter((s) => s.country === countrySelect.value).sort((a, b) => (a.name || a.service).localeCompare(b.name || b.service));
     fill(
       serviceSelect,
-      offered.map((s) => h('option', { value: s.service }, `${s.name || serviceLabel(s.service)} — ${formatMoney(s.price_minor, s.currency)}${s.available === false ? ' (none available)' : ''}`)),
+      offered.map((s) =>
+        h(
+          'option',
+          { value: s.service },
+          `${s.name || serviceLabel(s.service)} — ${formatMoney(s.price_minor, s.currency)}${successShort(s)}${s.available === false ? ' (none available)' : ''}`,
+        ),
+      ),
     );
     if (offered.some((s) => s.service === previous)) serviceSelect.value = previous;
     showPrice();
@@ -147,11 +177,13 @@ export async function render(main, ctx) {
     if (!s) {
       price.textContent = '—';
       stock.textContent = '';
+      deliveryHint.textContent = '';
       if (!inFlight) buyButton.textContent = 'Buy number';
       return;
     }
     const amount = formatMoney(s.price_minor, s.currency);
     price.textContent = amount;
+    deliveryHint.textContent = deliveryText(s.last_24h);
     stock.textContent = s.available === false ? 'None available right now' : 'Available';
     stock.dataset.available = String(s.available !== false);
     if (!inFlight) buyButton.textContent = `Buy number · ${amount}`;
