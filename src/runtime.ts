@@ -25,7 +25,10 @@ export interface VerificationRuntime {
   upstream: Provider;
   engine: Engine;
   hub: EventHub;
-  /** The operator's per-provider switches, kept fresh in this process once started (the server starts it). */
+  /**
+   * The operator's per-provider switches (also `deps.controls`), kept fresh in this process once
+   * started: startServer and startWorker start and stop it; anything else that buys must too.
+   */
   controls: LiveProviderControls;
 }
 

@@ -270,6 +270,8 @@ export async function startWorker(config: Config, options: { clock?: Clock; logg
     await warnWhenSchemaIsAhead(opened.database, logger);
     const ctx: AppContext = { config, database: opened.database, clock, logger };
     const runtime = createVerificationRuntime(ctx);
+    // The worker starts no purchases today, but whatever it runs with the lifecycle sees the same modes.
+    await runtime.controls.start();
     runtime.engine.start();
     logger.info({ worker: runtime.engine.workerId }, 'namaskah worker started');
     let closing: Promise<void> | undefined;
@@ -278,6 +280,7 @@ export async function startWorker(config: Config, options: { clock?: Clock; logg
       close: () =>
         (closing ??= (async () => {
           await runtime.engine.stop();
+          await runtime.controls.stop();
           await opened.close();
         })()),
     };
