@@ -4698,8 +4698,8 @@ export interface operations {
                                 /** @description false: the upstream did not answer now; this is the last balance read */
                                 live: boolean;
                             } | null;
-                            /** @description the low-balance threshold in force (0: no alert) */
-                            balance_low_minor: number | 0;
+                            /** @description the low-balance threshold in force, in minor units (0: no alert) */
+                            balance_low_minor: number;
                             balance_low: boolean;
                             cancels_owed: {
                                 count: number;
@@ -4819,8 +4819,8 @@ export interface operations {
                                 /** @description false: the upstream did not answer now; this is the last balance read */
                                 live: boolean;
                             } | null;
-                            /** @description the low-balance threshold in force (0: no alert) */
-                            balance_low_minor: number | 0;
+                            /** @description the low-balance threshold in force, in minor units (0: no alert) */
+                            balance_low_minor: number;
                             balance_low: boolean;
                             cancels_owed: {
                                 count: number;

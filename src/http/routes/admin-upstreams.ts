@@ -2,7 +2,6 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { providerModes } from '../../providers/controls.ts';
 import { changeUpstream, upstreamsReport, type UpstreamReport } from '../../ops/upstreams.ts';
-import { MinorUnits } from '../../money.ts';
 import { requireAdmin } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
@@ -28,7 +27,7 @@ const UpstreamSchema = z.object({
       live: z.boolean().describe('false: the upstream did not answer now; this is the last balance read'),
     })
     .nullable(),
-  balance_low_minor: MinorUnits.or(z.literal(0)).describe('the low-balance threshold in force (0: no alert)'),
+  balance_low_minor: z.number().int().min(0).describe('the low-balance threshold in force, in minor units (0: no alert)'),
   balance_low: z.boolean(),
   cancels_owed: z.object({
     count: z.number().int(),
