@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { rows } from '../../src/db/database.ts';
 import { creditWallet } from '../../src/ledger/ledger.ts';
-import { balanceCrossing } from '../../src/providers/controls.ts';
+import { balanceCrossing, LiveProviderControls, setProviderMode } from '../../src/providers/controls.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
 import { engines } from '../support/db.ts';
 import { call, login, registerUser, type TestUser } from '../support/http.ts';
@@ -133,6 +133,43 @@ for (const engine of engines) {
           ['provider.mode', 'admin', admin.id, { provider: 'sandbox', from: 'draining', to: 'enabled' }],
         ],
       );
+    });
+
+    test('another copy of the controls (as another process keeps) hears of a change within a second, without being asked', async () => {
+      const elsewhere = new LiveProviderControls(app.ctx.database, { refreshMs: 60_000 });
+      await elsewhere.start();
+      try {
+        assert.equal(elsewhere.isDisabled('sandbox'), false);
+        // Announced in the transaction that makes it; the long refresh period leaves the announcement as the only way.
+        await app.ctx.database.transaction((tx) => setProviderMode(tx, { provider: 'sandbox', mode: 'draining', changedBy: null, now: app.ctx.clock.now() }));
+        const deadline = Date.now() + 1000;
+        while (!elsewhere.isDisabled('sandbox') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(elsewhere.isDisabled('sandbox'), true, 'draining stops purchases');
+        assert.equal(elsewhere.modeOf('sandbox'), 'draining');
+        await app.ctx.database.transaction((tx) => setProviderMode(tx, { provider: 'sandbox', mode: 'enabled', changedBy: null, now: app.ctx.clock.now() }));
+        const back = Date.now() + 1000;
+        while (elsewhere.isDisabled('sandbox') && Date.now() < back) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(elsewhere.isDisabled('sandbox'), false);
+        assert.equal(elsewhere.isDisabled('some-other-upstream'), false, 'an upstream without a row sells');
+      } finally {
+        await elsewhere.stop();
+      }
+    });
+
+    test('a change whose announcement was lost is still seen at the next periodic re-read', async () => {
+      const elsewhere = new LiveProviderControls(app.ctx.database, { refreshMs: 100 });
+      await elsewhere.start();
+      try {
+        // Written without NOTIFY, as if the announcement never reached this process.
+        await app.ctx.database.db.execute(sql`UPDATE provider_controls SET mode = 'disabled' WHERE provider = 'sandbox'`);
+        const deadline = Date.now() + 1000;
+        while (!elsewhere.isDisabled('sandbox') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(elsewhere.modeOf('sandbox'), 'disabled');
+      } finally {
+        await elsewhere.stop();
+        await app.ctx.database.db.execute(sql`UPDATE provider_controls SET mode = 'enabled' WHERE provider = 'sandbox'`);
+        await app.server.runtime.controls.refresh();
+      }
     });
 
     test('the Upstreams report: breaker, balance, threshold, owed cancels with their value, margin per offer', async () => {
