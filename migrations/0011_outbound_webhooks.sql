@@ -70,9 +70,8 @@ CREATE TABLE outbound_webhook_attempts (
 );
 CREATE INDEX outbound_webhook_attempts_delivery ON outbound_webhook_attempts (endpoint_id, event_id, id);
 
--- The owner of an endpoint the engine disabled is told so (the list keeps 0007's account notices, and
--- 0010's upstream balance alert: a new database runs 0010 before this one).
+-- The owner of an endpoint the engine disabled is told so (the list keeps 0007's account notices).
 -- rolling-upgrade: compatible: replaced at once by a wider CHECK (the previous release's kinds stay allowed)
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
-  CHECK (kind IN ('code_received', 'refund_issued', 'account_security', 'webhook_endpoint_disabled', 'upstream_balance_low'));
+  CHECK (kind IN ('code_received', 'refund_issued', 'account_security', 'webhook_endpoint_disabled'));

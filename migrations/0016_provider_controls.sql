@@ -18,8 +18,7 @@ CREATE TABLE provider_controls (
   changed_at          timestamptz
 );
 
--- Admins are told when an upstream's balance falls below its threshold. 0011 sets the same list
--- (a database that ran 0011 before this one gets it here).
+-- Admins are told when an upstream's balance falls below its threshold (the list keeps 0011's kinds).
 -- rolling-upgrade: compatible: replaced at once by a wider CHECK (the previous release's kinds stay allowed)
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
