@@ -1,0 +1,4 @@
+-- Number options: the area codes, carriers and capability (sms or voice) a customer asked for,
+-- in canonical form; NULL for a plain purchase (any number, by SMS). The price and the hold of such
+-- a verification already include the options' surcharge (price_minor, max_cost_minor).
+ALTER TABLE verifications ADD COLUMN number_options jsonb;
