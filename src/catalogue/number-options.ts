@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { NumberOptions, ProviderCapabilities } from '../providers/provider.ts';
 
 /**
@@ -100,3 +101,28 @@ export function optionsView(options: NumberOptions | null | undefined): { area_c
   const o = canonicalOptions(options ?? undefined);
   return { area_codes: o.areaCodes ?? [], carriers: o.carriers ?? [], capability: o.capability ?? 'sms' };
 }
+
+/** The request fields of a purchase that choose the number (JSON API; the same for one and for bulk). */
+export const numberOptionFields = {
+  area_codes: z
+    .array(z.string().regex(AREA_CODE_PATTERN, 'three digits, not starting with 0 or 1'))
+    .max(MAX_CHOICES)
+    .optional()
+    .describe('US area codes, any of which will do; adds the area-code surcharge (GET /v1/area-codes)'),
+  carriers: z
+    .array(z.string().trim().toLowerCase().regex(CARRIER_PATTERN, 'a carrier name such as att, tmo, vz'))
+    .max(MAX_CHOICES)
+    .optional()
+    .describe('carriers, any of which will do; adds the carrier surcharge'),
+  capability: z.enum(['sms', 'voice']).optional().describe('`voice`: the code comes by a call, transcribed into a message (default `sms`)'),
+};
+
+export function optionsFromBody(body: { area_codes?: string[]; carriers?: string[]; capability?: 'sms' | 'voice' }): NumberOptions | undefined {
+  const options = canonicalOptions({ areaCodes: body.area_codes, carriers: body.carriers, capability: body.capability });
+  return isPlain(options) ? undefined : options;
+}
+
+/** The options of a verification as the API shows them. */
+export const NumberOptionsSchema = z
+  .object({ area_codes: z.array(z.string()), carriers: z.array(z.string()), capability: z.enum(['sms', 'voice']) })
+  .meta({ id: 'NumberOptions' });

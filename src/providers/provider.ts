@@ -63,6 +63,8 @@ export interface CatalogueEntry {
   costMinor: number;
   /** How many numbers the upstream says it has, when it says. */
   available: number | null;
+  /** The upstream offers this service with a voice call (absent: SMS only). */
+  voice?: boolean;
 }
 
 /** How the number is reached: by SMS (the default) or by a voice call whose code is transcribed. */

@@ -101,6 +101,9 @@ export async function reservePurchase(deps: LifecycleDeps, tx: Tx, request: Purc
   const capabilities = deps.provider.capabilities ?? PLAIN_CAPABILITIES;
   const honoured = honours(capabilities, options, offer.country);
   if (!honoured.ok) throw new DomainError('option_not_offered', honoured.reason, { option: honoured.option });
+  if (options.capability === 'voice' && !offer.voice) {
+    throw new DomainError('option_not_offered', `"${offer.service}" in ${offer.country} is not offered with a voice call`, { option: 'capability' });
+  }
   const surcharge = optionSurcharge(offer, capabilities, options);
   const priceMinor = offer.priceMinor + surcharge.priceMinor;
   if (request.maxPriceMinor !== undefined && priceMinor > request.maxPriceMinor) {

@@ -28,6 +28,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
               price_minor: MinorUnits,
               currency: z.string(),
               available: z.boolean(),
+              voice: z.boolean().describe('can be bought with `capability: voice` (the code comes by a call)'),
             }),
           ),
         }),
@@ -46,6 +47,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
           price_minor: o.priceMinor,
           currency: ctx.config.CURRENCY,
           available: o.enabled,
+          voice: o.voice && (app.lifecycle.provider.capabilities?.voice ?? false),
         })),
       };
     },
