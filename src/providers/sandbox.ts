@@ -40,6 +40,7 @@ export const sandboxServices: { service: string; name: string; priceMinor: numbe
   { service: 'test_ambiguous', name: 'Test: answer lost', priceMinor: 50 },
   { service: 'test_late', name: 'Test: SMS after the deadline', priceMinor: 50 },
   { service: 'test_mismatch', name: 'Test: a number other than the one asked for', priceMinor: 50 },
+  { service: 'test_alternate', name: 'Test: every second purchase has no number', priceMinor: 50 },
   { service: 'whatsapp', name: 'WhatsApp', priceMinor: 120 },
   { service: 'telegram', name: 'Telegram', priceMinor: 110 },
   { service: 'google', name: 'Google', priceMinor: 90 },
@@ -124,6 +125,8 @@ export class SandboxProvider implements Provider {
   readonly capabilities = SANDBOX_CAPABILITIES;
   /** Purchases seen by this process (for tests: "one upstream purchase"). */
   readonly purchases = new Map<string, number>();
+  /** Purchases of test_alternate seen by this process: odd ones have no number. */
+  private alternate = 0;
 
   constructor(private readonly options: SandboxOptions) {}
 
@@ -146,6 +149,8 @@ export class SandboxProvider implements Provider {
         throw new ProviderError('definite', 'no_numbers', 'sandbox: no numbers for test_no_numbers');
       case 'test_provider_error':
         throw new ProviderError('definite', 'unavailable', 'sandbox: upstream answered 503', { status: 503 });
+      case 'test_alternate':
+        if (this.alternate++ % 2 === 1) throw new ProviderError('definite', 'no_numbers', 'sandbox: every second test_alternate has no number');
     }
     this.purchases.set(request.clientRef, (this.purchases.get(request.clientRef) ?? 0) + 1);
     if (request.service === 'test_ambiguous') {
