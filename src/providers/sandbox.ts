@@ -177,7 +177,7 @@ export class SandboxProvider implements Provider {
       phoneNumber: phoneFor(clientRef, areaCode),
       endsAt: null,
       costMinor: null,
-      carrier,
+      ...(options?.areaCodes?.length || carriers.length > 0 ? { carrier } : {}),
     };
   }
 
