@@ -132,7 +132,7 @@ export class SandboxProvider implements Provider {
 
   async catalogue(): Promise<CatalogueEntry[]> {
     return sandboxCountries.flatMap((country) =>
-      sandboxServices.map((s) => ({ service: s.service, country, costMinor: Math.max(1, Math.floor(s.priceMinor / 2)), available: 1000, voice: country === 'US' })),
+      sandboxServices.map((s) => ({ service: s.service, country, costMinor: Math.max(1, Math.floor(s.priceMinor / 2)), available: 1000, ...(country === 'US' ? { voice: true } : {}) })),
     );
   }
 

@@ -89,7 +89,7 @@ describe('TextVerified: areaCodeSelectOption, carrierSelectOption, capability', 
     const { provider } = await setup(t, { voiceServices: ['telegram'], areaCodes: [{ areaCode: '305', state: 'FL' }] });
     const entries = await provider.catalogue();
     assert.equal(entries.find((e) => e.service === 'telegram')!.voice, true);
-    assert.equal(entries.find((e) => e.service === 'whatsapp')!.voice, false);
+    assert.equal(entries.find((e) => e.service === 'whatsapp')!.voice, undefined);
     assert.deepEqual(await provider.areaCodes(), [{ areaCode: '305', region: 'FL' }]);
     assert.equal(honours(provider.capabilities, { areaCodes: ['305'], carriers: ['vz'], capability: 'voice' }, 'US').ok, true);
     assert.equal(honours(provider.capabilities, { areaCodes: ['305'] }, 'GB').ok, false);

@@ -221,7 +221,7 @@ export class TextVerifiedProvider implements Provider {
       const price = validateShape(pricingSchema, this.okJson(priced, priceLabel), priceLabel);
       const costMinor = decimalToMinor(price.price, 'up');
       if (costMinor === null) throw malformed(priceLabel, `unusable price ${price.price}`);
-      entries.push({ service: this.ourServiceName(serviceName), country: 'US', costMinor, available: null, voice: voiceNames.has(serviceName) });
+      entries.push({ service: this.ourServiceName(serviceName), country: 'US', costMinor, available: null, ...(voiceNames.has(serviceName) ? { voice: true } : {}) });
     }
     const ttl = (this.options.catalogueTtlSeconds ?? 3600) * 1000;
     this.catalogueCache = { entries, until: now + ttl };
