@@ -40,7 +40,7 @@ export const sandboxServices: { service: string; name: string; priceMinor: numbe
   { service: 'test_ambiguous', name: 'Test: answer lost', priceMinor: 50 },
   { service: 'test_late', name: 'Test: SMS after the deadline', priceMinor: 50 },
   { service: 'test_mismatch', name: 'Test: a number other than the one asked for', priceMinor: 50 },
-  { service: 'test_alternate', name: 'Test: every second purchase has no number', priceMinor: 50 },
+  { service: 'test_alternate', name: 'Test: every second purchase has no number, none delivers', priceMinor: 50 },
   { service: 'whatsapp', name: 'WhatsApp', priceMinor: 120 },
   { service: 'telegram', name: 'Telegram', priceMinor: 110 },
   { service: 'google', name: 'Google', priceMinor: 90 },
@@ -192,6 +192,7 @@ export class SandboxProvider implements Provider {
       case 'test_delayed':
         return new Date(start + this.options.delayMs);
       case 'test_timeout':
+      case 'test_alternate':
       case 'test_no_numbers':
       case 'test_provider_error':
         return null;
