@@ -10,7 +10,7 @@ import { placeHold } from '../ledger/ledger.ts';
 import { isProviderError, PLAIN_CAPABILITIES, type NumberOptions, type ProviderError, type ProviderOrder } from '../providers/provider.ts';
 import { assignedNumberMismatch } from './assigned-number.ts';
 import { requestUpstreamCancel, settlementAfterCancel } from './settlement.ts';
-import { verificationEvents, verifications } from './schema.ts';
+import { verificationEvents, verifications, type Actor } from './schema.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
 import { assignNumber, failPurchase, fault, markPurchaseUncertain, ORDER_ID_REUSED_ANSWER, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 import type { Tx } from '../db/database.ts';
@@ -276,15 +276,32 @@ export async function completePurchase(deps: LifecycleDeps, created: Verificatio
 }
 
 async function refuseMismatchedNumber(deps: LifecycleDeps, created: VerificationRow, order: ProviderOrder, mismatch: string): Promise<never> {
+  const message = await failMismatchedPurchase(deps, created, order, mismatch, 'customer');
+  throw new DomainError('no_numbers', message, { verification_id: created.id });
+}
+
+/**
+ * A number outside the request (area code, carrier) is a definite failure at that upstream: its
+ * order is cancelled there (owed, and retried, when the cancel fails) and the pending purchase fails
+ * with its hold released. Also used by recovery, which may find such an order after a lost answer.
+ * Returns what the customer is told.
+ */
+export async function failMismatchedPurchase(
+  deps: LifecycleDeps,
+  row: VerificationRow,
+  order: ProviderOrder,
+  mismatch: string,
+  actor: Actor,
+): Promise<string> {
   const now = deps.clock.now();
   const answer = await requestUpstreamCancel(deps, order.providerOrderId, {
-    verification: created.id,
+    verification: row.id,
     onFailure: 'cancel of a mismatched number failed; owed',
   });
   const settled = settlementAfterCancel(answer, now, new Date(now.getTime() + 30_000));
   const message = `the provider assigned a number that does not match the request (${mismatch}); you were not charged`;
-  await failPurchase(deps, created.id, {
-    actor: 'customer',
+  await failPurchase(deps, row.id, {
+    actor,
     reason: `number_mismatch: ${mismatch}`,
     responseStatus: errorTable.no_numbers.status,
     responseCode: 'no_numbers',
@@ -293,7 +310,7 @@ async function refuseMismatchedNumber(deps: LifecycleDeps, created: Verification
     order,
     failureReason: message,
   });
-  throw new DomainError('no_numbers', message, { verification_id: created.id });
+  return message;
 }
 
 /** Counts active verifications and recent purchases of a customer (for limits), and when the first active one ends. */
