@@ -212,24 +212,22 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
 
 /** The answer to a request whose key is already stored: the first outcome again, or why not. */
 export function replayReservation(existing: VerificationRow, requestFingerprint: string, now: Date): PurchaseOutcome {
-  {
-    const decision = decideReplay(
-      { fingerprint: existing.requestFingerprint, state: existing.state, responseStatus: existing.responseStatus, purchaseUntil: existing.purchaseUntil },
-      requestFingerprint,
-      now,
-    );
-    if (decision.kind === 'mismatch') {
-      throw new DomainError('idempotency_key_reused', 'this Idempotency-Key was used with a different request', {
-        verification_id: existing.id,
-      });
-    }
-    if (decision.kind === 'in_progress') {
-      throw new DomainError('idempotency_in_progress', 'a request with this Idempotency-Key is in progress', {}, {
-        'Retry-After': String(decision.retryAfterSeconds),
-      });
-    }
-    return replayOf(existing);
+  const decision = decideReplay(
+    { fingerprint: existing.requestFingerprint, state: existing.state, responseStatus: existing.responseStatus, purchaseUntil: existing.purchaseUntil },
+    requestFingerprint,
+    now,
+  );
+  if (decision.kind === 'mismatch') {
+    throw new DomainError('idempotency_key_reused', 'this Idempotency-Key was used with a different request', {
+      verification_id: existing.id,
+    });
   }
+  if (decision.kind === 'in_progress') {
+    throw new DomainError('idempotency_in_progress', 'a request with this Idempotency-Key is in progress', {}, {
+      'Retry-After': String(decision.retryAfterSeconds),
+    });
+  }
+  return replayOf(existing);
 }
 
 /** Phases 2 and 3 for a reserved (pending) purchase: the upstream call, then the outcome. */
