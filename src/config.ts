@@ -37,6 +37,11 @@ export const configSchema = z.object({
   TEXTVERIFIED_WEBHOOK_SECRET: optionalText,
   SMS_ACTIVATE_BASE_URL: z.string().url().default('https://api.sms-activate.ae/stubs/handler_api.php'),
   SMS_ACTIVATE_API_KEY: optionalText,
+  // What the upstream adds to its price for an area code, a carrier or voice (minor units), sent
+  // up inside the price cap; the customer pays it with the offer's own margin.
+  AREA_CODE_SURCHARGE_MINOR: int(0, 1_000_000).default(0),
+  CARRIER_SURCHARGE_MINOR: int(0, 1_000_000).default(0),
+  VOICE_SURCHARGE_MINOR: int(0, 1_000_000).default(0),
 
   SANDBOX_DELAY_MS: int(0, 3_600_000).default(5_000),
   SANDBOX_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.25),

@@ -95,6 +95,11 @@ export const errorTable = {
   },
   unknown_service: { status: 422, title: 'Unknown service', customer: 'This service is not offered any more. Pick another one.' },
   price_exceeds_max: { status: 422, title: 'Price exceeds the maximum', customer: 'The current price is above your maximum price.' },
+  option_not_offered: {
+    status: 422,
+    title: 'Number option not offered',
+    customer: 'That area code, carrier or voice option is not offered for this service. Change or remove it.',
+  },
   rate_limited: { status: 429, title: 'Too many requests', customer: 'Too many requests.', retryHint: 'Please wait a moment and try again.' },
   too_many_active: {
     status: 429,

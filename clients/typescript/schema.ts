@@ -456,6 +456,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/area-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Area codes, carriers and voice on offer, with their surcharges
+         * @description For a country (default DEFAULT_COUNTRY) and optionally a service: the area codes the provider lists, the carriers it accepts, whether voice is offered, and what each choice adds to the price (with a service: our price for it; without: null).
+         */
+        get: operations["listAreaCodes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/verifications": {
         parameters: {
             query?: never;
@@ -468,7 +488,7 @@ export interface paths {
         put?: never;
         /**
          * Buy a number for a service (Idempotency-Key required)
-         * @description 201 with the number (state waiting); 202 when the upstream outcome is not known yet (state pending, resolved in the background). The price is held on the wallet and captured only when the SMS arrives.
+         * @description 201 with the number (state waiting); 202 when the upstream outcome is not known yet (state pending, resolved in the background). The price is held on the wallet and captured only when the SMS arrives. Area codes, carriers and voice add their surcharge to the price; a number the provider assigns outside the area codes or carriers asked for fails the purchase (not charged).
          */
         post: operations["createVerification"];
         delete?: never;
@@ -508,6 +528,26 @@ export interface paths {
          * @description Idempotent: cancelling a cancelled verification returns it unchanged. When the SMS arrived first the answer is 409 invalid_state with the verification (and its code).
          */
         post: operations["cancelVerification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/verifications/bulk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Buy up to 50 numbers for one service at once (Idempotency-Key required)
+         * @description Holds the price of every number in one step (or nothing: 402 when the wallet cannot cover the whole set), then buys each as its own verification; a number that cannot be bought is released at once and listed with its error. A retry with the same key and body returns the same set (Idempotent-Replayed: true once every number was stored); the same key with another body is 422.
+         */
+        post: operations["createVerificationsInBulk"];
         delete?: never;
         options?: never;
         head?: never;
@@ -924,7 +964,7 @@ export interface components {
              * @description stable machine-readable error code; GET /v1/errors lists them
              * @enum {string}
              */
-            code: "validation_failed" | "idempotency_key_missing" | "link_invalid" | "totp_required" | "unauthenticated" | "insufficient_funds" | "forbidden" | "csrf_failed" | "email_unverified" | "two_factor_required" | "reauthentication_required" | "not_found" | "conflict" | "idempotency_in_progress" | "invalid_state" | "cancel_too_early" | "email_taken" | "account_has_funds" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "unknown_service" | "price_exceeds_max" | "rate_limited" | "too_many_active" | "internal_error" | "provider_unavailable" | "processor_unavailable" | "no_numbers";
+            code: "validation_failed" | "idempotency_key_missing" | "link_invalid" | "totp_required" | "unauthenticated" | "insufficient_funds" | "forbidden" | "csrf_failed" | "email_unverified" | "two_factor_required" | "reauthentication_required" | "not_found" | "conflict" | "idempotency_in_progress" | "invalid_state" | "cancel_too_early" | "email_taken" | "account_has_funds" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "unknown_service" | "price_exceeds_max" | "option_not_offered" | "rate_limited" | "too_many_active" | "internal_error" | "provider_unavailable" | "processor_unavailable" | "no_numbers";
         } & {
             [key: string]: unknown;
         };
@@ -1007,6 +1047,12 @@ export interface components {
             created_at: string;
             read_at: string | null;
         };
+        NumberOptions: {
+            area_codes: string[];
+            carriers: string[];
+            /** @enum {string} */
+            capability: "sms" | "voice";
+        };
         Verification: {
             /** Format: uuid */
             id: string;
@@ -1015,9 +1061,11 @@ export interface components {
             /** @enum {string} */
             state: "pending" | "waiting" | "received" | "cancelled" | "expired" | "failed";
             phone_number: string | null;
-            /** @description integer amount in minor units (cents) */
+            /** @description what is held, then charged: the offer plus the surcharge of its options */
             price_minor: number;
             currency: string;
+            /** @description area codes, carriers and capability asked for (empty lists: any) */
+            options: components["schemas"]["NumberOptions"];
             /**
              * Format: date-time
              * @description RFC 3339 timestamp
@@ -1062,9 +1110,11 @@ export interface components {
             /** @enum {string} */
             state: "pending" | "waiting" | "received" | "cancelled" | "expired" | "failed";
             phone_number: string | null;
-            /** @description integer amount in minor units (cents) */
+            /** @description what is held, then charged: the offer plus the surcharge of its options */
             price_minor: number;
             currency: string;
+            /** @description area codes, carriers and capability asked for (empty lists: any) */
+            options: components["schemas"]["NumberOptions"];
             /**
              * Format: date-time
              * @description RFC 3339 timestamp
@@ -1348,6 +1398,21 @@ export interface components {
             status: "pending" | "succeeded" | "failed";
             next_attempt_at: string | null;
             attempts: components["schemas"]["WebhookAttempt"][];
+        };
+        BulkPurchase: {
+            items: {
+                /** @description position in the set, from 0 */
+                index: number;
+                /** @description what a single purchase would have answered: 201 waiting, 202 pending, or the error status */
+                status: number;
+                verification: components["schemas"]["Verification"];
+                /** @description why this number was not bought (its hold was released at once); null when it was */
+                error: {
+                    /** @enum {string} */
+                    code: "validation_failed" | "idempotency_key_missing" | "link_invalid" | "totp_required" | "unauthenticated" | "insufficient_funds" | "forbidden" | "csrf_failed" | "email_unverified" | "two_factor_required" | "reauthentication_required" | "not_found" | "conflict" | "idempotency_in_progress" | "invalid_state" | "cancel_too_early" | "email_taken" | "account_has_funds" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "unknown_service" | "price_exceeds_max" | "option_not_offered" | "rate_limited" | "too_many_active" | "internal_error" | "provider_unavailable" | "processor_unavailable" | "no_numbers";
+                    detail: string;
+                } | null;
+            }[];
         };
     };
     responses: never;
@@ -3459,6 +3524,8 @@ export interface operations {
                                 /** @description median seconds from purchase to code among those received; null with fewer than 10 finished or none received */
                                 median_seconds_to_code: number | null;
                             };
+                            /** @description can be bought with `capability: voice` (the code comes by a call) */
+                            voice: boolean;
                         }[];
                     };
                 };
@@ -3484,6 +3551,97 @@ export interface operations {
             /** @description Problem details: `internal_error` (Internal server error) */
             500: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAreaCodes: {
+        parameters: {
+            query?: {
+                country?: string;
+                service?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What can be chosen about the number here, and at what price */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        country: string;
+                        service: string | null;
+                        /** @description empty when area codes cannot be chosen here */
+                        area_codes: {
+                            area_code: string;
+                            region: string | null;
+                        }[];
+                        /** @description the carrier names accepted; null when any name is passed on to the provider */
+                        carriers: string[] | null;
+                        can_choose_area_code: boolean;
+                        can_choose_carrier: boolean;
+                        /** @description the service (or, without one, the provider) can be bought with a voice call */
+                        voice: boolean;
+                        /** @description what each option adds to this service's price; null without a service or when the option is not offered */
+                        surcharge_minor: {
+                            area_code: number | null;
+                            carrier: number | null;
+                            voice: number | null;
+                        };
+                        currency: string;
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum), `option_not_offered` (Number option not offered) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `provider_unavailable` (Provider unavailable), `processor_unavailable` (Payment processor unavailable), `no_numbers` (No numbers available) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3566,6 +3724,15 @@ export interface operations {
                     country?: string;
                     /** @description refuse (422) when the price is above this */
                     max_price_minor?: number;
+                    /** @description US area codes, any of which will do; adds the area-code surcharge (GET /v1/area-codes) */
+                    area_codes?: string[];
+                    /** @description carriers, any of which will do; adds the carrier surcharge */
+                    carriers?: string[];
+                    /**
+                     * @description `voice`: the code comes by a call, transcribed into a message (default `sms`)
+                     * @enum {string}
+                     */
+                    capability?: "sms" | "voice";
                 };
             };
         };
@@ -3661,7 +3828,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum) */
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum), `option_not_offered` (Number option not offered) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3852,6 +4019,157 @@ export interface operations {
             /** @description Problem details: `internal_error` (Internal server error) */
             500: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createVerificationsInBulk: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description 1-255 printable ASCII characters without spaces, chosen by the client and scoped to the caller: a retry with the same key and the same request returns the first outcome (Idempotent-Replayed: true); the same key with a different request is 422 */
+                "idempotency-key": string;
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    service: string;
+                    country?: string;
+                    quantity: number;
+                    /** @description refuse (422) when the price of one number is above this */
+                    max_price_minor?: number;
+                    /** @description US area codes, any of which will do; adds the area-code surcharge (GET /v1/area-codes) */
+                    area_codes?: string[];
+                    /** @description carriers, any of which will do; adds the carrier surcharge */
+                    carriers?: string[];
+                    /**
+                     * @description `voice`: the code comes by a call, transcribed into a message (default `sms`)
+                     * @enum {string}
+                     */
+                    capability?: "sms" | "voice";
+                };
+            };
+        };
+        responses: {
+            /** @description Each number of the set with its outcome, in order */
+            200: {
+                headers: {
+                    /** @description `true` when this answer repeats the first outcome of a request with the same Idempotency-Key; nothing was done again */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkPurchase"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `insufficient_funds` (Insufficient funds) */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum), `option_not_offered` (Number option not offered) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `provider_unavailable` (Provider unavailable), `processor_unavailable` (Payment processor unavailable), `no_numbers` (No numbers available) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4321,7 +4639,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum) */
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum), `option_not_offered` (Number option not offered) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5851,7 +6169,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum) */
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum), `option_not_offered` (Number option not offered) */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -37,9 +37,11 @@ export async function seedSandboxCatalogue(ex: Executor): Promise<void> {
       priceMinor: s.priceMinor,
       costMinor: Math.max(1, Math.floor(s.priceMinor / 2)),
       enabled: true,
+      voice: country === 'US',
     })),
   );
-  await ex.insert(services).values(rows).onConflictDoNothing();
+  // An operator's price edits stay; voice follows the sandbox (US numbers take calls).
+  await ex.insert(services).values(rows).onConflictDoUpdate({ target: [services.provider, services.service, services.country], set: { voice: sql`excluded.voice` } });
 }
 
 /**
@@ -83,7 +85,7 @@ export async function syncCatalogue(
   for (const e of usable) {
     const key = `${e.service}\u0000${e.country}`;
     const seen = byKey.get(key);
-    if (!seen || e.costMinor > seen.costMinor) byKey.set(key, e);
+    if (!seen || e.costMinor > seen.costMinor) byKey.set(key, { ...e, voice: (e.voice ?? false) || (seen?.voice ?? false) });
   }
   const provider = deps.provider.name;
   const offers = await deps.database.transaction(async (tx) => {
@@ -99,10 +101,11 @@ export async function syncCatalogue(
           priceMinor: priceWithMarkup(e.costMinor, options.markupPercent),
           costMinor: e.costMinor,
           enabled: true,
+          voice: e.voice ?? false,
         })
         .onConflictDoUpdate({
           target: [services.provider, services.service, services.country],
-          set: { priceMinor: sql`excluded.price_minor`, costMinor: sql`excluded.cost_minor` },
+          set: { priceMinor: sql`excluded.price_minor`, costMinor: sql`excluded.cost_minor`, voice: sql`excluded.voice` },
         })
         .returning();
       stored.push(row!);

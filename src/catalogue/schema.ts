@@ -12,6 +12,8 @@ export const services = pgTable(
     priceMinor: minorUnits('price_minor').notNull(),
     costMinor: minorUnits('cost_minor').notNull(),
     enabled: boolean('enabled').notNull().default(true),
+    /** The upstream lists this service as verifiable by a voice call. */
+    voice: boolean('voice').notNull().default(false),
   },
   (t) => [primaryKey({ columns: [t.provider, t.service, t.country] })],
 );

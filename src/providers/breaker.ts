@@ -77,6 +77,7 @@ export function withBreaker(provider: Provider, breaker: ProviderBreaker, option
     breaker.run(() => (limit === undefined ? call() : bounded(`${provider.name} ${label}`, call, limit)));
   const guarded: Provider = {
     name: provider.name,
+    ...(provider.capabilities ? { capabilities: provider.capabilities } : {}),
     catalogue: () => run('catalogue', () => provider.catalogue()),
     buy: (request) => run('buy', () => provider.buy(request)),
     lookup: (request) => run('lookup', () => provider.lookup(request)),
@@ -87,6 +88,7 @@ export function withBreaker(provider: Provider, breaker: ProviderBreaker, option
   if (provider.checkMany) guarded.checkMany = (orders) => run('checkMany', () => provider.checkMany!(orders));
   if (provider.complete) guarded.complete = (id) => run('complete', () => provider.complete!(id));
   if (provider.report) guarded.report = (id) => run('report', () => provider.report!(id));
+  if (provider.areaCodes) guarded.areaCodes = () => run('areaCodes', () => provider.areaCodes!());
   if (provider.activeOrders) guarded.activeOrders = () => run('activeOrders', () => provider.activeOrders!());
   // Reading a webhook calls nobody upstream: nothing for the breaker to guard.
   if (provider.webhooks) return { ...guarded, webhooks: provider.webhooks };

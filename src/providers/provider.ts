@@ -63,7 +63,55 @@ export interface CatalogueEntry {
   costMinor: number;
   /** How many numbers the upstream says it has, when it says. */
   available: number | null;
+  /** The upstream offers this service with a voice call (absent: SMS only). */
+  voice?: boolean;
 }
+
+/** How the number is reached: by SMS (the default) or by a voice call whose code is transcribed. */
+export type NumberCapability = 'sms' | 'voice';
+
+/**
+ * What a customer may ask of the number itself. Absent fields mean "any". Area codes are the three
+ * digits after the country code of a North American number (NANP); carriers are the upstream's own
+ * short names (e.g. TextVerified `vz`, `tmo`, `att`; an SMS-Activate seller's `operator`).
+ */
+export interface NumberOptions {
+  areaCodes?: string[];
+  carriers?: string[];
+  capability?: NumberCapability;
+}
+
+/**
+ * What an upstream can honour of NumberOptions, and what it charges on top of the offer's cost for
+ * each (integer minor units of the installation currency; 0 when free). Purely descriptive: the
+ * pure function `honours` (src/catalogue/number-options.ts) decides whether a request fits.
+ */
+export interface ProviderCapabilities {
+  areaCodes: boolean;
+  carriers: boolean;
+  voice: boolean;
+  /** At most this many area codes or carriers in one request. */
+  maxChoices: number;
+  /** Carrier names the upstream accepts, when it publishes a closed list; null = any name is passed on. */
+  carrierNames: string[] | null;
+  /** Countries for which area codes mean anything (NANP numbers). */
+  areaCodeCountries: string[];
+  /** Whether the upstream says which carrier it assigned (so a carrier request can be checked). */
+  reportsCarrier: boolean;
+  surcharge: { areaCodeMinor: number; carrierMinor: number; voiceMinor: number };
+}
+
+/** An upstream that honours none of the options: the default for adapters that do not declare any. */
+export const PLAIN_CAPABILITIES: ProviderCapabilities = {
+  areaCodes: false,
+  carriers: false,
+  voice: false,
+  maxChoices: 0,
+  carrierNames: null,
+  areaCodeCountries: [],
+  reportsCarrier: false,
+  surcharge: { areaCodeMinor: 0, carrierMinor: 0, voiceMinor: 0 },
+};
 
 export interface PurchaseRequest {
   service: string;
@@ -72,6 +120,8 @@ export interface PurchaseRequest {
   maxCostMinor: number;
   /** Our verification id: sent as the upstream's idempotency key / client reference where it has one. */
   clientRef: string;
+  /** Area codes, carriers, voice: only ever what `honours(capabilities, options)` accepted. */
+  options?: NumberOptions;
 }
 
 /** An order the upstream has created for us: a number assigned to one verification. */
@@ -83,6 +133,8 @@ export interface ProviderOrder {
   endsAt: Date | null;
   /** What the upstream charged us, when it says (minor units). */
   costMinor: number | null;
+  /** The carrier the upstream says it assigned, when it says. */
+  carrier?: string | null;
 }
 
 export interface ProviderMessage {
@@ -127,6 +179,8 @@ export interface LookupRequest {
   service: string;
   country: string;
   maxCostMinor: number;
+  /** The options the purchase was made with (an upstream that re-issues the create must repeat them). */
+  options?: NumberOptions;
   /** When our purchase request was sent. */
   requestedAt: Date;
   /** Order ids already attached to other verifications: never adopt one of these. */
@@ -147,6 +201,10 @@ export interface ActiveOrder {
 
 export interface Provider {
   readonly name: ProviderName;
+  /** Area codes, carriers, voice this upstream honours; absent = none (PLAIN_CAPABILITIES). */
+  readonly capabilities?: ProviderCapabilities;
+  /** Area codes the upstream offers (US: `[{areaCode, state}]`), when it lists them. */
+  areaCodes?(): Promise<{ areaCode: string; region: string | null }[]>;
   catalogue(): Promise<CatalogueEntry[]>;
   /** Throws ProviderError (definite or ambiguous) on failure. */
   buy(request: PurchaseRequest): Promise<ProviderOrder>;

@@ -30,6 +30,7 @@ export function createProvider(config: Config, clock: Clock, options: { logger?:
         apiUsername: config.TEXTVERIFIED_API_USERNAME,
         apiKey: config.TEXTVERIFIED_API_KEY,
         webhookSecret: config.TEXTVERIFIED_WEBHOOK_SECRET,
+        surcharges: surchargesOf(config),
         requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND,
         timeoutMs: config.PROVIDER_TIMEOUT_MS,
         currency: config.CURRENCY,
@@ -46,6 +47,7 @@ export function createProvider(config: Config, clock: Clock, options: { logger?:
         requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND ?? seller.options.requestsPerSecond,
         timeoutMs: config.PROVIDER_TIMEOUT_MS,
         currency: config.CURRENCY,
+        surcharges: surchargesOf(config),
         // The seller's own activation lifetime is not our TTL: the deadline is already the earlier
         // of the two, and a TTL longer than the seller's window must not make us wait for a number
         // the seller has already taken back.
@@ -54,4 +56,8 @@ export function createProvider(config: Config, clock: Clock, options: { logger?:
       });
     }
   }
+}
+
+function surchargesOf(config: Config): { areaCodeMinor: number; carrierMinor: number; voiceMinor: number } {
+  return { areaCodeMinor: config.AREA_CODE_SURCHARGE_MINOR, carrierMinor: config.CARRIER_SURCHARGE_MINOR, voiceMinor: config.VOICE_SURCHARGE_MINOR };
 }

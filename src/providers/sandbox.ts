@@ -6,6 +6,8 @@ import {
   type CatalogueEntry,
   type LookupRequest,
   type LookupResult,
+  type NumberOptions,
+  type ProviderCapabilities,
   type OrderCheck,
   type OrderRef,
   type Provider,
@@ -37,6 +39,8 @@ export const sandboxServices: { service: string; name: string; priceMinor: numbe
   { service: 'test_provider_error', name: 'Test: upstream error', priceMinor: 50 },
   { service: 'test_ambiguous', name: 'Test: answer lost', priceMinor: 50 },
   { service: 'test_late', name: 'Test: SMS after the deadline', priceMinor: 50 },
+  { service: 'test_mismatch', name: 'Test: a number other than the one asked for', priceMinor: 50 },
+  { service: 'test_alternate', name: 'Test: every second purchase has no number, none delivers', priceMinor: 50 },
   { service: 'whatsapp', name: 'WhatsApp', priceMinor: 120 },
   { service: 'telegram', name: 'Telegram', priceMinor: 110 },
   { service: 'google', name: 'Google', priceMinor: 90 },
@@ -51,70 +55,130 @@ export const sandboxServices: { service: string; name: string; priceMinor: numbe
 
 export const sandboxCountries = ['US', 'GB', 'DE', 'IN'];
 
+/**
+ * The sandbox honours every option for US numbers, with small surcharges so that prices with options
+ * can be tried out. Area code 999 never has numbers (a definite `no_numbers`); `test_mismatch`
+ * assigns a number from another area code and carrier than asked (the purchase then fails, not
+ * charged); a voice order's code arrives as the transcript of a call.
+ */
+export const SANDBOX_CAPABILITIES: ProviderCapabilities = {
+  areaCodes: true,
+  carriers: true,
+  voice: true,
+  maxChoices: 10,
+  carrierNames: ['att', 'tmo', 'vz'],
+  areaCodeCountries: ['US'],
+  reportsCarrier: true,
+  surcharge: { areaCodeMinor: 10, carrierMinor: 10, voiceMinor: 20 },
+};
+export const SANDBOX_EMPTY_AREA_CODE = '999';
+
+/** Area codes the sandbox lists (a few real US ones, and the one that never has numbers). */
+export const sandboxAreaCodes: { areaCode: string; region: string | null }[] = [
+  { areaCode: '212', region: 'NY' },
+  { areaCode: '305', region: 'FL' },
+  { areaCode: '415', region: 'CA' },
+  { areaCode: '512', region: 'TX' },
+  { areaCode: '617', region: 'MA' },
+  { areaCode: SANDBOX_EMPTY_AREA_CODE, region: null },
+];
+
 const ORDER_PREFIX = 'sbx-';
 
 function digest(...parts: string[]): Buffer {
   return createHash('sha256').update(parts.join('|')).digest();
 }
 
-/** A number in the fictional 555-01xx range, stable per order. */
-function phoneFor(clientRef: string): string {
+/** A number in the fictional 555-01xx range, stable per order; in the first area code asked for, if any. */
+function phoneFor(clientRef: string, areaCode?: string): string {
   const n = digest('phone', clientRef).readUInt32BE(0);
-  return `1${String(200 + (n % 800))}555${String(100 + (n % 9900)).padStart(4, '0')}`;
+  return `1${areaCode ?? String(200 + (n % 800))}555${String(100 + (n % 9900)).padStart(4, '0')}`;
 }
+
+/** An area code other than every one asked for (for the mismatch scenario). */
+function otherAreaCode(asked: string[]): string {
+  for (let code = 201; ; code += 1) if (!asked.includes(String(code))) return String(code);
+}
+
+const VOICE_MARK = '~voice';
 
 function codeFor(orderId: string): string {
   return String(digest('code', orderId).readUInt32BE(0) % 1_000_000).padStart(6, '0');
 }
 
-export function sandboxOrderId(clientRef: string, service: string): string {
-  return `${ORDER_PREFIX}${service}:${clientRef}`;
+export function sandboxOrderId(clientRef: string, service: string, voice = false): string {
+  return `${ORDER_PREFIX}${service}${voice ? VOICE_MARK : ''}:${clientRef}`;
 }
 
-function parseOrderId(providerOrderId: string): { service: string; clientRef: string } | undefined {
+function parseOrderId(providerOrderId: string): { service: string; clientRef: string; voice: boolean } | undefined {
   if (!providerOrderId.startsWith(ORDER_PREFIX)) return undefined;
   const rest = providerOrderId.slice(ORDER_PREFIX.length);
   const colon = rest.lastIndexOf(':');
   if (colon <= 0) return undefined;
-  return { service: rest.slice(0, colon), clientRef: rest.slice(colon + 1) };
+  const head = rest.slice(0, colon);
+  const voice = head.endsWith(VOICE_MARK);
+  return { service: voice ? head.slice(0, -VOICE_MARK.length) : head, clientRef: rest.slice(colon + 1), voice };
 }
 
 export class SandboxProvider implements Provider {
   readonly name = 'sandbox' as const;
+  readonly capabilities = SANDBOX_CAPABILITIES;
   /** Purchases seen by this process (for tests: "one upstream purchase"). */
   readonly purchases = new Map<string, number>();
+  /** Purchases of test_alternate seen by this process: odd ones have no number. */
+  private alternate = 0;
 
   constructor(private readonly options: SandboxOptions) {}
 
   async catalogue(): Promise<CatalogueEntry[]> {
     return sandboxCountries.flatMap((country) =>
-      sandboxServices.map((s) => ({ service: s.service, country, costMinor: Math.max(1, Math.floor(s.priceMinor / 2)), available: 1000 })),
+      sandboxServices.map((s) => ({ service: s.service, country, costMinor: Math.max(1, Math.floor(s.priceMinor / 2)), available: 1000, ...(country === 'US' ? { voice: true } : {}) })),
     );
   }
 
+  async areaCodes(): Promise<{ areaCode: string; region: string | null }[]> {
+    return sandboxAreaCodes;
+  }
+
   async buy(request: PurchaseRequest): Promise<ProviderOrder> {
+    if (request.options?.areaCodes?.length && request.options.areaCodes.every((a) => a === SANDBOX_EMPTY_AREA_CODE)) {
+      throw new ProviderError('definite', 'no_numbers', `sandbox: no numbers in area code ${SANDBOX_EMPTY_AREA_CODE}`);
+    }
     switch (request.service) {
       case 'test_no_numbers':
         throw new ProviderError('definite', 'no_numbers', 'sandbox: no numbers for test_no_numbers');
       case 'test_provider_error':
         throw new ProviderError('definite', 'unavailable', 'sandbox: upstream answered 503', { status: 503 });
+      case 'test_alternate':
+        if (this.alternate++ % 2 === 1) throw new ProviderError('definite', 'no_numbers', 'sandbox: every second test_alternate has no number');
     }
     this.purchases.set(request.clientRef, (this.purchases.get(request.clientRef) ?? 0) + 1);
     if (request.service === 'test_ambiguous') {
       throw new ProviderError('ambiguous', 'connection_lost', 'sandbox: the order was created but the answer was lost');
     }
-    return this.orderFor(request.clientRef, request.service);
+    return this.orderFor(request.clientRef, request.service, request.options);
   }
 
   async lookup(request: LookupRequest): Promise<LookupResult> {
     // Scenarios that fail before reaching the upstream never create an order; every other sandbox
     // order is derived from its client reference, so any process can find it.
     if (request.service === 'test_no_numbers' || request.service === 'test_provider_error') return { status: 'absent' };
-    return { status: 'found', order: this.orderFor(request.clientRef, request.service) };
+    return { status: 'found', order: this.orderFor(request.clientRef, request.service, request.options) };
   }
 
-  private orderFor(clientRef: string, service: string): ProviderOrder {
-    return { providerOrderId: sandboxOrderId(clientRef, service), phoneNumber: phoneFor(clientRef), endsAt: null, costMinor: null };
+  private orderFor(clientRef: string, service: string, options?: NumberOptions): ProviderOrder {
+    const asked = (options?.areaCodes ?? []).filter((a) => a !== SANDBOX_EMPTY_AREA_CODE);
+    const carriers = options?.carriers ?? [];
+    const mismatch = service === 'test_mismatch';
+    const areaCode = mismatch && asked.length > 0 ? otherAreaCode(asked) : asked[0];
+    const carrier = mismatch ? 'other' : (carriers[0] ?? 'tmo');
+    return {
+      providerOrderId: sandboxOrderId(clientRef, service, options?.capability === 'voice'),
+      phoneNumber: phoneFor(clientRef, areaCode),
+      endsAt: null,
+      costMinor: null,
+      ...(options?.areaCodes?.length || carriers.length > 0 ? { carrier } : {}),
+    };
   }
 
   /** When the order's SMS arrives, or null when it never does. */
@@ -128,6 +192,7 @@ export class SandboxProvider implements Provider {
       case 'test_delayed':
         return new Date(start + this.options.delayMs);
       case 'test_timeout':
+      case 'test_alternate':
       case 'test_no_numbers':
       case 'test_provider_error':
         return null;
@@ -153,7 +218,8 @@ export class SandboxProvider implements Provider {
     const parsed = parseOrderId(providerOrderId)!;
     const code = codeFor(providerOrderId);
     const label = sandboxServices.find((s) => s.service === parsed.service)?.name ?? parsed.service;
-    return { providerMessageId: `${providerOrderId}#1`, text: `Your ${label} verification code is ${code}`, code, receivedAt };
+    const text = parsed.voice ? `Voice call transcript: your ${label} verification code is ${code}` : `Your ${label} verification code is ${code}`;
+    return { providerMessageId: `${providerOrderId}#1`, text, code, receivedAt };
   }
 
   async cancel(providerOrderId: string): Promise<CancelOutcome> {

@@ -12,6 +12,8 @@ import { cancelVerification } from '../verifications/flows.ts';
 import { parseIdempotencyKey } from '../verifications/idempotency.ts';
 import type { LifecycleDeps, VerificationRow } from '../verifications/lifecycle.ts';
 import { purchaseVerification } from '../verifications/purchase.ts';
+import { AREA_CODE_PATTERN, CARRIER_PATTERN, MAX_CHOICES } from '../catalogue/number-options.ts';
+import type { NumberOptions } from '../providers/provider.ts';
 import { viewOf, viewsOf, type VerificationView } from '../verifications/resource.ts';
 import { verifications } from '../verifications/schema.ts';
 import { isRefunded } from '../verifications/transitions.ts';
@@ -110,6 +112,7 @@ async function buy(ctx: ActionContext): Promise<Bought> {
     service,
     country: country.iso,
     maxPriceMinor: maxPriceOf(param('maxPrice') ?? param('max_price')),
+    options: numberOptionsOf(param('operator') ?? param('carriers'), param('areas')),
   });
   return { row: outcome.row, activationId: await activationIdOf(deps.database.db, outcome.row.id), countryId: country.id };
 }
@@ -141,8 +144,28 @@ async function getNumberV2(ctx: ActionContext): Promise<ProtocolAnswer> {
       canGetAnotherSms: false,
       activationTime: protocolTime(row.createdAt),
       activationEndTime: protocolTime(row.expiresAt),
+      // The carriers asked for (the purchase fails rather than give another one the seller names).
+      activationOperator: row.numberOptions?.carriers?.join(',') ?? 'any',
     })
   );
+}
+
+/**
+ * `operator` (the protocol's carriers, comma-separated; `any` or empty for none) and DaisySMS's
+ * `areas` (US area codes) and `carriers`. A name that cannot be one is WRONG_OPERATOR, as sellers answer.
+ */
+function numberOptionsOf(operator: string | undefined, areas: string | undefined): NumberOptions | undefined {
+  const list = (raw: string | undefined) =>
+    (raw ?? '')
+      .split(',')
+      .map((x) => x.trim().toLowerCase())
+      .filter((x) => x !== '' && x !== 'any');
+  const carriers = list(operator);
+  const areaCodes = list(areas);
+  if (carriers.length > MAX_CHOICES || carriers.some((c) => !CARRIER_PATTERN.test(c))) throw new ProtocolRefusal('WRONG_OPERATOR');
+  if (areaCodes.length > MAX_CHOICES || areaCodes.some((a) => !AREA_CODE_PATTERN.test(a))) throw new ProtocolRefusal('BAD_AREA_CODE');
+  if (carriers.length === 0 && areaCodes.length === 0) return undefined;
+  return { ...(carriers.length > 0 ? { carriers } : {}), ...(areaCodes.length > 0 ? { areaCodes } : {}) };
 }
 
 /** Without a key every getNumber is a new purchase, as everywhere else the protocol is spoken. */

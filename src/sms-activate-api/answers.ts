@@ -49,6 +49,9 @@ export function tokenForDomainError(code: ErrorCode, extra: Record<string, unkno
       const price = extra.price_minor;
       return typeof price === 'number' ? text('WRONG_MAX_PRICE', minorToDecimal(price)) : text('NO_NUMBERS');
     }
+    case 'option_not_offered':
+      // The protocol's refusal of an `operator` the seller does not have.
+      return text('WRONG_OPERATOR');
     case 'too_many_active':
       return text('TOO_MANY_ACTIVE_RENTALS');
     case 'email_unverified':

@@ -16,6 +16,8 @@ import {
   type VerificationRow,
 } from './lifecycle.ts';
 import { verifications, type Actor } from './schema.ts';
+import { assignedNumberMismatch } from './assigned-number.ts';
+import { failMismatchedPurchase } from './purchase.ts';
 import { lookUpPurchase, requestUpstreamCancel, settlementAfterCancel, type UpstreamSettlement } from './settlement.ts';
 
 /**
@@ -234,7 +236,15 @@ export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow,
   }
   await fault(deps, 'recover.looked_up');
 
-  if (order) return (await assignNumber(deps, row.id, order, { actor, reason: 'purchase found upstream', responseStatus: 202 })).row;
+  if (order) {
+    // The order found is checked like a purchase's answer: one outside the request is not sold.
+    const mismatch = assignedNumberMismatch(row.numberOptions, order);
+    if (mismatch !== null) {
+      await failMismatchedPurchase(deps, row, order, mismatch, actor);
+      return loadVerification(deps.database.db, row.id);
+    }
+    return (await assignNumber(deps, row.id, order, { actor, reason: 'purchase found upstream', responseStatus: 202 })).row;
+  }
   if (status === 'absent') {
     return failPurchase(deps, row.id, { actor, reason: 'purchase not found upstream', responseStatus: 503, responseCode: 'provider_unavailable', upstream: 'absent' });
   }

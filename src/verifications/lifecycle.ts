@@ -334,7 +334,19 @@ async function owePendingOrphan(tx: Tx, row: VerificationRow, order: ProviderOrd
 export async function failPurchase(
   deps: LifecycleDeps,
   id: string,
-  change: { actor: Actor; reason: string; responseStatus?: number; responseCode?: string; upstream: UpstreamStatus },
+  change: {
+    actor: Actor;
+    reason: string;
+    responseStatus?: number;
+    responseCode?: string;
+    upstream: UpstreamStatus;
+    /** When a cancel owed is to be tried (default: now). */
+    upstreamNextAt?: Date | null;
+    /** The upstream order refused after it was bought (a mismatched number), kept so its cancel can be settled. */
+    order?: ProviderOrder;
+    /** What the customer is told, when it differs from the audit reason. */
+    failureReason?: string;
+  },
 ): Promise<VerificationRow | undefined> {
   const now = deps.clock.now();
   return deps.database.transaction(async (tx) => {
@@ -345,11 +357,12 @@ export async function failPurchase(
       reason: change.reason,
       now,
       set: {
-        failureReason: change.reason,
+        failureReason: change.failureReason ?? change.reason,
         responseStatus: row.responseStatus ?? change.responseStatus ?? null,
         responseCode: row.responseCode ?? change.responseCode ?? null,
         upstreamStatus: change.upstream,
-        upstreamNextAt: change.upstream === 'cancel_owed' ? now : null,
+        upstreamNextAt: change.upstream === 'cancel_owed' ? (change.upstreamNextAt ?? now) : null,
+        ...(change.order ? { providerOrderId: change.order.providerOrderId, phoneNumber: change.order.phoneNumber } : {}),
       },
     });
   });

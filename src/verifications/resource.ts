@@ -4,6 +4,7 @@ import { users } from '../accounts/schema.ts';
 import { Timestamp } from '../clock.ts';
 import type { Executor } from '../db/database.ts';
 import { pageOf, type Keyset } from '../db/keyset.ts';
+import { NumberOptionsSchema, optionsView } from '../catalogue/number-options.ts';
 import { MinorUnits } from '../money.ts';
 import { verificationEvents, verificationMessages, verifications, verificationStates, type VerificationState } from './schema.ts';
 import { canCancel, isRefunded } from './transitions.ts';
@@ -23,8 +24,9 @@ export const VerificationSchema = z
     country: z.string(),
     state: z.enum(verificationStates),
     phone_number: z.string().nullable(),
-    price_minor: MinorUnits,
+    price_minor: MinorUnits.describe('what is held, then charged: the offer plus the surcharge of its options'),
     currency: z.string(),
+    options: NumberOptionsSchema.describe('area codes, carriers and capability asked for (empty lists: any)'),
     created_at: Timestamp,
     expires_at: Timestamp.describe('the one deadline: countdown, poller and sweeper all use it'),
     code: z.string().nullable(),
@@ -65,6 +67,7 @@ export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<Ve
     phone_number: row.phoneNumber,
     price_minor: row.priceMinor,
     currency: row.currency,
+    options: optionsView(row.numberOptions),
     created_at: row.createdAt.toISOString(),
     expires_at: row.expiresAt.toISOString(),
     code: row.code,

@@ -1,4 +1,5 @@
-import { bigserial, boolean, integer, pgTable, text, uuid } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, integer, jsonb, pgTable, text, uuid } from 'drizzle-orm/pg-core';
+import type { NumberOptions } from '../providers/provider.ts';
 import { minorUnits as minor, timestamptz as at } from '../db/columns.ts';
 
 /**
@@ -55,6 +56,8 @@ export const verifications = pgTable('verifications', {
   upstreamAttempts: integer('upstream_attempts').notNull().default(0),
   upstreamAlarm: text('upstream_alarm', { enum: upstreamAlarms }),
   upstreamAlarmAt: at('upstream_alarm_at'),
+  /** Area codes, carriers, voice as asked (canonical form); null for a plain purchase. */
+  numberOptions: jsonb('number_options').$type<NumberOptions>(),
 });
 
 export const verificationEvents = pgTable('verification_events', {

@@ -67,6 +67,7 @@ export async function lookUpPurchase(deps: LifecycleDeps, row: VerificationRow):
     service: row.service,
     country: row.country,
     maxCostMinor: row.maxCostMinor,
+    ...(row.numberOptions ? { options: row.numberOptions } : {}),
     requestedAt: row.createdAt,
     claimedOrderIds: new Set(claimed.map((c) => c.provider_order_id)),
   });

@@ -33,9 +33,11 @@ const SANDBOX_PRICES: Record<string, number> = {
   lf: 0.7,
   mm: 0.6,
   tg: 1.1,
+  testalternate: 0.5,
   testambiguous: 0.5,
   testdelayed: 0.5,
   testlate: 0.5,
+  testmismatch: 0.5,
   testnonumbers: 0.5,
   testprovidererror: 0.5,
   testsuccess: 0.5,
@@ -143,6 +145,7 @@ for (const engine of engines) {
         canGetAnotherSms: false,
         activationTime: protocolTime(v.created_at),
         activationEndTime: protocolTime(v.expires_at),
+        activationOperator: 'any',
       });
       assert.ok(Number.isSafeInteger(answer.activationId) && answer.activationId > 0);
       assert.match(answer.activationTime, /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);

@@ -80,6 +80,7 @@ describe('SMS-Activate protocol answers', () => {
       provider_unavailable: 'NO_NUMBERS',
       unknown_service: 'NO_NUMBERS',
       too_many_active: 'TOO_MANY_ACTIVE_RENTALS',
+      option_not_offered: 'WRONG_OPERATOR',
       rate_limited: 'RATE_LIMITED',
       idempotency_key_reused: 'IDEMPOTENCY_KEY_REUSED',
       idempotency_in_progress: 'IDEMPOTENCY_IN_PROGRESS',

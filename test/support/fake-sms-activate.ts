@@ -81,6 +81,12 @@ export interface FakeSmsActivateOptions {
   activeListCap?: number;
   /** daisy: the effective price is this share of the offer's cost (surge pricing downwards). */
   priceFactor?: number;
+  /** classic, hero: the operators (`operator`) the seller has; any other answers WRONG_OPERATOR. Default: any is accepted. */
+  operators?: string[];
+  /** daisy: area codes (`areas`) that never have numbers. */
+  emptyAreaCodes?: string[];
+  /** classic (getNumberV2): the operator the seller says it assigned, whatever was asked (a seller that ignores the request). */
+  assignedOperator?: string;
 }
 
 export interface FakeActivation {
@@ -95,6 +101,10 @@ export interface FakeActivation {
   datedOnList: boolean;
   status: 'waiting' | 'received' | 'retry' | 'cancelled' | 'finished';
   sms: { code: string; text: string }[];
+  /** What the purchase asked for: `operator` (classic, hero), `areas` / `carriers` (daisy). */
+  operator?: string;
+  areas?: string[];
+  carriers?: string[];
 }
 
 export interface FakeSmsActivate {
@@ -240,8 +250,18 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
     }
     if (state.balance < price) return fail(dialect === 'daisy' ? 'NO_MONEY' : 'NO_BALANCE');
     if (dialect === 'daisy' && [...state.activations.values()].filter(isActive).length >= DAISY_MAX_ACTIVE) return fail('TOO_MANY_ACTIVE_RENTALS');
+    const listParam = (name: string) => params.get(name)?.split(',').map((x) => x.trim()).filter((x) => x !== '');
+    const operators = dialect === 'daisy' ? undefined : listParam('operator');
+    if (operators && options.operators && operators.some((o) => !options.operators!.includes(o))) return fail('WRONG_OPERATOR');
+    const areas = dialect === 'daisy' ? listParam('areas') : undefined;
+    const carriers = dialect === 'daisy' ? listParam('carriers') : undefined;
+    if (areas?.length && areas.every((a) => (options.emptyAreaCodes ?? []).includes(a))) return fail('NO_NUMBERS');
 
-    const a = newActivation(service, country, price, clock.now());
+    const inArea = areas?.length ? `1${areas[0]}555${String(nextNumber++ % 10_000).padStart(4, '0')}` : undefined;
+    const a = newActivation(service, country, price, clock.now(), numberQueue.length === 0 ? inArea : undefined);
+    if (operators?.length) a.operator = operators.join(',');
+    if (areas) a.areas = areas;
+    if (carriers) a.carriers = carriers;
     offer.count -= 1;
     state.purchases += 1;
     state.balance = round(state.balance - price);
@@ -255,7 +275,7 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
       canGetAnotherSms: dialect === 'hero' ? true : '1',
       activationTime: sellerTime(a.createdAt),
       ...(options.statesEndTime === false ? {} : { activationEndTime: sellerTime(new Date(a.createdAt.getTime() + a.lifetimeMs)) }),
-      activationOperator: 'any',
+      activationOperator: options.assignedOperator ?? operators?.[0] ?? 'any',
     });
   }
 

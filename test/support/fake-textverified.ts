@@ -28,7 +28,7 @@ export function signWebhook(rawBody: string | Buffer, secret: string): string {
 
 // ---- TextVerified ---------------------------------------------------------------------------------
 
-export type TextVerifiedRoute = 'auth' | 'account' | 'services' | 'pricing' | 'create' | 'list' | 'details' | 'cancel' | 'report' | 'sms';
+export type TextVerifiedRoute = 'auth' | 'account' | 'services' | 'pricing' | 'create' | 'list' | 'details' | 'cancel' | 'report' | 'sms' | 'area-codes';
 
 export interface FakeTextVerifiedOptions {
   clock?: Clock;
@@ -46,6 +46,14 @@ export interface FakeTextVerifiedOptions {
   webhookSecret?: string;
   /** The account answer leaves out `currentBalance` (optional in the API document). */
   omitBalance?: boolean;
+  /** Services listed as `smsAndVoiceCombo` (bought with capability `voice` too). */
+  voiceServices?: string[];
+  /** `GET /area-codes`: what the API document's AreaCode items carry. */
+  areaCodes?: { areaCode: string; state: string }[];
+  /** Area codes that never have numbers (create answers 400 Unavailable). */
+  emptyAreaCodes?: string[];
+  /** Dollars added to the price when area codes / carriers are chosen, or for voice. */
+  surcharges?: { areaCode?: number; carrier?: number; voice?: number };
 }
 
 export interface FakeVerification {
@@ -57,6 +65,9 @@ export interface FakeVerification {
   endsAt: Date;
   state: string;
   totalCost: number;
+  capability?: string;
+  areaCodeSelectOption?: string[];
+  carrierSelectOption?: string[];
 }
 
 export interface FakeSms {
@@ -230,11 +241,21 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     return null;
   }
 
-  function sell(serviceName: string, createdAt: Date): FakeVerification {
-    const price = prices[serviceName] ?? 1;
+  function surchargeFor(choice: { areaCode: boolean; carrier: boolean; voice: boolean }): number {
+    const s = options.surcharges ?? {};
+    return (choice.areaCode ? (s.areaCode ?? 0) : 0) + (choice.carrier ? (s.carrier ?? 0) : 0) + (choice.voice ? (s.voice ?? 0) : 0);
+  }
+
+  function sell(serviceName: string, createdAt: Date, choice: { price?: number; areaCodes?: string[]; carriers?: string[]; capability?: string } = {}): FakeVerification {
+    const price = choice.price ?? prices[serviceName] ?? 1;
+    // A number in the first area code asked for, unless the test queued another one.
+    const inArea = choice.areaCodes?.length ? `${choice.areaCodes[0]}555${String(nextNumber++ % 10_000).padStart(4, '0')}` : undefined;
     const v: FakeVerification = {
       id: `lr_${String(nextId++).padStart(6, '0')}`,
-      number: numberQueue.shift() ?? String(nextNumber++),
+      number: numberQueue.shift() ?? inArea ?? String(nextNumber++),
+      ...(choice.capability ? { capability: choice.capability } : {}),
+      ...(choice.areaCodes ? { areaCodeSelectOption: choice.areaCodes } : {}),
+      ...(choice.carriers ? { carrierSelectOption: choice.carriers } : {}),
       serviceName,
       createdAt,
       endsAt: new Date(createdAt.getTime() + (options.verificationLifetimeSeconds ?? 900) * 1000),
@@ -259,15 +280,34 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     }
     const serviceName = body.serviceName;
     if (typeof serviceName !== 'string' || !(serviceName in prices)) return error(400, 'InvalidServiceName', 'Unknown service.');
-    if (body.capability !== 'sms') return error(400, 'InvalidCapability', 'Unsupported capability.');
-    const price = prices[serviceName]!;
+    const voice = body.capability !== 'sms';
+    if (voice && !(options.voiceServices ?? []).includes(serviceName)) return error(400, 'InvalidCapability', 'Unsupported capability.');
+    const list = (field: string): string[] | undefined | 'invalid' => {
+      const value = body[field];
+      if (value === undefined || value === null) return undefined;
+      if (!Array.isArray(value) || value.some((x) => typeof x !== 'string')) return 'invalid';
+      return value as string[];
+    };
+    const areaCodes = list('areaCodeSelectOption');
+    const carriers = list('carrierSelectOption');
+    if (areaCodes === 'invalid' || carriers === 'invalid') return error(400, 'InvalidRequest', 'Select options must be arrays of strings.');
+    const price =
+      Math.round((prices[serviceName]! + surchargeFor({ areaCode: !!areaCodes?.length, carrier: !!carriers?.length, voice })) * 100) / 100;
     if ((stock.get(serviceName) ?? 1) <= 0) return error(400, 'Unavailable', 'No numbers are available for this request.');
+    if (areaCodes?.length && areaCodes.every((a) => (options.emptyAreaCodes ?? []).includes(a))) {
+      return error(400, 'Unavailable', 'No numbers are available for this request.');
+    }
     if (typeof body.maxPrice === 'number' && body.maxPrice < price) return error(400, 'PricingFailure', `Price ${price} is above maxPrice.`);
     if (state.balance < price) return error(400, 'InsufficientBalance', 'Insufficient balance.');
     const unfinished = [...state.verifications.values()].filter((v) => stateOf(v) === 'verificationPending').length;
     if (unfinished >= (options.maxUnfinished ?? 10)) return error(400, 'TooManyUnfinishedVerifications', 'Too many pending verifications.');
 
-    const v = sell(serviceName, clock.now());
+    const v = sell(serviceName, clock.now(), {
+      price,
+      ...(areaCodes ? { areaCodes } : {}),
+      ...(carriers ? { carriers } : {}),
+      capability: body.capability as string,
+    });
     if (stock.has(serviceName)) stock.set(serviceName, (stock.get(serviceName) ?? 1) - 1);
     if (key !== undefined) state.idempotency.set(key, { state: 'done', verificationId: v.id });
     return created(base, v.id);
@@ -288,6 +328,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     if (method === 'POST' && rest === '/verifications') return { name: 'create' };
     if (method === 'GET' && rest === '/verifications') return { name: 'list' };
     if (method === 'GET' && rest === '/sms') return { name: 'sms' };
+    if (method === 'GET' && rest === '/area-codes') return { name: 'area-codes' };
     const one = /^\/verifications\/([^/]+)(\/cancel|\/report)?$/.exec(rest);
     if (!one) return null;
     const id = decodeURIComponent(one[1]!);
@@ -320,7 +361,10 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
         return json(200, options.omitBalance ? { username: apiUsername } : { username: apiUsername, currentBalance: state.balance });
       case 'services':
         return json(200, [
-          ...Object.keys(prices).map((serviceName) => ({ serviceName, capability: 'sms' })),
+          ...Object.keys(prices).map((serviceName) => ({
+            serviceName,
+            capability: (options.voiceServices ?? []).includes(serviceName) ? 'smsAndVoiceCombo' : 'sms',
+          })),
           { serviceName: 'voiceonly', capability: 'voice' },
         ]);
       case 'pricing': {
@@ -329,8 +373,11 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
         if (typeof body.numberType !== 'string' || !NUMBER_TYPES.has(body.numberType)) return error(400, 'InvalidRequest', 'Unknown numberType.');
         const name = body.serviceName;
         if (typeof name !== 'string' || !(name in prices)) return error(400, 'InvalidServiceName', 'Unknown service.');
-        return json(200, { serviceName: name, price: prices[name] });
+        const extra = surchargeFor({ areaCode: body.areaCode === true, carrier: body.carrier === true, voice: body.capability !== 'sms' });
+        return json(200, { serviceName: name, price: Math.round((prices[name]! + extra) * 100) / 100 });
       }
+      case 'area-codes':
+        return json(200, options.areaCodes ?? [{ areaCode: '212', state: 'NY' }, { areaCode: '415', state: 'CA' }]);
       case 'create': {
         const key = req.headers['idempotency-key'];
         return createVerification(base, body, typeof key === 'string' ? key.trim() : undefined);

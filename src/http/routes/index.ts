@@ -9,6 +9,7 @@ import adminUpstreamRoutes from './admin-upstreams.ts';
 import adminUserRoutes from './admin-users.ts';
 import adminVerificationRoutes from './admin-verifications.ts';
 import apiKeyRoutes from './api-keys.ts';
+import areaCodeRoutes from './area-codes.ts';
 import authRoutes from './auth.ts';
 import errorRoutes from './errors.ts';
 import eventRoutes from './events.ts';
@@ -23,6 +24,7 @@ import serviceRoutes from './services.ts';
 import sessionRoutes from './sessions.ts';
 import smsActivateRoutes from './sms-activate.ts';
 import topUpRoutes from './top-ups.ts';
+import verificationBulkRoutes from './verification-bulk.ts';
 import verificationRoutes from './verifications.ts';
 import walletRoutes from './wallet.ts';
 import webhookEndpointRoutes from './webhook-endpoints.ts';
@@ -46,7 +48,9 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     walletRoutes,
     apiKeyRoutes,
     serviceRoutes,
+    areaCodeRoutes,
     verificationRoutes,
+    verificationBulkRoutes,
     notificationRoutes,
     eventRoutes,
     adminUserRoutes,

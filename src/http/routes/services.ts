@@ -52,6 +52,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
               currency: z.string(),
               available: z.boolean(),
               last_24h: DeliveryStatsSchema,
+              voice: z.boolean().describe('can be bought with `capability: voice` (the code comes by a call)'),
             }),
           ),
         }),
@@ -77,6 +78,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
           currency: ctx.config.CURRENCY,
           available: o.enabled,
           last_24h: statsResource(recent.get(statsKey(o.service, o.country)) ?? deliveryStats(0, 0, null)),
+          voice: o.voice && (app.lifecycle.provider.capabilities?.voice ?? false),
         })),
       };
     },

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { numberOptionFields, optionsFromBody } from '../../catalogue/number-options.ts';
 import { DomainError } from '../../errors.ts';
 import { cancelVerification } from '../../verifications/flows.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
@@ -24,13 +25,15 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       summary: 'Buy a number for a service (Idempotency-Key required)',
       description:
         '201 with the number (state waiting); 202 when the upstream outcome is not known yet (state pending, resolved in the background). ' +
-        'The price is held on the wallet and captured only when the SMS arrives.',
+        'The price is held on the wallet and captured only when the SMS arrives. Area codes, carriers and voice add their surcharge to the price; ' +
+        'a number the provider assigns outside the area codes or carriers asked for fails the purchase (not charged).',
       security: Security,
       headers: RequiredIdempotencyHeaders,
       body: z.strictObject({
         service: z.string().trim().min(1).max(64),
         country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166 alpha-2, upper case').optional(),
         max_price_minor: z.number().int().positive().optional().describe('refuse (422) when the price is above this'),
+        ...numberOptionFields,
       }),
       response: {
         201: VerificationSchema,
@@ -57,6 +60,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
         service: request.body.service,
         country: request.body.country,
         maxPriceMinor: request.body.max_price_minor,
+        options: optionsFromBody(request.body),
       });
       if (outcome.replayed) reply.header('idempotent-replayed', 'true');
       reply.header('location', `/v1/verifications/${outcome.row.id}`);

@@ -24,6 +24,8 @@ import {
   type Provider,
   type ProviderMessage,
   type ProviderOrder,
+  type NumberOptions,
+  type ProviderCapabilities,
   type PurchaseRequest,
 } from '../provider.ts';
 import { DEFAULT_RATE_LIMIT_BACKOFF, retryWhenRateLimited, type RateLimitBackoff } from '../retry.ts';
@@ -108,6 +110,16 @@ export interface SmsActivateOptions {
   rateLimitBackoff?: RateLimitBackoff;
   /** Told about what an operator must fix (a currency mismatch), every time it refuses a purchase. */
   alarm?: (message: string, detail: Record<string, unknown>) => void;
+  /**
+   * How the seller lets a purchase choose the number: `operator` (the protocol's `operator`
+   * parameter: carriers, comma-separated; default) or `areas-carriers` (DaisySMS: `areas` with US
+   * area codes and `carriers`, each comma-separated).
+   */
+  numberChoice?: 'operator' | 'areas-carriers';
+  /** Carrier names the seller accepts, when known (DaisySMS: tmo, vz, att); default any name. */
+  carrierNames?: string[] | null;
+  /** What the seller adds to the price for choosing area codes or carriers (minor units; default 0), sent up in maxPrice. */
+  surcharges?: { areaCodeMinor: number; carrierMinor: number; voiceMinor: number };
 }
 
 export const DEFAULT_COUNTRY_CODES: Readonly<Record<string, string>> = {
@@ -166,6 +178,8 @@ const PLAUSIBLE_LIFETIME_SECONDS = { min: 60, max: 86_400 };
 
 export class SmsActivateProvider implements Provider {
   readonly name = 'sms-activate' as const;
+  /** Carriers through `operator`; DaisySMS also US area codes. No voice in the protocol. */
+  readonly capabilities: ProviderCapabilities;
 
   private readonly options: SmsActivateOptions;
   private readonly clock: Clock;
@@ -196,6 +210,17 @@ export class SmsActivateProvider implements Provider {
     this.utcOffset = options.sellerUtcOffsetMinutes ?? 180;
     this.currency = (options.currency ?? 'USD').toUpperCase();
     this.sellerCurrency = options.sellerCurrency?.toUpperCase();
+    const areas = options.numberChoice === 'areas-carriers';
+    this.capabilities = {
+      areaCodes: areas,
+      carriers: true,
+      voice: false,
+      maxChoices: 10,
+      carrierNames: options.carrierNames ?? null,
+      areaCodeCountries: areas ? ['US'] : [],
+      reportsCarrier: true,
+      surcharge: options.surcharges ?? { areaCodeMinor: 0, carrierMinor: 0, voiceMinor: 0 },
+    };
     new URL(options.baseUrl); // fail at start-up on a malformed URL, not at the first purchase
   }
 
@@ -220,7 +245,7 @@ export class SmsActivateProvider implements Provider {
       throw new ProviderError('definite', 'rejected', `sms-activate: invalid price cap ${request.maxCostMinor}`);
     }
     // The cap always goes upstream: the seller refuses (WRONG_MAX_PRICE) rather than charging more.
-    const params = this.withCountry({ service, maxPrice: minorToDecimalString(request.maxCostMinor) }, country);
+    const params = this.withCountry({ service, maxPrice: minorToDecimalString(request.maxCostMinor), ...this.numberChoiceParams(request.options) }, country);
     const lifetimeMs = await this.lifetimeFor(service);
     const startedAt = this.clock.now();
 
@@ -526,6 +551,20 @@ export class SmsActivateProvider implements Provider {
 
   // ---- Internals --------------------------------------------------------------------------------
 
+  /** The seller's parameters for area codes and carriers (only what `honours` let through reaches here). */
+  private numberChoiceParams(options: NumberOptions | undefined): Record<string, string> {
+    const params: Record<string, string> = {};
+    const carriers = options?.carriers ?? [];
+    const areas = options?.areaCodes ?? [];
+    if (this.options.numberChoice === 'areas-carriers') {
+      if (areas.length > 0) params.areas = areas.join(',');
+      if (carriers.length > 0) params.carriers = carriers.join(',');
+    } else if (carriers.length > 0) {
+      params.operator = carriers.join(',');
+    }
+    return params;
+  }
+
   private orderFrom(answer: Answer, token: string | null, startedAt: Date, lifetimeMs: number | null, label: string): ProviderOrder {
     // DaisySMS states the effective price in a header (it may be below the cap we sent).
     const headerCost = answer.headers.get('x-price');
@@ -544,11 +583,14 @@ export class SmsActivateProvider implements Provider {
     const createdAt = parseSellerTime(order.activationTime, this.utcOffset);
     const statedEnd = parseSellerTime(order.activationEndTime, this.utcOffset);
     const cost = order.activationCost === null || order.activationCost === undefined ? headerCost : order.activationCost;
+    // "any" is what sellers write when no operator was asked for: it says nothing about the number.
+    const carrier = order.activationOperator && order.activationOperator.toLowerCase() !== 'any' ? order.activationOperator : null;
     return {
       providerOrderId: order.activationId,
       phoneNumber: order.phoneNumber,
       endsAt: statedEnd ?? endAfter(createdAt ?? startedAt, lifetimeMs),
       costMinor: this.costInOurCurrency(cost, label),
+      ...(carrier === null ? {} : { carrier }),
     };
   }
 

@@ -224,6 +224,8 @@ export const numberV2Schema = z.object({
   countryCode: looseScalar,
   activationTime: looseScalar,
   activationEndTime: looseScalar,
+  // The operator (carrier) the seller assigned, when it says.
+  activationOperator: z.string().nullable().optional(),
 });
 
 // Some sellers send SMS lists as arrays, some as a JSON-encoded array inside a string.

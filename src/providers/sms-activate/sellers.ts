@@ -35,6 +35,9 @@ export const SELLER_PROFILES: Readonly<Record<SellerName, SellerProfile>> = {
       // Balances and prices are in dollars; its timestamps are UTC.
       sellerCurrency: 'USD',
       sellerUtcOffsetMinutes: 0,
+      // Area codes and carriers as `areas` / `carriers`, comma-separated.
+      numberChoice: 'areas-carriers',
+      carrierNames: ['att', 'tmo', 'vz'],
     },
   },
 };

@@ -28,7 +28,9 @@ import {
   type CatalogueEntry,
   type LookupRequest,
   type LookupResult,
+  type NumberOptions,
   type OrderCheck,
+  type ProviderCapabilities,
   type OrderRef,
   type Provider,
   type ProviderOrder,
@@ -39,6 +41,7 @@ import {
 import { messageFromSms } from './messages.ts';
 import {
   accountSchema,
+  areaCodesSchema,
   bearerTokenSchema,
   errorBodySchema,
   linkSchema,
@@ -93,6 +96,12 @@ export interface TextVerifiedOptions {
   webhookSecret?: string;
   /** Waiting out 429s on catalogue reads, which TextVerified documents as rate-limited. */
   rateLimitBackoff?: RateLimitBackoff;
+  /**
+   * What TextVerified adds to a verification's price for choosing area codes or carriers, or for
+   * voice (minor units; default 0). Sent up inside `maxPrice`: a surcharge set too low makes the
+   * upstream refuse (PricingFailure, nothing bought), never overcharge.
+   */
+  surcharges?: { areaCodeMinor: number; carrierMinor: number; voiceMinor: number };
 }
 
 const API = '/api/pub/v2';
@@ -134,6 +143,12 @@ export function mapVerificationState(state: string, hasMessages: boolean): Upstr
 export class TextVerifiedProvider implements Provider {
   readonly name = 'textverified' as const;
   readonly webhooks?: ProviderWebhooks;
+  /**
+   * US numbers: area codes (`areaCodeSelectOption`), carriers (`carrierSelectOption`, names such as
+   * vz, tmo, att, passed on as given) and voice (`capability: voice`). The verification does not say
+   * which carrier it got, so only the area code of the assigned number can be checked.
+   */
+  readonly capabilities: ProviderCapabilities;
 
   private readonly baseUrl: string;
   private readonly origin: string;
@@ -154,6 +169,16 @@ export class TextVerifiedProvider implements Provider {
     this.clock = options.clock;
     this.timeoutMs = options.timeoutMs ?? 20_000;
     this.pacer = createPacer({ requestsPerSecond: options.requestsPerSecond ?? 5 });
+    this.capabilities = {
+      areaCodes: true,
+      carriers: true,
+      voice: true,
+      maxChoices: 10,
+      carrierNames: null,
+      areaCodeCountries: ['US'],
+      reportsCarrier: false,
+      surcharge: options.surcharges ?? { areaCodeMinor: 0, carrierMinor: 0, voiceMinor: 0 },
+    };
     if (options.webhookSecret) this.webhooks = textVerifiedWebhooks(options.webhookSecret);
   }
 
@@ -173,12 +198,12 @@ export class TextVerifiedProvider implements Provider {
     const wanted = this.options.catalogueServices ? new Set(this.options.catalogueServices) : null;
     const names = services
       .filter((s) => s.capability === 'sms' || s.capability === 'smsAndVoiceCombo')
-      .map((s) => s.serviceName)
-      .filter((name) => (wanted ? wanted.has(name) : true));
+      .filter((s) => (wanted ? wanted.has(s.serviceName) : true));
+    const voiceNames = new Set(names.filter((s) => s.capability === 'smsAndVoiceCombo').map((s) => s.serviceName));
 
     const entries: CatalogueEntry[] = [];
     // One at a time, waiting out 429s: pricing is one of the calls TextVerified rate-limits.
-    for (const serviceName of new Set(names)) {
+    for (const serviceName of new Set(names.map((s) => s.serviceName))) {
       const priceLabel = `textverified pricing ${serviceName}`;
       const priced = await retryWhenRateLimited(
         () =>
@@ -196,7 +221,7 @@ export class TextVerifiedProvider implements Provider {
       const price = validateShape(pricingSchema, this.okJson(priced, priceLabel), priceLabel);
       const costMinor = decimalToMinor(price.price, 'up');
       if (costMinor === null) throw malformed(priceLabel, `unusable price ${price.price}`);
-      entries.push({ service: this.ourServiceName(serviceName), country: 'US', costMinor, available: null });
+      entries.push({ service: this.ourServiceName(serviceName), country: 'US', costMinor, available: null, ...(voiceNames.has(serviceName) ? { voice: true } : {}) });
     }
     const ttl = (this.options.catalogueTtlSeconds ?? 3600) * 1000;
     this.catalogueCache = { entries, until: now + ttl };
@@ -205,7 +230,7 @@ export class TextVerifiedProvider implements Provider {
 
   async buy(request: PurchaseRequest): Promise<ProviderOrder> {
     this.assertPurchasable(request.country, request.maxCostMinor, request.clientRef);
-    const outcome = await this.postCreate(request.clientRef, this.theirServiceName(request.service), request.maxCostMinor);
+    const outcome = await this.postCreate(request.clientRef, this.theirServiceName(request.service), request.maxCostMinor, request.options);
     if (outcome.type === 'refused') throw refusalError(outcome);
     // From here an order exists upstream: any failure to read it is ambiguous, resolved by lookup().
     try {
@@ -224,7 +249,7 @@ export class TextVerifiedProvider implements Provider {
     if (now - request.requestedAt.getTime() > windowMs) return this.lookupInList(request);
 
     // Documented retry: the same key returns the same 201 and never buys twice.
-    const outcome = await this.postCreate(request.clientRef, this.theirServiceName(request.service), request.maxCostMinor);
+    const outcome = await this.postCreate(request.clientRef, this.theirServiceName(request.service), request.maxCostMinor, request.options);
     if (outcome.type === 'refused') {
       // A plain purchase refusal on the retry means the key was unused: the first call bought nothing.
       if (outcome.status === 400 && outcome.errorCode !== null && outcome.errorCode in PURCHASE_REFUSALS) {
@@ -328,8 +353,18 @@ export class TextVerifiedProvider implements Provider {
     }
   }
 
+  /** `GET /area-codes`: the area codes TextVerified offers, with their US state. */
+  async areaCodes(): Promise<{ areaCode: string; region: string | null }[]> {
+    const label = 'textverified area codes';
+    const res = await retryWhenRateLimited(
+      () => this.authorisedCall({ method: 'GET', url: this.apiUrl('/area-codes'), label, mutating: false }),
+      this.options.rateLimitBackoff ?? DEFAULT_RATE_LIMIT_BACKOFF,
+    );
+    return validateShape(areaCodesSchema, this.okJson(res, label), label).map((a) => ({ areaCode: a.areaCode, region: a.state ?? null }));
+  }
+
   /** POST /verifications with our idempotency key; refusals are returned, transport failures thrown. */
-  private async postCreate(clientRef: string, serviceName: string, maxCostMinor: number): Promise<CreateOutcome> {
+  private async postCreate(clientRef: string, serviceName: string, maxCostMinor: number, options?: NumberOptions): Promise<CreateOutcome> {
     const label = 'textverified create verification';
     const res = await this.serialised(() =>
       this.authorisedCall({
@@ -337,7 +372,13 @@ export class TextVerifiedProvider implements Provider {
         url: this.apiUrl('/verifications'),
         headers: { 'Idempotency-Key': clientRef },
         // maxPrice is always sent: the upstream refuses (PricingFailure) rather than charging more.
-        body: { serviceName, capability: 'sms', maxPrice: Number(minorToDecimalString(maxCostMinor)) },
+        body: {
+          serviceName,
+          capability: options?.capability === 'voice' ? 'voice' : 'sms',
+          ...(options?.areaCodes?.length ? { areaCodeSelectOption: options.areaCodes } : {}),
+          ...(options?.carriers?.length ? { carrierSelectOption: options.carriers } : {}),
+          maxPrice: Number(minorToDecimalString(maxCostMinor)),
+        },
         label,
         mutating: true,
       }),

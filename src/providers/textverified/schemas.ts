@@ -129,3 +129,11 @@ export const pricingSchema = z.object({
   serviceName: z.string(),
   price: money,
 });
+
+/** `GET /area-codes`: `[{areaCode, state}]`. */
+export const areaCodesSchema = z.array(
+  z.object({
+    areaCode: z.string().regex(/^\d{3}$/),
+    state: z.string().nullable().optional(),
+  }),
+);

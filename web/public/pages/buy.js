@@ -50,6 +50,30 @@ export async function render(main, ctx) {
   const balanceHint = h('p', { class: 'hint', id: 'balance-hint' });
   const deliveryHint = h('p', { class: 'hint', id: 'delivery-hint' });
   const buyButton = h('button', { type: 'submit', class: 'button primary wide', id: 'buy-button' }, 'Buy number');
+  // Number options: area codes, carriers, voice, and how many numbers at once.
+  const areaCodesInput = h('input', { id: 'area-codes', name: 'area_codes', type: 'text', inputmode: 'numeric', autocomplete: 'off', placeholder: 'any, e.g. 212, 415', 'aria-describedby': 'options-hint' });
+  const carriersInput = h('input', { id: 'carriers', name: 'carriers', type: 'text', autocomplete: 'off', placeholder: 'any, e.g. tmo, vz', 'aria-describedby': 'options-hint' });
+  const voiceInput = h('input', { id: 'voice', name: 'voice', type: 'checkbox' });
+  const quantityInput = h('input', { id: 'quantity', name: 'quantity', type: 'number', min: '1', max: '50', step: '1', value: '1' });
+  const optionsHint = h('p', { class: 'hint', id: 'options-hint' });
+  const options = h(
+    'details',
+    { class: 'number-options', id: 'number-options' },
+    h('summary', null, 'Number options'),
+    h(
+      'div',
+      { class: 'field-row' },
+      h('div', { class: 'field' }, h('label', { for: 'area-codes' }, 'Area codes'), areaCodesInput),
+      h('div', { class: 'field' }, h('label', { for: 'carriers' }, 'Carriers'), carriersInput),
+    ),
+    h(
+      'div',
+      { class: 'field-row' },
+      h('div', { class: 'field checkbox-field' }, voiceInput, h('label', { for: 'voice' }, 'Code by voice call')),
+      h('div', { class: 'field' }, h('label', { for: 'quantity' }, 'How many numbers'), quantityInput),
+    ),
+    optionsHint,
+  );
   const status = h('p', { class: 'visually-hidden', role: 'status', id: 'buy-status' });
   const errors = errorBox('buy-error');
   const form = h(
@@ -57,6 +81,7 @@ export async function render(main, ctx) {
     { class: 'stack buy-form', novalidate: true, 'aria-labelledby': 'buy-form-title' },
     h('h2', { id: 'buy-form-title', class: 'card-title' }, 'New number'),
     h('div', { class: 'field-row' }, h('div', { class: 'field' }, h('label', { for: 'country' }, 'Country'), countrySelect), h('div', { class: 'field' }, h('label', { for: 'service' }, 'Service'), serviceSelect)),
+    options,
     h('div', { class: 'price-line' }, h('span', { class: 'price-label' }, 'Price'), price, stock),
     deliveryHint,
     balanceHint,
@@ -151,6 +176,74 @@ export async function render(main, ctx) {
   for (const code of countries) countrySelect.append(h('option', { value: code }, `${countryName(code)} (${code})`));
   countrySelect.value = countries.includes('US') ? 'US' : countries[0];
 
+  /** What the options add to the selected offer (GET /v1/area-codes), loaded per service and country. */
+  let offerOptions = null;
+  let optionsRequest = 0;
+  async function loadOfferOptions() {
+    const s = selected();
+    const asked = ++optionsRequest;
+    offerOptions = null;
+    if (!s) return;
+    try {
+      const answer = await api.get(withQuery('/v1/area-codes', { service: s.service, country: s.country }));
+      if (asked !== optionsRequest || !ctx.isCurrent()) return;
+      offerOptions = answer;
+    } catch {
+      offerOptions = null;
+    }
+    showOptions();
+    showPrice();
+  }
+
+  const listOf = (text, transform = (x) => x) =>
+    [...new Set(String(text).split(/[\s,]+/).map((x) => transform(x.trim())).filter((x) => x !== ''))];
+
+  /** The options as the form says them, in the API's words. */
+  function chosenOptions() {
+    const body = {};
+    const areaCodes = listOf(areaCodesInput.value);
+    const carriers = listOf(carriersInput.value, (x) => x.toLowerCase());
+    if (areaCodes.length) body.area_codes = areaCodes;
+    if (carriers.length) body.carriers = carriers;
+    if (voiceInput.checked) body.capability = 'voice';
+    return body;
+  }
+  function quantity() {
+    const n = Number(quantityInput.value);
+    return Number.isInteger(n) && n >= 1 && n <= 50 ? n : null;
+  }
+
+  function showOptions() {
+    const o = offerOptions;
+    areaCodesInput.disabled = !o?.can_choose_area_code;
+    carriersInput.disabled = !o?.can_choose_carrier;
+    voiceInput.disabled = !o?.voice;
+    if (voiceInput.disabled) voiceInput.checked = false;
+    if (areaCodesInput.disabled) areaCodesInput.value = '';
+    if (carriersInput.disabled) carriersInput.value = '';
+    const parts = [];
+    if (o?.can_choose_area_code) {
+      const sample = o.area_codes.slice(0, 6).map((a) => a.area_code).join(', ');
+      parts.push(`Area code + ${formatMoney(o.surcharge_minor.area_code ?? 0, o.currency)}${sample ? ` (e.g. ${sample})` : ''}`);
+    }
+    if (o?.can_choose_carrier) parts.push(`carrier + ${formatMoney(o.surcharge_minor.carrier ?? 0, o.currency)}${o.carriers?.length ? ` (${o.carriers.join(', ')})` : ''}`);
+    if (o?.voice) parts.push(`voice + ${formatMoney(o.surcharge_minor.voice ?? 0, o.currency)}`);
+    optionsHint.textContent = parts.length
+      ? `${parts.join('; ')}. A number outside the area codes or carriers you chose is not sold to you.`
+      : 'No area code, carrier or voice choice for this service and country.';
+  }
+
+  /** The price of one number with the options chosen, in minor units. */
+  function unitPrice(s) {
+    const o = offerOptions;
+    const chosen = chosenOptions();
+    let amount = s.price_minor;
+    if (o && chosen.area_codes) amount += o.surcharge_minor.area_code ?? 0;
+    if (o && chosen.carriers) amount += o.surcharge_minor.carrier ?? 0;
+    if (o && chosen.capability === 'voice') amount += o.surcharge_minor.voice ?? 0;
+    return amount;
+  }
+
   function selected() {
     return services.find((s) => s.service === serviceSelect.value && s.country === countrySelect.value) ?? null;
   }
@@ -181,17 +274,19 @@ export async function render(main, ctx) {
       if (!inFlight) buyButton.textContent = 'Buy number';
       return;
     }
-    const amount = formatMoney(s.price_minor, s.currency);
-    price.textContent = amount;
+    const count = quantity() ?? 1;
+    const total = unitPrice(s) * count;
+    const amount = formatMoney(total, s.currency);
+    price.textContent = count > 1 ? `${amount} (${count} × ${formatMoney(unitPrice(s), s.currency)})` : amount;
     deliveryHint.textContent = deliveryText(s.last_24h);
     stock.textContent = s.available === false ? 'None available right now' : 'Available';
     stock.dataset.available = String(s.available !== false);
-    if (!inFlight) buyButton.textContent = `Buy number · ${amount}`;
+    if (!inFlight) buyButton.textContent = count > 1 ? `Buy ${count} numbers · ${amount}` : `Buy number · ${amount}`;
     const wallet = state.wallet;
     if (wallet) {
-      const short = wallet.available_minor < s.price_minor;
+      const short = wallet.available_minor < total;
       balanceHint.textContent = short
-        ? `Your available balance is ${formatMoney(wallet.available_minor, wallet.currency)} — not enough for this number.`
+        ? `Your available balance is ${formatMoney(wallet.available_minor, wallet.currency)} — not enough for ${count > 1 ? 'these numbers' : 'this number'}.`
         : `Your available balance is ${formatMoney(wallet.available_minor, wallet.currency)}.`;
       balanceHint.dataset.short = String(short);
     }
@@ -199,24 +294,35 @@ export async function render(main, ctx) {
 
   countrySelect.addEventListener('change', () => {
     fillServices();
+    loadOfferOptions();
     errors.clear();
   });
   serviceSelect.addEventListener('change', () => {
     showPrice();
+    loadOfferOptions();
     errors.clear();
   });
+  for (const input of [areaCodesInput, carriersInput, voiceInput, quantityInput]) {
+    input.addEventListener('input', () => {
+      showPrice();
+      errors.clear();
+    });
+    input.addEventListener('change', showPrice);
+  }
   ctx.onCleanup(subscribe(showPrice));
   fillServices();
+  showOptions();
+  loadOfferOptions();
   fill(formCard, form);
 
   // ------------------------------------------------------------------ buying
 
+  // The intent is the whole request: another option or quantity is another purchase (another key).
   function purchaseIntent() {
-    const service = serviceSelect.value;
-    const country = countrySelect.value;
-    if (!intent || intent.service !== service || intent.country !== country) {
-      intent = { key: newIdempotencyKey(), service, country };
-    }
+    const body = { service: serviceSelect.value, country: countrySelect.value, ...chosenOptions() };
+    const count = quantity() ?? 1;
+    const signature = JSON.stringify([body, count]);
+    if (!intent || intent.signature !== signature) intent = { key: newIdempotencyKey(), body, count, signature };
     return intent;
   }
 
@@ -231,9 +337,27 @@ export async function render(main, ctx) {
     }
   }
 
+  /** A bulk purchase: every number bought is listed; those that were not are counted, not charged. */
+  function showBulkOutcome(items) {
+    const bought = items.filter((i) => !i.error);
+    for (const i of [...bought].reverse()) addCard(i.verification, true).el.classList.add('vcard-new');
+    refreshWalletSoon(0);
+    const failed = items.length - bought.length;
+    status.textContent = `Bought ${bought.length} of ${items.length} numbers.`;
+    if (failed > 0) {
+      const reasons = [...new Set(items.filter((i) => i.error).map((i) => i.error.detail))];
+      errors.show(`${failed} of ${items.length} numbers could not be bought; you were not charged for them. ${reasons.join(' ')}`);
+    }
+  }
+
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     if (inFlight) return;
+    if (quantity() === null) {
+      errors.show('How many numbers: a whole number from 1 to 50.');
+      quantityInput.focus();
+      return;
+    }
     inFlight = true;
     setBusy(true);
     errors.clear();
@@ -243,8 +367,8 @@ export async function render(main, ctx) {
       let result;
       for (let attempt = 0; ; attempt += 1) {
         try {
-          result = await request('POST', '/v1/verifications', {
-            body: { service: current.service, country: current.country },
+          result = await request('POST', current.count > 1 ? '/v1/verifications/bulk' : '/v1/verifications', {
+            body: current.count > 1 ? { ...current.body, quantity: current.count } : current.body,
             idempotencyKey: current.key,
           });
           break;
@@ -258,8 +382,12 @@ export async function render(main, ctx) {
         }
       }
       intent = null;
-      const v = result.data;
       if (!ctx.isCurrent()) return;
+      if (current.count > 1) {
+        showBulkOutcome(result.data.items);
+        return;
+      }
+      const v = result.data;
       const card = addCard(v, true);
       card.el.classList.add('vcard-new');
       refreshWalletSoon(0);
