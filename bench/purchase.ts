@@ -40,6 +40,8 @@ interface ServerCpu {
   ms_per_purchase: number | null;
   /** The server process's CPU use during the window, in cores (1 = one core busy all the time). */
   cores: number | null;
+  /** The server process's highest RSS since it started, warm-up and window included (MB). */
+  peak_rss_mb: number | null;
 }
 
 /** The measured window, with the server process's CPU time read from /proc around it. */
@@ -52,6 +54,7 @@ async function measured(server: ChildServer, fn: () => Promise<LoadResult>): Pro
   const server_cpu: ServerCpu = {
     ms_per_purchase: used !== undefined && ok > 0 ? round(used / ok, 2) : null,
     cores: used !== undefined ? round(used / (value.seconds * 1000), 2) : null,
+    peak_rss_mb: server.peakRssMb() === null ? null : round(server.peakRssMb()!, 1),
   };
   return { ...value, load, server_cpu };
 }
@@ -122,7 +125,8 @@ export async function benchPurchase(): Promise<BenchReport> {
       await server.stop();
     }
   };
-  const describe = (m: Measured) => `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores)`;
+  const describe = (m: Measured) =>
+    `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores, RSS peak ${m.server_cpu.peak_rss_mb} MB)`;
 
   // --- PostgreSQL -----------------------------------------------------------------------------
   log(`purchase: scratch database, ${customerCount} customers, pgbench -i -s ${pgbenchScale}`);
@@ -220,10 +224,11 @@ export async function benchPurchase(): Promise<BenchReport> {
     round(m.ok_per_second),
     `${m.latency_ms.median} / ${m.latency_ms.p99}`,
     `${m.server_cpu.ms_per_purchase} (${m.server_cpu.cores})`,
+    m.server_cpu.peak_rss_mb ?? '',
     statusText(m),
     formatLoad(m.load),
   ];
-  const detailHeader = ['round / server', 'purchases/s', 'latency median / p99 (ms)', 'server CPU ms/purchase (cores busy)', 'answers', 'load average'];
+  const detailHeader = ['round / server', 'purchases/s', 'latency median / p99 (ms)', 'server CPU ms/purchase (cores busy)', 'server RSS peak (MB)', 'answers', 'load average'];
 
   const markdown = [
     `### purchase`,
