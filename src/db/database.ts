@@ -25,12 +25,25 @@ export interface Database {
   /** Runs a multi-statement SQL script in one transaction (migrations). */
   runScript(script: string): Promise<void>;
   /**
+   * One hot-path statement, on its own (autocommit), as a prepared statement where the driver keeps
+   * them (PostgreSQL: named, prepared once per connection). Raw rows: snake_case columns, int8 as
+   * numbers, timestamptz as Dates on both drivers. For the few statements whose cost per request
+   * matters (docs/performance.md); everything else goes through drizzle.
+   */
+  prepared<T>(statement: PreparedStatement, values: readonly unknown[]): Promise<T[]>;
+  /**
    * Embedded only: the whole data directory as a gzipped tar, taken between transactions (none is
    * open while it is written), so it holds every committed transaction and nothing else. Restored
    * by restoreEmbeddedBackup (src/db/backup.ts).
    */
   dumpDataDir?(): Promise<Uint8Array>;
   close(): Promise<void>;
+}
+
+/** A statement run often: its SQL text and a name unique to that text (the prepared statement's name on PostgreSQL). */
+export interface PreparedStatement {
+  name: string;
+  text: string;
 }
 
 export interface DatabaseOptions {
@@ -98,6 +111,9 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
         if (!client.closed) await unsubscribe();
       };
     },
+    async prepared<T>(statement: PreparedStatement, values: readonly unknown[]) {
+      return (await client.query<T>(statement.text, values as unknown[])).rows;
+    },
     async runScript(script) {
       await client.transaction(async (tx) => {
         await tx.exec(script);
@@ -156,6 +172,10 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
         // A listener that fails to close has lost its connection already: nothing is left to undo.
         await client.end().catch(() => {});
       };
+    },
+    async prepared<T>(statement: PreparedStatement, values: readonly unknown[]) {
+      const result = await pool.query({ name: statement.name, text: statement.text, values: values as unknown[] });
+      return result.rows as T[];
     },
     async runScript(script) {
       const client = await pool.connect();

@@ -1,13 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
 import { requireVerifiedEmail } from '../accounts/flows.ts';
-import { firstRow, pgConstraint, pgErrorCode, type Executor } from '../db/database.ts';
 import { DomainError, errorTable, type ErrorCode } from '../errors.ts';
-import { findOffer } from '../catalogue/catalogue.ts';
-import { isLedgerError } from '../ledger/errors.ts';
-import { placeHold } from '../ledger/ledger.ts';
 import { isProviderError, type ProviderError } from '../providers/provider.ts';
-import { verificationEvents, verifications } from './schema.ts';
+import { assignPurchasedNumber, freshPurchaseView, reservePurchase } from './reservation.ts';
+import type { VerificationView } from './resource.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
 import { assignNumber, failPurchase, fault, markPurchaseUncertain, ORDER_ID_REUSED_ANSWER, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 
@@ -29,6 +25,8 @@ export interface PurchaseOutcome {
   status: 201 | 202;
   row: VerificationRow;
   replayed: boolean;
+  /** The answer's view when it could be built from what the writes returned (no read needed). */
+  view?: VerificationView;
 }
 
 /** How a definite upstream failure is told to the customer. */
@@ -60,116 +58,36 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   // REQUIRE_VERIFIED_EMAIL_FOR=purchase: refused before anything is stored (no query otherwise).
   await requireVerifiedEmail(deps.database.db, config, request.userId, 'purchase');
 
-  // Phase 1: one transaction — replay or reserve.
-  const begun = await deps.database
-    .transaction(async (tx) => {
-      const now = deps.clock.now();
-      // One customer's purchases queue here, so identical concurrent requests see each other. NO KEY
-      // UPDATE, not UPDATE: captures and refunds of the same customer take KEY SHARE on this row
-      // (foreign keys of their notifications) while holding the wallet, which this transaction
-      // needs next; FOR UPDATE would deadlock with them.
-      await tx.execute(sql`SELECT 1 FROM users WHERE id = ${request.userId} FOR NO KEY UPDATE`);
-      const [existing] = await tx
-        .select()
-        .from(verifications)
-        .where(and(eq(verifications.userId, request.userId), eq(verifications.idempotencyKey, request.idempotencyKey)));
-      if (existing) return { existing, now };
+  // Phase 1: one statement — replay or reserve (reservation.ts; the rules are in its SQL function).
+  const now = deps.clock.now();
+  const begun = await reservePurchase(deps.database, {
+    id: randomUUID(),
+    userId: request.userId,
+    idempotencyKey: request.idempotencyKey,
+    fingerprint: requestFingerprint,
+    provider: deps.provider.name,
+    service: request.service,
+    country,
+    maxPriceMinor: request.maxPriceMinor ?? null,
+    currency: config.CURRENCY,
+    now,
+    expiresAt: new Date(now.getTime() + config.VERIFICATION_TTL_SECONDS * 1000),
+    purchaseUntil: new Date(now.getTime() + config.PURCHASE_TIMEOUT_SECONDS * 1000),
+    maxActive: config.MAX_ACTIVE_VERIFICATIONS,
+    perMinute: config.PURCHASES_PER_MINUTE,
+    breakerOpen: deps.breaker.isOpen(),
+    breakerRetrySeconds: Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000),
+  });
 
-      const offer = await findOffer(tx, deps.provider.name, request.service, country);
-      if (!offer) throw new DomainError('unknown_service', `no service "${request.service}" in ${country}`);
-      if (request.maxPriceMinor !== undefined && offer.priceMinor > request.maxPriceMinor) {
-        throw new DomainError('price_exceeds_max', `the price ${offer.priceMinor} is above max_price_minor ${request.maxPriceMinor}`, {
-          price_minor: offer.priceMinor,
-        });
-      }
-      const activity = await customerActivity(tx, request.userId, new Date(now.getTime() - 60_000));
-      if (activity.active >= config.MAX_ACTIVE_VERIFICATIONS) {
-        // A place frees up at the latest when the soonest active verification reaches its deadline.
-        const seconds = secondsUntil(activity.firstDeadline, now);
-        throw new DomainError(
-          'too_many_active',
-          `at most ${config.MAX_ACTIVE_VERIFICATIONS} verifications may be active at once; one ends within ${seconds} s`,
-          { retry_after_seconds: seconds },
-          { 'Retry-After': String(seconds) },
-        );
-      }
-      if (activity.recent >= config.PURCHASES_PER_MINUTE) {
-        throw new DomainError('rate_limited', `at most ${config.PURCHASES_PER_MINUTE} purchases per minute`, {}, { 'Retry-After': '60' });
-      }
-      if (deps.breaker.isOpen()) {
-        throw new DomainError('provider_unavailable', 'the number provider is unavailable right now; you were not charged', {}, {
-          'Retry-After': String(Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000)),
-        });
-      }
-
-      const id = randomUUID();
-      const expiresAt = new Date(now.getTime() + config.VERIFICATION_TTL_SECONDS * 1000);
-      const purchaseUntil = new Date(now.getTime() + config.PURCHASE_TIMEOUT_SECONDS * 1000);
-      let hold;
-      try {
-        hold = await placeHold(tx, {
-          userId: request.userId,
-          amountMinor: offer.priceMinor,
-          verificationId: id,
-          expiresAt,
-          actor: 'customer',
-          now,
-        });
-      } catch (error) {
-        if (isLedgerError(error, 'insufficient_funds')) {
-          throw new DomainError('insufficient_funds', `this number costs ${offer.priceMinor}; your available balance is too low`, {
-            price_minor: offer.priceMinor,
-          });
-        }
-        throw error;
-      }
-      const [created] = await tx
-        .insert(verifications)
-        .values({
-          id,
-          userId: request.userId,
-          provider: deps.provider.name,
-          service: offer.service,
-          country: offer.country,
-          state: 'pending',
-          priceMinor: offer.priceMinor,
-          maxCostMinor: offer.costMinor,
-          currency: config.CURRENCY,
-          idempotencyKey: request.idempotencyKey,
-          requestFingerprint,
-          holdId: hold.id,
-          createdAt: now,
-          updatedAt: now,
-          expiresAt,
-          purchaseUntil,
-          nextCheckAt: purchaseUntil,
-        })
-        .returning();
-      await tx.insert(verificationEvents).values({
-        verificationId: id,
-        fromState: null,
-        toState: 'pending',
-        actor: 'customer',
-        reason: 'purchase requested',
-        createdAt: now,
-      });
-      return { created: created!, now };
-    })
-    .catch((error: unknown) => {
-      // Two identical requests racing past the lock (other processes): the loser sees the winner.
-      if (pgErrorCode(error) === '23505' && pgConstraint(error) === 'verifications_idempotency') return { raced: true as const };
-      throw error;
-    });
-
-  if ('raced' in begun) {
+  if (begun.kind === 'raced') {
     throw new DomainError('idempotency_in_progress', 'a request with this Idempotency-Key is in progress', {}, { 'Retry-After': '1' });
   }
-  if ('existing' in begun && begun.existing) {
-    const existing = begun.existing;
+  if (begun.kind === 'existing') {
+    const existing = begun.row;
     const decision = decideReplay(
       { fingerprint: existing.requestFingerprint, state: existing.state, responseStatus: existing.responseStatus, purchaseUntil: existing.purchaseUntil },
       requestFingerprint,
-      begun.now,
+      now,
     );
     if (decision.kind === 'mismatch') {
       throw new DomainError('idempotency_key_reused', 'this Idempotency-Key was used with a different request', {
@@ -184,7 +102,7 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
     return replayOf(existing);
   }
 
-  const created = (begun as { created: VerificationRow }).created;
+  const created = begun.row;
   await fault(deps, 'purchase.held');
 
   // Phase 2: the upstream call, outside any transaction.
@@ -215,35 +133,24 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   }
   await fault(deps, 'purchase.bought');
 
-  // Phase 3: one transaction with the outcome.
+  // Phase 3: the outcome. The common case is one statement, answered from what it wrote; anything
+  // else (another actor got there, a reused order id, a webhook to write) takes the general path.
+  const assignedAt = deps.clock.now();
+  const fast = await assignPurchasedNumber(deps.database, {
+    id: created.id,
+    providerOrderId: order.providerOrderId,
+    phoneNumber: order.phoneNumber,
+    endsAt: order.endsAt ?? null,
+    now: assignedAt,
+    ttlSeconds: config.VERIFICATION_TTL_SECONDS,
+    pollIntervalMs: config.POLL_INTERVAL_MS,
+    responseStatus: 201,
+    actor: 'customer',
+    reason: 'number assigned',
+  });
+  if (fast) return { status: 201, row: fast, replayed: false, view: freshPurchaseView(fast, assignedAt, 'customer', 'number assigned') };
   const { row, reused } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });
   if (reused && row.state === 'failed') throw new DomainError('provider_unavailable', ORDER_ID_REUSED_ANSWER, { verification_id: row.id });
   if (row.state === 'failed' || row.state === 'pending') return replayOf(row);
   return { status: 201, row, replayed: false };
-}
-
-/** Counts active verifications and recent purchases of a customer (for limits), and when the first active one ends. */
-async function customerActivity(
-  ex: Executor,
-  userId: string,
-  since: Date,
-): Promise<{ active: number; recent: number; firstDeadline: Date | null }> {
-  const row = await firstRow<{ active: number; recent: number; first_deadline: Date | string | null }>(
-    ex,
-    sql`SELECT count(*) FILTER (WHERE state IN ('pending', 'waiting'))::int AS active,
-               count(*) FILTER (WHERE created_at >= ${since})::int AS recent,
-               min(expires_at) FILTER (WHERE state IN ('pending', 'waiting')) AS first_deadline
-        FROM verifications WHERE user_id = ${userId} AND (state IN ('pending', 'waiting') OR created_at >= ${since})`,
-  );
-  return {
-    active: Number(row?.active ?? 0),
-    recent: Number(row?.recent ?? 0),
-    firstDeadline: row?.first_deadline ? new Date(row.first_deadline) : null,
-  };
-}
-
-/** Whole seconds from now until `at`, at least 1 (a Retry-After of 0 invites a busy loop). */
-function secondsUntil(at: Date | null, now: Date): number {
-  if (!at) return 1;
-  return Math.max(1, Math.ceil((at.getTime() - now.getTime()) / 1000));
 }
