@@ -127,3 +127,27 @@ BEGIN
   PERFORM pg_notify('namaskah_events', json_build_object('userId', v_row.user_id, 'kind', 'verification', 'id', p_id)::text);
   RETURN NEXT v_row;
 END $$;
+
+-- Credentials cached in the API processes (src/accounts/credential-cache.ts): every change that can
+-- end or alter what a session or API key grants signals namaskah_credentials when it commits, and
+-- every process empties its cache. Touches (last_used_at, last_seen_at) do not signal.
+CREATE FUNCTION credentials_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('namaskah_credentials', TG_TABLE_NAME);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER api_keys_credentials_changed AFTER UPDATE ON api_keys FOR EACH ROW
+  WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at OR OLD.key_hash IS DISTINCT FROM NEW.key_hash OR OLD.user_id IS DISTINCT FROM NEW.user_id)
+  EXECUTE FUNCTION credentials_changed();
+CREATE TRIGGER api_keys_credentials_removed AFTER DELETE ON api_keys FOR EACH STATEMENT EXECUTE FUNCTION credentials_changed();
+CREATE TRIGGER sessions_credentials_changed AFTER UPDATE ON sessions FOR EACH ROW
+  WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+        OR OLD.token_hash IS DISTINCT FROM NEW.token_hash OR OLD.user_id IS DISTINCT FROM NEW.user_id
+        OR OLD.csrf_token IS DISTINCT FROM NEW.csrf_token OR OLD.authenticated_at IS DISTINCT FROM NEW.authenticated_at)
+  EXECUTE FUNCTION credentials_changed();
+CREATE TRIGGER sessions_credentials_removed AFTER DELETE ON sessions FOR EACH STATEMENT EXECUTE FUNCTION credentials_changed();
+CREATE TRIGGER users_credentials_changed AFTER UPDATE ON users FOR EACH ROW
+  WHEN (OLD.role IS DISTINCT FROM NEW.role OR OLD.totp_enabled_at IS DISTINCT FROM NEW.totp_enabled_at
+        OR OLD.password_hash IS DISTINCT FROM NEW.password_hash OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at)
+  EXECUTE FUNCTION credentials_changed();
+CREATE TRIGGER users_credentials_removed AFTER DELETE ON users FOR EACH STATEMENT EXECUTE FUNCTION credentials_changed();

@@ -20,8 +20,11 @@ export interface Database {
   readonly db: Db;
   /** Runs fn in one transaction; retried on deadlock/serialization failure (fn must be pure I/O-free). */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
-  /** Subscribe to a NOTIFY channel; returns the unsubscribe function. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Subscribe to a NOTIFY channel; returns the unsubscribe function. `onLost` is called if the
+   * subscription's connection ends on its own (notifications may then have been missed).
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onLost?: () => void): Promise<() => Promise<void>>;
   /** Runs a multi-statement SQL script in one transaction (migrations). */
   runScript(script: string): Promise<void>;
   /**
@@ -158,9 +161,16 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
         }
       }
     },
-    async listen(channel, onPayload) {
+    async listen(channel, onPayload, onLost) {
       const client = new pg.Client({ connectionString: url, types });
-      client.on('error', () => {});
+      let lost = false;
+      const lose = () => {
+        if (lost || !listeners.has(client)) return;
+        lost = true;
+        onLost?.();
+      };
+      client.on('error', lose);
+      client.on('end', lose);
       await client.connect();
       listeners.add(client);
       client.on('notification', (message) => {

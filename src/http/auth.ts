@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { resolveToken, type Credential, type Principal } from '../accounts/credentials.ts';
+import { CredentialCache } from '../accounts/credential-cache.ts';
+import type { Credential, Principal } from '../accounts/credentials.ts';
 import type { NewSession } from '../accounts/sessions.ts';
 import { clientAddressKey } from '../accounts/throttle.ts';
 import { hashToken, OPS_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, safeEqual } from '../accounts/tokens.ts';
@@ -52,6 +53,10 @@ const OPERATOR_ROUTES = new Set(['/health', '/metrics']);
 export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops?: OpsCredential): void {
   const metricsTokenHash = ctx.config.METRICS_TOKEN ? hashToken(ctx.config.METRICS_TOKEN) : undefined;
   app.decorateRequest('principal', null);
+  // Resolved keys and sessions, kept until a credential changes anywhere (credential-cache.ts).
+  const credentials = new CredentialCache(ctx.database);
+  app.addHook('onReady', () => credentials.start());
+  app.addHook('onClose', () => credentials.stop());
   app.addHook('onRequest', async (request) => {
     // Static files need no principal, and an anonymous probe of /health costs no database query.
     const route = request.routeOptions.url;
@@ -81,10 +86,10 @@ export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops
         state.credential = { principal: { userId: ops.userId, role: 'admin', via: 'ops' } };
       }
     } else if (route.startsWith('/v1/')) {
-      state.credential = await resolveToken(ctx.database.db, token, ctx.clock.now());
+      state.credential = await credentials.resolve(token, ctx.clock.now());
     } else {
       // /health must still answer when the database does not: a token that cannot be checked counts as none.
-      state.credential = await resolveToken(ctx.database.db, token, ctx.clock.now()).catch(() => undefined);
+      state.credential = await credentials.resolve(token, ctx.clock.now()).catch(() => undefined);
     }
     request.principal = state.credential?.principal ?? null;
   });
