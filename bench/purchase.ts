@@ -9,7 +9,7 @@ import { openConfiguredDatabase, prepareDatabase } from '../src/server.ts';
 import type { BenchReport } from './report.ts';
 import { runLoad, type LoadResult } from './support/load.ts';
 import { createScratch, dropScratch, pgbenchInit, pgbenchRun, withClient, type PgbenchResult } from './support/postgres.ts';
-import { createCustomers, type BenchCustomer } from './support/seed.ts';
+import { createCustomers, seedWaitingVerifications, type BenchCustomer } from './support/seed.ts';
 import { processCpuMs, startChildServer, type ChildServer } from './support/server.ts';
 import { envInt, formatLoad, log, median, round, table, withLoad, type LoadReport } from './support/stats.ts';
 
@@ -112,6 +112,22 @@ export async function benchPurchase(): Promise<BenchReport> {
   const pgliteRounds = envInt('BENCH_PGLITE_ROUNDS', rounds);
   const pgliteSeconds = Math.max(1, envInt('BENCH_PGLITE_SECONDS', 10));
   const apiOnly = process.env.BENCH_PURCHASE_API_ONLY !== '0';
+  // Verifications already waiting when the rounds start (issue: throughput with 100,000 waiting).
+  const waiting = Math.max(0, envInt('BENCH_PURCHASE_WAITING', 0));
+  const seedWaiting = async (database: Parameters<typeof createCustomers>[0], currency: string, label: string) => {
+    if (waiting === 0) return;
+    log(`purchase: ${waiting} verifications waiting, over 500 other customers`);
+    const others = await createCustomers(database, { count: 500, fundsMinor, currency, now: new Date(), label: `${label}-waiting`, apiKeys: false });
+    await seedWaitingVerifications(database, {
+      userIds: others.map((c) => c.userId),
+      count: waiting,
+      priceMinor: 50,
+      currency,
+      now: new Date(),
+      ttlSeconds: 3600,
+      pollIntervalMs: 3000,
+    });
+  };
   const fundsMinor = 100_000_000;
   const runId = randomBytes(4).toString('hex');
 
@@ -141,6 +157,7 @@ export async function benchPurchase(): Promise<BenchReport> {
     try {
       await prepareDatabase(database, config, new Date());
       customers = await createCustomers(database, { count: customerCount, fundsMinor, currency: config.CURRENCY, now: new Date(), label: 'pg' });
+      await seedWaiting(database, config.CURRENCY, 'pg');
     } finally {
       await database.close();
     }
@@ -190,6 +207,7 @@ export async function benchPurchase(): Promise<BenchReport> {
       try {
         await prepareDatabase(opened.database, config, new Date());
         customers = await createCustomers(opened.database, { count: customerCount, fundsMinor, currency: config.CURRENCY, now: new Date(), label: 'lite' });
+        await seedWaiting(opened.database, config.CURRENCY, 'lite');
       } finally {
         await opened.close();
       }
@@ -234,6 +252,7 @@ export async function benchPurchase(): Promise<BenchReport> {
     `### purchase`,
     ``,
     `PostgreSQL: ${customerCount} customers with API keys, ${concurrency} concurrent POST /v1/verifications (service ${service}, ` +
+      (waiting > 0 ? `with ${waiting} verifications of 500 other customers already waiting, ` : '') +
       `distinct Idempotency-Keys, bearer API keys), ${seconds} s per window after ${warmup} s of warm-up, against a fresh server process: ` +
       `\`namaskah serve\` (API and engine)${apiOnly ? ' and `namaskah serve --no-worker` (API only)' : ''}. ` +
       `Baseline: pgbench TPC-B (-s ${pgbenchScale} -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}) on the same server, in every round, while no server runs.`,
@@ -281,7 +300,7 @@ export async function benchPurchase(): Promise<BenchReport> {
       ` (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'missed'}); PGlite ${round(liteMedian)}/s`,
     markdown,
     data: {
-      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
+      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, waiting, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
       postgres: {
         rounds: pgRounds,
         median_purchases_per_second: purchaseMedian,
