@@ -33,6 +33,8 @@ interface PurchaseRound {
   purchase: Measured;
   /** `serve --no-worker`: the API alone. */
   api_only?: Measured;
+  /** `serve` of the baseline checkout (BENCH_BASELINE_ROOT), same database, same round. */
+  baseline?: Measured;
 }
 
 interface ServerCpu {
@@ -112,6 +114,9 @@ export async function benchPurchase(): Promise<BenchReport> {
   const pgliteRounds = envInt('BENCH_PGLITE_ROUNDS', rounds);
   const pgliteSeconds = Math.max(1, envInt('BENCH_PGLITE_SECONDS', 10));
   const apiOnly = process.env.BENCH_PURCHASE_API_ONLY !== '0';
+  // Another checkout (e.g. the previous release, with its node_modules) measured in every round
+  // against the same database, in alternating order: a before/after comparison under the same load.
+  const baselineRoot = process.env.BENCH_BASELINE_ROOT || undefined;
   // Verifications already waiting when the rounds start (issue: throughput with 100,000 waiting).
   const waiting = Math.max(0, envInt('BENCH_PURCHASE_WAITING', 0));
   const seedWaiting = async (database: Parameters<typeof createCustomers>[0], currency: string, label: string) => {
@@ -132,8 +137,8 @@ export async function benchPurchase(): Promise<BenchReport> {
   const runId = randomBytes(4).toString('hex');
 
   /** Starts the server, warms it up, measures one window, stops it. */
-  const measure = async (serverSettings: Record<string, string>, args: string[], customers: BenchCustomer[], prefix: string, window: number) => {
-    const server = await startChildServer(serverSettings, args);
+  const measure = async (serverSettings: Record<string, string>, args: string[], customers: BenchCustomer[], prefix: string, window: number, root?: string) => {
+    const server = await startChildServer(serverSettings, args, root);
     try {
       if (warmup > 0) await purchaseLoad(server.url, customers, { seconds: warmup, concurrency, service, prefix: `${prefix}-warm` });
       return await measured(server, () => purchaseLoad(server.url, customers, { seconds: window, concurrency, service, prefix }));
@@ -167,14 +172,22 @@ export async function benchPurchase(): Promise<BenchReport> {
       log(`purchase: round ${index}/${rounds}: pgbench -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}`);
       const pgbench = await withLoad(() => pgbenchRun(url, { clients: pgbenchClients, threads: pgbenchThreads, seconds }));
       log(`purchase: round ${index}: pgbench ${round(pgbench.value.tps)} tps; serve: ${concurrency} concurrent purchases for ${seconds} s`);
+      let baseline: Measured | undefined;
+      const measureBaseline = async () => {
+        if (!baselineRoot) return;
+        baseline = await measure(pgSettings, [], customers, `${runId}-pg${index}-base`, seconds, baselineRoot);
+        log(`purchase: round ${index}: baseline serve: ${describe(baseline)}`);
+      };
+      if (index % 2 === 0) await measureBaseline();
       const purchase = await measure(pgSettings, [], customers, `${runId}-pg${index}`, seconds);
       log(`purchase: round ${index}: serve: ${describe(purchase)}`);
+      if (index % 2 === 1) await measureBaseline();
       let api: Measured | undefined;
       if (apiOnly) {
         api = await measure(pgSettings, ['--no-worker'], customers, `${runId}-pg${index}-api`, seconds);
         log(`purchase: round ${index}: serve --no-worker: ${describe(api)}`);
       }
-      pgRounds.push({ round: index, pgbench: { ...pgbench.value, load: pgbench.load }, purchase, api_only: api });
+      pgRounds.push({ round: index, pgbench: { ...pgbench.value, load: pgbench.load }, purchase, api_only: api, baseline });
     }
 
     // The run must leave the ledger exact: every invariant holds after tens of thousands of holds.
@@ -234,6 +247,7 @@ export async function benchPurchase(): Promise<BenchReport> {
   const ratio = purchaseMedian / tpsMedian;
   const apiMedian = apiOnly ? median(pgRounds.map((r) => r.api_only!.ok_per_second)) : Number.NaN;
   const apiRatio = apiMedian / tpsMedian;
+  const baselineMedian = baselineRoot ? median(pgRounds.map((r) => r.baseline!.ok_per_second)) : Number.NaN;
   const liteMedian = liteRounds.length ? median(liteRounds.map((r) => r.purchase.ok_per_second)) : Number.NaN;
   const met = ratio >= TARGET_RATIO;
   const unexpected = [...pgRounds.flatMap((r) => [r.purchase, ...(r.api_only ? [r.api_only] : [])]), ...liteRounds.map((r) => r.purchase)].flatMap((m) => m.samples);
@@ -258,25 +272,32 @@ export async function benchPurchase(): Promise<BenchReport> {
       `Baseline: pgbench TPC-B (-s ${pgbenchScale} -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}) on the same server, in every round, while no server runs.`,
     ``,
     table(
-      ['round', 'pgbench TPC-B tps', '`serve` purchases/s', 'ratio', ...(apiOnly ? ['`--no-worker` purchases/s', 'ratio'] : []), 'load average (pgbench)'],
+      ['round', 'pgbench TPC-B tps', '`serve` purchases/s', 'ratio', ...(apiOnly ? ['`--no-worker` purchases/s', 'ratio'] : []), ...(baselineRoot ? ['baseline `serve` purchases/s', 'ratio'] : []), 'load average (pgbench)'],
       pgRounds.map((r) => [
         r.round,
         round(r.pgbench!.tps),
         round(r.purchase.ok_per_second),
         round(r.purchase.ok_per_second / r.pgbench!.tps, 3),
         ...(apiOnly && r.api_only ? [round(r.api_only.ok_per_second), round(r.api_only.ok_per_second / r.pgbench!.tps, 3)] : []),
+        ...(baselineRoot && r.baseline ? [round(r.baseline.ok_per_second), round(r.baseline.ok_per_second / r.pgbench!.tps, 3)] : []),
         formatLoad(r.pgbench!.load),
       ]),
     ),
     ``,
     table(
       detailHeader,
-      pgRounds.flatMap((r) => [detail(`${r.round} serve`, r.purchase), ...(apiOnly && r.api_only ? [detail(`${r.round} --no-worker`, r.api_only)] : [])]),
+      pgRounds.flatMap((r) => [
+        detail(`${r.round} serve`, r.purchase),
+        ...(apiOnly && r.api_only ? [detail(`${r.round} --no-worker`, r.api_only)] : []),
+        ...(r.baseline ? [detail(`${r.round} baseline serve`, r.baseline)] : []),
+      ]),
     ),
     ``,
     `**Median: \`serve\` ${round(purchaseMedian)} purchases/s vs ${round(tpsMedian)} TPC-B tps → ratio ${round(ratio, 3)}` +
       (apiOnly ? `; \`serve --no-worker\` ${round(apiMedian)} purchases/s → ratio ${round(apiRatio, 3)}` : '') +
-      `** (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'NOT met'}). ${pgCheck}.`,
+      `** (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'NOT met'}). ` +
+      (baselineRoot ? `Baseline checkout (${baselineRoot}): ${round(baselineMedian)} purchases/s → ratio ${round(baselineMedian / tpsMedian, 3)}; this checkout ${round(purchaseMedian / baselineMedian, 2)} × the baseline. ` : '') +
+      `${pgCheck}.`,
     ``,
     ...(liteRounds.length
       ? [
@@ -305,6 +326,8 @@ export async function benchPurchase(): Promise<BenchReport> {
         rounds: pgRounds,
         median_purchases_per_second: purchaseMedian,
         median_api_only_purchases_per_second: apiMedian,
+        median_baseline_purchases_per_second: baselineMedian,
+        baseline_root: baselineRoot ?? null,
         median_pgbench_tps: tpsMedian,
         ratio,
         api_only_ratio: apiRatio,

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep } from './stats.ts';
 
@@ -49,13 +50,17 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-/** Starts `namaskah serve` (args e.g. ['--no-worker']) and waits until GET /health answers. */
-export async function startChildServer(settings: Record<string, string>, args: string[] = []): Promise<ChildServer> {
+/**
+ * Starts `namaskah serve` (args e.g. ['--no-worker']) and waits until GET /health answers. `root`:
+ * another checkout to run instead of this one (a baseline measured in the same run).
+ */
+export async function startChildServer(settings: Record<string, string>, args: string[] = [], root?: string): Promise<ChildServer> {
   const port = settings.PORT && settings.PORT !== '0' ? Number(settings.PORT) : await freePort();
   const env = childEnv({ HOST: '127.0.0.1', ...settings, PORT: String(port) });
   // BENCH_SERVER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the server under load.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, cliPath, 'serve', ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cli = root ? join(root, 'bin', 'namaskah.mjs') : cliPath;
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'serve', ...args], { cwd: root ?? repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const buffer = { text: '' };
   child.stdout!.on('data', (chunk: Buffer) => keepTail(buffer, chunk));
   child.stderr!.on('data', (chunk: Buffer) => keepTail(buffer, chunk));

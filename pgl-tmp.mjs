@@ -1,0 +1,13 @@
+import { PGlite } from '@electric-sql/pglite';
+import { cpSync, mkdtempSync, readdirSync } from 'node:fs';
+const mb = () => Math.round(process.memoryUsage().rss/1048576);
+const tpl = '/tmp/' + readdirSync('/tmp').find(d => d.startsWith('namaskah-pglite-template-'));
+const dir = mkdtempSync('/tmp/pgl-'); cpSync(tpl, dir, { recursive: true });
+const defaults = ["--single","-F","-O","-j","-c","search_path=public","-c","exit_on_error=false","-c","log_checkpoints=false","-c","max_worker_processes=0","-c","max_parallel_workers=0","-c","max_parallel_workers_per_gather=0","-c","io_method=sync","-c","max_parallel_maintenance_workers=0"];
+const extra = process.argv.slice(2);
+const c = new PGlite(dir, extra.length ? { startParams: [...defaults, ...extra] } : {}); await c.waitReady;
+console.log(extra.join(' ') || 'default', 'ready', mb());
+await c.exec("create table t(id serial primary key, x text); insert into t(x) select repeat('a',200) from generate_series(1,300000); create index on t(x);");
+for (let i = 0; i < 3000; i++) await c.query('insert into t(x) values ($1)', ['b' + i]);
+console.log('after load', mb(), 'external', Math.round(process.memoryUsage().external/1048576));
+await c.close();
