@@ -100,8 +100,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   return options.databaseUrl ? openPostgres(options.databaseUrl, options.poolSize ?? 10) : openPglite(options.dataDir);
 }
 
+/**
+ * The embedded database's buffer pool. PGlite's default (PostgreSQL's 128 MB) lives inside the
+ * WebAssembly heap, which never shrinks, on top of the operating system's cache of the same files;
+ * 32 MB keeps the server's resident memory about 100 MB lower (docs/performance.md, "Memory").
+ */
+const EMBEDDED_SHARED_BUFFERS = '32MB';
+
 async function openPglite(dataDir: string | undefined): Promise<Database> {
-  const client = dataDir ? new PGlite(dataDir) : new PGlite();
+  const options = { startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`] };
+  const client = dataDir ? new PGlite(dataDir, options) : new PGlite(options);
   await client.waitReady;
   const db = drizzlePglite({ client }) as unknown as Db;
   return {
