@@ -38,6 +38,10 @@ interface AuthState {
 
 const states = new WeakMap<FastifyRequest, AuthState>();
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Routes whose writes can end or change a credential (sign-out, revocations, password, two-factor, closure, roles). */
+const CREDENTIAL_ROUTES = /^\/v1\/(auth|account|sessions|api-keys|admin\/users)(\/|$)/;
+/** Writes that only add a credential: nothing cached can be stale after them. */
+const NEW_CREDENTIAL_ROUTES = new Set(['/v1/auth/login', '/v1/auth/register']);
 const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
 
 export interface OpsCredential {
@@ -57,6 +61,13 @@ export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops
   const credentials = new CredentialCache(ctx.database);
   app.addHook('onReady', () => credentials.start());
   app.addHook('onClose', () => credentials.stop());
+  // A change made by this process counts here before its answer leaves (the signal reaches the
+  // other processes, and this one too, a moment after the commit).
+  app.addHook('onSend', async (request, _reply, payload) => {
+    const route = request.routeOptions.url ?? '';
+    if (!SAFE_METHODS.has(request.method) && CREDENTIAL_ROUTES.test(route) && !NEW_CREDENTIAL_ROUTES.has(route)) credentials.invalidate();
+    return payload;
+  });
   app.addHook('onRequest', async (request) => {
     // Static files need no principal, and an anonymous probe of /health costs no database query.
     const route = request.routeOptions.url;
