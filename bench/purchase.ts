@@ -9,7 +9,7 @@ import { openConfiguredDatabase, prepareDatabase } from '../src/server.ts';
 import type { BenchReport } from './report.ts';
 import { runLoad, type LoadResult } from './support/load.ts';
 import { createScratch, dropScratch, pgbenchInit, pgbenchRun, withClient, type PgbenchResult } from './support/postgres.ts';
-import { createCustomers, type BenchCustomer } from './support/seed.ts';
+import { createCustomers, seedWaitingVerifications, type BenchCustomer } from './support/seed.ts';
 import { processCpuMs, startChildServer, type ChildServer } from './support/server.ts';
 import { envInt, formatLoad, log, median, round, table, withLoad, type LoadReport } from './support/stats.ts';
 
@@ -33,6 +33,8 @@ interface PurchaseRound {
   purchase: Measured;
   /** `serve --no-worker`: the API alone. */
   api_only?: Measured;
+  /** `serve` of the baseline checkout (BENCH_BASELINE_ROOT), same database, same round. */
+  baseline?: Measured;
 }
 
 interface ServerCpu {
@@ -40,6 +42,8 @@ interface ServerCpu {
   ms_per_purchase: number | null;
   /** The server process's CPU use during the window, in cores (1 = one core busy all the time). */
   cores: number | null;
+  /** The server process's highest RSS since it started, warm-up and window included (MB). */
+  peak_rss_mb: number | null;
 }
 
 /** The measured window, with the server process's CPU time read from /proc around it. */
@@ -52,6 +56,7 @@ async function measured(server: ChildServer, fn: () => Promise<LoadResult>): Pro
   const server_cpu: ServerCpu = {
     ms_per_purchase: used !== undefined && ok > 0 ? round(used / ok, 2) : null,
     cores: used !== undefined ? round(used / (value.seconds * 1000), 2) : null,
+    peak_rss_mb: server.peakRssMb() === null ? null : round(server.peakRssMb()!, 1),
   };
   return { ...value, load, server_cpu };
 }
@@ -109,12 +114,31 @@ export async function benchPurchase(): Promise<BenchReport> {
   const pgliteRounds = envInt('BENCH_PGLITE_ROUNDS', rounds);
   const pgliteSeconds = Math.max(1, envInt('BENCH_PGLITE_SECONDS', 10));
   const apiOnly = process.env.BENCH_PURCHASE_API_ONLY !== '0';
+  // Another checkout (e.g. the previous release, with its node_modules) measured in every round
+  // against the same database, in alternating order: a before/after comparison under the same load.
+  const baselineRoot = process.env.BENCH_BASELINE_ROOT || undefined;
+  // Verifications already waiting when the rounds start (issue: throughput with 100,000 waiting).
+  const waiting = Math.max(0, envInt('BENCH_PURCHASE_WAITING', 0));
+  const seedWaiting = async (database: Parameters<typeof createCustomers>[0], currency: string, label: string) => {
+    if (waiting === 0) return;
+    log(`purchase: ${waiting} verifications waiting, over 500 other customers`);
+    const others = await createCustomers(database, { count: 500, fundsMinor, currency, now: new Date(), label: `${label}-waiting`, apiKeys: false });
+    await seedWaitingVerifications(database, {
+      userIds: others.map((c) => c.userId),
+      count: waiting,
+      priceMinor: 50,
+      currency,
+      now: new Date(),
+      ttlSeconds: 3600,
+      pollIntervalMs: 3000,
+    });
+  };
   const fundsMinor = 100_000_000;
   const runId = randomBytes(4).toString('hex');
 
   /** Starts the server, warms it up, measures one window, stops it. */
-  const measure = async (serverSettings: Record<string, string>, args: string[], customers: BenchCustomer[], prefix: string, window: number) => {
-    const server = await startChildServer(serverSettings, args);
+  const measure = async (serverSettings: Record<string, string>, args: string[], customers: BenchCustomer[], prefix: string, window: number, root?: string) => {
+    const server = await startChildServer(serverSettings, args, root);
     try {
       if (warmup > 0) await purchaseLoad(server.url, customers, { seconds: warmup, concurrency, service, prefix: `${prefix}-warm` });
       return await measured(server, () => purchaseLoad(server.url, customers, { seconds: window, concurrency, service, prefix }));
@@ -122,7 +146,8 @@ export async function benchPurchase(): Promise<BenchReport> {
       await server.stop();
     }
   };
-  const describe = (m: Measured) => `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores)`;
+  const describe = (m: Measured) =>
+    `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores, RSS peak ${m.server_cpu.peak_rss_mb} MB)`;
 
   // --- PostgreSQL -----------------------------------------------------------------------------
   log(`purchase: scratch database, ${customerCount} customers, pgbench -i -s ${pgbenchScale}`);
@@ -137,6 +162,7 @@ export async function benchPurchase(): Promise<BenchReport> {
     try {
       await prepareDatabase(database, config, new Date());
       customers = await createCustomers(database, { count: customerCount, fundsMinor, currency: config.CURRENCY, now: new Date(), label: 'pg' });
+      await seedWaiting(database, config.CURRENCY, 'pg');
     } finally {
       await database.close();
     }
@@ -146,14 +172,22 @@ export async function benchPurchase(): Promise<BenchReport> {
       log(`purchase: round ${index}/${rounds}: pgbench -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}`);
       const pgbench = await withLoad(() => pgbenchRun(url, { clients: pgbenchClients, threads: pgbenchThreads, seconds }));
       log(`purchase: round ${index}: pgbench ${round(pgbench.value.tps)} tps; serve: ${concurrency} concurrent purchases for ${seconds} s`);
+      let baseline: Measured | undefined;
+      const measureBaseline = async () => {
+        if (!baselineRoot) return;
+        baseline = await measure(pgSettings, [], customers, `${runId}-pg${index}-base`, seconds, baselineRoot);
+        log(`purchase: round ${index}: baseline serve: ${describe(baseline)}`);
+      };
+      if (index % 2 === 0) await measureBaseline();
       const purchase = await measure(pgSettings, [], customers, `${runId}-pg${index}`, seconds);
       log(`purchase: round ${index}: serve: ${describe(purchase)}`);
+      if (index % 2 === 1) await measureBaseline();
       let api: Measured | undefined;
       if (apiOnly) {
         api = await measure(pgSettings, ['--no-worker'], customers, `${runId}-pg${index}-api`, seconds);
         log(`purchase: round ${index}: serve --no-worker: ${describe(api)}`);
       }
-      pgRounds.push({ round: index, pgbench: { ...pgbench.value, load: pgbench.load }, purchase, api_only: api });
+      pgRounds.push({ round: index, pgbench: { ...pgbench.value, load: pgbench.load }, purchase, api_only: api, baseline });
     }
 
     // The run must leave the ledger exact: every invariant holds after tens of thousands of holds.
@@ -186,6 +220,7 @@ export async function benchPurchase(): Promise<BenchReport> {
       try {
         await prepareDatabase(opened.database, config, new Date());
         customers = await createCustomers(opened.database, { count: customerCount, fundsMinor, currency: config.CURRENCY, now: new Date(), label: 'lite' });
+        await seedWaiting(opened.database, config.CURRENCY, 'lite');
       } finally {
         await opened.close();
       }
@@ -212,6 +247,7 @@ export async function benchPurchase(): Promise<BenchReport> {
   const ratio = purchaseMedian / tpsMedian;
   const apiMedian = apiOnly ? median(pgRounds.map((r) => r.api_only!.ok_per_second)) : Number.NaN;
   const apiRatio = apiMedian / tpsMedian;
+  const baselineMedian = baselineRoot ? median(pgRounds.map((r) => r.baseline!.ok_per_second)) : Number.NaN;
   const liteMedian = liteRounds.length ? median(liteRounds.map((r) => r.purchase.ok_per_second)) : Number.NaN;
   const met = ratio >= TARGET_RATIO;
   const unexpected = [...pgRounds.flatMap((r) => [r.purchase, ...(r.api_only ? [r.api_only] : [])]), ...liteRounds.map((r) => r.purchase)].flatMap((m) => m.samples);
@@ -220,39 +256,48 @@ export async function benchPurchase(): Promise<BenchReport> {
     round(m.ok_per_second),
     `${m.latency_ms.median} / ${m.latency_ms.p99}`,
     `${m.server_cpu.ms_per_purchase} (${m.server_cpu.cores})`,
+    m.server_cpu.peak_rss_mb ?? '',
     statusText(m),
     formatLoad(m.load),
   ];
-  const detailHeader = ['round / server', 'purchases/s', 'latency median / p99 (ms)', 'server CPU ms/purchase (cores busy)', 'answers', 'load average'];
+  const detailHeader = ['round / server', 'purchases/s', 'latency median / p99 (ms)', 'server CPU ms/purchase (cores busy)', 'server RSS peak (MB)', 'answers', 'load average'];
 
   const markdown = [
     `### purchase`,
     ``,
     `PostgreSQL: ${customerCount} customers with API keys, ${concurrency} concurrent POST /v1/verifications (service ${service}, ` +
+      (waiting > 0 ? `with ${waiting} verifications of 500 other customers already waiting, ` : '') +
       `distinct Idempotency-Keys, bearer API keys), ${seconds} s per window after ${warmup} s of warm-up, against a fresh server process: ` +
       `\`namaskah serve\` (API and engine)${apiOnly ? ' and `namaskah serve --no-worker` (API only)' : ''}. ` +
       `Baseline: pgbench TPC-B (-s ${pgbenchScale} -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}) on the same server, in every round, while no server runs.`,
     ``,
     table(
-      ['round', 'pgbench TPC-B tps', '`serve` purchases/s', 'ratio', ...(apiOnly ? ['`--no-worker` purchases/s', 'ratio'] : []), 'load average (pgbench)'],
+      ['round', 'pgbench TPC-B tps', '`serve` purchases/s', 'ratio', ...(apiOnly ? ['`--no-worker` purchases/s', 'ratio'] : []), ...(baselineRoot ? ['baseline `serve` purchases/s', 'ratio'] : []), 'load average (pgbench)'],
       pgRounds.map((r) => [
         r.round,
         round(r.pgbench!.tps),
         round(r.purchase.ok_per_second),
         round(r.purchase.ok_per_second / r.pgbench!.tps, 3),
         ...(apiOnly && r.api_only ? [round(r.api_only.ok_per_second), round(r.api_only.ok_per_second / r.pgbench!.tps, 3)] : []),
+        ...(baselineRoot && r.baseline ? [round(r.baseline.ok_per_second), round(r.baseline.ok_per_second / r.pgbench!.tps, 3)] : []),
         formatLoad(r.pgbench!.load),
       ]),
     ),
     ``,
     table(
       detailHeader,
-      pgRounds.flatMap((r) => [detail(`${r.round} serve`, r.purchase), ...(apiOnly && r.api_only ? [detail(`${r.round} --no-worker`, r.api_only)] : [])]),
+      pgRounds.flatMap((r) => [
+        detail(`${r.round} serve`, r.purchase),
+        ...(apiOnly && r.api_only ? [detail(`${r.round} --no-worker`, r.api_only)] : []),
+        ...(r.baseline ? [detail(`${r.round} baseline serve`, r.baseline)] : []),
+      ]),
     ),
     ``,
     `**Median: \`serve\` ${round(purchaseMedian)} purchases/s vs ${round(tpsMedian)} TPC-B tps → ratio ${round(ratio, 3)}` +
       (apiOnly ? `; \`serve --no-worker\` ${round(apiMedian)} purchases/s → ratio ${round(apiRatio, 3)}` : '') +
-      `** (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'NOT met'}). ${pgCheck}.`,
+      `** (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'NOT met'}). ` +
+      (baselineRoot ? `Baseline checkout (${baselineRoot}): ${round(baselineMedian)} purchases/s → ratio ${round(baselineMedian / tpsMedian, 3)}; this checkout ${round(purchaseMedian / baselineMedian, 2)} × the baseline. ` : '') +
+      `${pgCheck}.`,
     ``,
     ...(liteRounds.length
       ? [
@@ -276,11 +321,13 @@ export async function benchPurchase(): Promise<BenchReport> {
       ` (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'missed'}); PGlite ${round(liteMedian)}/s`,
     markdown,
     data: {
-      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
+      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, waiting, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
       postgres: {
         rounds: pgRounds,
         median_purchases_per_second: purchaseMedian,
         median_api_only_purchases_per_second: apiMedian,
+        median_baseline_purchases_per_second: baselineMedian,
+        baseline_root: baselineRoot ?? null,
         median_pgbench_tps: tpsMedian,
         ratio,
         api_only_ratio: apiRatio,

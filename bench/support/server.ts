@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep } from './stats.ts';
 
@@ -33,6 +34,8 @@ export function freePort(): Promise<number> {
 export interface ChildServer {
   url: string;
   pid: number;
+  /** The highest RSS of the server process seen since it started (MB), sampled every 200 ms. */
+  peakRssMb(): number | null;
   /** SIGTERM, then SIGKILL after 15 s; resolves when the process has exited. */
   stop(): Promise<void>;
   output(): string;
@@ -47,18 +50,24 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-/** Starts `namaskah serve` (args e.g. ['--no-worker']) and waits until GET /health answers. */
-export async function startChildServer(settings: Record<string, string>, args: string[] = []): Promise<ChildServer> {
+/**
+ * Starts `namaskah serve` (args e.g. ['--no-worker']) and waits until GET /health answers. `root`:
+ * another checkout to run instead of this one (a baseline measured in the same run).
+ */
+export async function startChildServer(settings: Record<string, string>, args: string[] = [], root?: string): Promise<ChildServer> {
   const port = settings.PORT && settings.PORT !== '0' ? Number(settings.PORT) : await freePort();
   const env = childEnv({ HOST: '127.0.0.1', ...settings, PORT: String(port) });
   // BENCH_SERVER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the server under load.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, cliPath, 'serve', ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cli = root ? join(root, 'bin', 'namaskah.mjs') : cliPath;
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'serve', ...args], { cwd: root ?? repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const buffer = { text: '' };
   child.stdout!.on('data', (chunk: Buffer) => keepTail(buffer, chunk));
   child.stderr!.on('data', (chunk: Buffer) => keepTail(buffer, chunk));
   const url = `http://127.0.0.1:${port}`;
+  const rss = watchRss(child.pid!);
   const stop = async () => {
+    rss.stop();
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -67,6 +76,7 @@ export async function startChildServer(settings: Record<string, string>, args: s
   };
   const deadline = Date.now() + 120_000;
   for (;;) {
+    if (child.exitCode !== null) rss.stop();
     if (child.exitCode !== null) throw new Error(`namaskah serve exited with ${child.exitCode}:\n${buffer.text}`);
     try {
       const response = await fetch(`${url}/health`);
@@ -81,7 +91,7 @@ export async function startChildServer(settings: Record<string, string>, args: s
     }
     await sleep(200);
   }
-  return { url, pid: child.pid!, stop, output: () => buffer.text };
+  return { url, pid: child.pid!, peakRssMb: () => rss.peakMb(), stop, output: () => buffer.text };
 }
 
 /** Runs `node bin/namaskah.mjs ...args` to completion; returns its wall time, exit code and output. */
@@ -113,4 +123,34 @@ export function processCpuMs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Resident set size of a process now (MB); undefined where /proc is not available. */
+export function processRssMb(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Samples a process's RSS every `everyMs` until stopped; the peak seen (MB). */
+export function watchRss(pid: number, everyMs = 200): { peakMb(): number | null; stop(): number | null } {
+  let peak: number | null = null;
+  const sample = () => {
+    const mb = processRssMb(pid);
+    if (mb !== undefined && (peak === null || mb > peak)) peak = mb;
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    peakMb: () => peak,
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
+  };
 }

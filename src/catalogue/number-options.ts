@@ -72,8 +72,20 @@ function refuse(option: Refusal['option'], reason: string): Refusal {
   return { ok: false, option, reason };
 }
 
+/** What the options cost upstream: the upstream's surcharge for each option asked for. */
+export function surchargeCost(capabilities: ProviderCapabilities, options: NumberOptions | undefined): number {
+  const o = canonicalOptions(options);
+  const cost =
+    (o.areaCodes ? capabilities.surcharge.areaCodeMinor : 0) +
+    (o.carriers ? capabilities.surcharge.carrierMinor : 0) +
+    (o.capability === 'voice' ? capabilities.surcharge.voiceMinor : 0);
+  if (!Number.isSafeInteger(cost) || cost < 0) throw new RangeError(`surcharge must be a whole number of minor units >= 0, got ${cost}`);
+  return cost;
+}
+
 /**
- * What the options add to an offer: the upstream's surcharge (what it charges us, sent up as part of
+ * What the options add to an offer (the reservation's SQL function prices them the same way,
+ * migrations/0018): the upstream's surcharge (what it charges us, sent up as part of
  * the price cap) and our price for it, which carries the same margin as the offer itself —
  * surcharge × price ÷ cost, rounded up to a whole minor unit, in integer arithmetic. An offer sold
  * at cost passes surcharges on at cost.
@@ -83,12 +95,7 @@ export function optionSurcharge(
   capabilities: ProviderCapabilities,
   options: NumberOptions | undefined,
 ): { costMinor: number; priceMinor: number } {
-  const o = canonicalOptions(options);
-  const cost =
-    (o.areaCodes ? capabilities.surcharge.areaCodeMinor : 0) +
-    (o.carriers ? capabilities.surcharge.carrierMinor : 0) +
-    (o.capability === 'voice' ? capabilities.surcharge.voiceMinor : 0);
-  if (!Number.isSafeInteger(cost) || cost < 0) throw new RangeError(`surcharge must be a whole number of minor units >= 0, got ${cost}`);
+  const cost = surchargeCost(capabilities, options);
   if (cost === 0) return { costMinor: 0, priceMinor: 0 };
   const margin = offer.costMinor > 0 && offer.priceMinor > offer.costMinor ? { num: offer.priceMinor, den: offer.costMinor } : { num: 1, den: 1 };
   const price = (BigInt(cost) * BigInt(margin.num) + BigInt(margin.den) - 1n) / BigInt(margin.den);

@@ -20,10 +20,20 @@ export interface Database {
   readonly db: Db;
   /** Runs fn in one transaction; retried on deadlock/serialization failure (fn must be pure I/O-free). */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
-  /** Subscribe to a NOTIFY channel; returns the unsubscribe function. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Subscribe to a NOTIFY channel; returns the unsubscribe function. `onLost` is called if the
+   * subscription's connection ends on its own (notifications may then have been missed).
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onLost?: () => void): Promise<() => Promise<void>>;
   /** Runs a multi-statement SQL script in one transaction (migrations). */
   runScript(script: string): Promise<void>;
+  /**
+   * One hot-path statement, on its own (autocommit), as a prepared statement where the driver keeps
+   * them (PostgreSQL: named, prepared once per connection). Raw rows: snake_case columns, int8 as
+   * numbers, timestamptz as Dates on both drivers. For the few statements whose cost per request
+   * matters (docs/performance.md); everything else goes through drizzle.
+   */
+  prepared<T>(statement: PreparedStatement, values: readonly unknown[]): Promise<T[]>;
   /**
    * Embedded only: the whole data directory as a gzipped tar, taken between transactions (none is
    * open while it is written), so it holds every committed transaction and nothing else. Restored
@@ -31,6 +41,12 @@ export interface Database {
    */
   dumpDataDir?(): Promise<Uint8Array>;
   close(): Promise<void>;
+}
+
+/** A statement run often: its SQL text and a name unique to that text (the prepared statement's name on PostgreSQL). */
+export interface PreparedStatement {
+  name: string;
+  text: string;
 }
 
 export interface DatabaseOptions {
@@ -84,8 +100,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   return options.databaseUrl ? openPostgres(options.databaseUrl, options.poolSize ?? 10) : openPglite(options.dataDir);
 }
 
+/**
+ * The embedded database's buffer pool. PGlite's default (PostgreSQL's 128 MB) lives inside the
+ * WebAssembly heap, which never shrinks, on top of the operating system's cache of the same files;
+ * 32 MB keeps the server's resident memory about 100 MB lower (docs/performance.md, "Memory").
+ */
+const EMBEDDED_SHARED_BUFFERS = '32MB';
+
 async function openPglite(dataDir: string | undefined): Promise<Database> {
-  const client = dataDir ? new PGlite(dataDir) : new PGlite();
+  const options = { startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`] };
+  const client = dataDir ? new PGlite(dataDir, options) : new PGlite(options);
   await client.waitReady;
   const db = drizzlePglite({ client }) as unknown as Db;
   return {
@@ -97,6 +121,9 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
       return async () => {
         if (!client.closed) await unsubscribe();
       };
+    },
+    async prepared<T>(statement: PreparedStatement, values: readonly unknown[]) {
+      return (await client.query<T>(statement.text, values as unknown[])).rows;
     },
     async runScript(script) {
       await client.transaction(async (tx) => {
@@ -142,9 +169,16 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
         }
       }
     },
-    async listen(channel, onPayload) {
+    async listen(channel, onPayload, onLost) {
       const client = new pg.Client({ connectionString: url, types });
-      client.on('error', () => {});
+      let lost = false;
+      const lose = () => {
+        if (lost || !listeners.has(client)) return;
+        lost = true;
+        onLost?.();
+      };
+      client.on('error', lose);
+      client.on('end', lose);
       await client.connect();
       listeners.add(client);
       client.on('notification', (message) => {
@@ -156,6 +190,10 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
         // A listener that fails to close has lost its connection already: nothing is left to undo.
         await client.end().catch(() => {});
       };
+    },
+    async prepared<T>(statement: PreparedStatement, values: readonly unknown[]) {
+      const result = await pool.query({ name: statement.name, text: statement.text, values: values as unknown[] });
+      return result.rows as T[];
     },
     async runScript(script) {
       const client = await pool.connect();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, deadAfterMs, forgetWorker, heartbeat, releaseAllLeases, releaseLease, releaseLeases } from './queue.ts';
+import { claimDue, releasePolled, deadAfterMs, forgetWorker, heartbeat, releaseAllLeases, releaseLease, releaseLeases } from './queue.ts';
 import { checkUpstream, expireDue, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
@@ -237,6 +237,9 @@ export class Engine {
       for (const row of list) await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row) });
       return;
     }
+    // Rows checked without trouble go back in one statement at the end (a waiting row's poll
+    // usually changes nothing else); a row whose check failed is retried later on its own.
+    const polled: { id: string; nextCheckAt: Date }[] = [];
     if (provider.checkMany && list.length > 1) {
       try {
         const checks = await provider.checkMany(list.map(orderRef));
@@ -254,7 +257,7 @@ export class Engine {
             const result = await recordMessages(this.deps, row.id, check.messages, 'poller');
             if (result?.captured) report.captured++;
           }
-          await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row), checkFailures: 0 });
+          polled.push({ id: row.id, nextCheckAt: this.nextPoll(row) });
         }
         list = missing;
       } catch (error) {
@@ -265,12 +268,13 @@ export class Engine {
       try {
         const result = await checkUpstream(this.deps, row, 'poller');
         if (result?.captured) report.captured++;
-        await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row), checkFailures: 0 });
+        polled.push({ id: row.id, nextCheckAt: this.nextPoll(row) });
       } catch (error) {
         this.deps.logger.warn({ verification: row.id, err: error }, 'poll failed');
         await this.retryLater(row);
       }
     });
+    await releasePolled(database.db, polled, this.workerId);
   }
 
   /** The next poll, never later than the deadline so expiry is never late. */

@@ -83,6 +83,22 @@ export async function releaseLease(
     .where(and(eq(verifications.id, id), eq(verifications.leaseOwner, workerId)));
 }
 
+/**
+ * releaseLease for a polled batch in one statement: each row back with its own next check and its
+ * failures reset (a row that became terminal meanwhile gets no next check).
+ */
+export async function releasePolled(ex: Executor, polled: readonly { id: string; nextCheckAt: Date }[], workerId: string): Promise<void> {
+  if (polled.length === 0) return;
+  // One JSON parameter (not arrays) so both drivers, pg and PGlite, pass it alike.
+  const next = JSON.stringify(polled.map((p) => ({ id: p.id, at: p.nextCheckAt.toISOString() })));
+  await ex.execute(sql`
+    UPDATE verifications v
+       SET lease_owner = NULL, lease_until = NULL, check_failures = 0,
+           next_check_at = CASE WHEN v.state IN ('pending', 'waiting', 'expired') THEN n.at ELSE NULL END
+      FROM json_to_recordset(${next}::json) AS n(id uuid, at timestamptz)
+     WHERE v.id = n.id AND v.lease_owner = ${workerId}`);
+}
+
 /** Gives rows back as they are (their next_check_at kept): a batch's rows another actor settled first. */
 export async function releaseLeases(ex: Executor, ids: readonly string[], workerId: string): Promise<void> {
   if (ids.length === 0) return;

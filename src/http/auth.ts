@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { resolveToken, type Credential, type Principal } from '../accounts/credentials.ts';
+import { CredentialCache } from '../accounts/credential-cache.ts';
+import type { Credential, Principal } from '../accounts/credentials.ts';
 import type { NewSession } from '../accounts/sessions.ts';
 import { clientAddressKey } from '../accounts/throttle.ts';
 import { hashToken, OPS_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, safeEqual } from '../accounts/tokens.ts';
@@ -37,6 +38,10 @@ interface AuthState {
 
 const states = new WeakMap<FastifyRequest, AuthState>();
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Routes whose writes can end or change a credential (sign-out, revocations, password, two-factor, closure, roles). */
+const CREDENTIAL_ROUTES = /^\/v1\/(auth|account|sessions|api-keys|admin\/users)(\/|$)/;
+/** Writes that only add a credential: nothing cached can be stale after them. */
+const NEW_CREDENTIAL_ROUTES = new Set(['/v1/auth/login', '/v1/auth/register']);
 const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
 
 export interface OpsCredential {
@@ -52,6 +57,17 @@ const OPERATOR_ROUTES = new Set(['/health', '/metrics']);
 export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops?: OpsCredential): void {
   const metricsTokenHash = ctx.config.METRICS_TOKEN ? hashToken(ctx.config.METRICS_TOKEN) : undefined;
   app.decorateRequest('principal', null);
+  // Resolved keys and sessions, kept until a credential changes anywhere (credential-cache.ts).
+  const credentials = new CredentialCache(ctx.database);
+  app.addHook('onReady', () => credentials.start());
+  app.addHook('onClose', () => credentials.stop());
+  // A change made by this process counts here before its answer leaves (the signal reaches the
+  // other processes, and this one too, a moment after the commit).
+  app.addHook('onSend', async (request, _reply, payload) => {
+    const route = request.routeOptions.url ?? '';
+    if (!SAFE_METHODS.has(request.method) && CREDENTIAL_ROUTES.test(route) && !NEW_CREDENTIAL_ROUTES.has(route)) credentials.invalidate();
+    return payload;
+  });
   app.addHook('onRequest', async (request) => {
     // Static files need no principal, and an anonymous probe of /health costs no database query.
     const route = request.routeOptions.url;
@@ -81,10 +97,10 @@ export function installAuthentication(app: FastifyInstance, ctx: AppContext, ops
         state.credential = { principal: { userId: ops.userId, role: 'admin', via: 'ops' } };
       }
     } else if (route.startsWith('/v1/')) {
-      state.credential = await resolveToken(ctx.database.db, token, ctx.clock.now());
+      state.credential = await credentials.resolve(token, ctx.clock.now());
     } else {
       // /health must still answer when the database does not: a token that cannot be checked counts as none.
-      state.credential = await resolveToken(ctx.database.db, token, ctx.clock.now()).catch(() => undefined);
+      state.credential = await credentials.resolve(token, ctx.clock.now()).catch(() => undefined);
     }
     request.principal = state.credential?.principal ?? null;
   });

@@ -363,13 +363,12 @@ export async function placeHold(ex: Executor, request: HoldRequest): Promise<Hol
   assertPositive(request.amountMinor);
   const wallet = await walletAccountId(ex, request.userId);
   try {
-    const row = await firstRow<{ id: string; created_at: Date }>(
+    // The one way a hold is placed (migrations/0018): the hold row, whose trigger moves the
+    // balance, and the wallet's live event; the purchase's reservation calls the same function.
+    const row = await firstRow<{ id: string }>(
       ex,
-      sql`INSERT INTO ledger_holds (account_id, amount_minor, verification_id, expires_at, actor, created_at)
-          VALUES (${wallet}, ${request.amountMinor}, ${request.verificationId}, ${request.expiresAt}, ${request.actor}, ${request.now})
-          RETURNING id, created_at`,
+      sql`SELECT ledger_place_hold(${request.userId}, ${request.amountMinor}, ${request.verificationId}, ${request.expiresAt}, ${request.actor}, ${request.now}) AS id`,
     );
-    await walletMoved(ex, request.userId);
     return {
       id: row!.id,
       accountId: wallet,

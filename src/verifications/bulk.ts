@@ -5,7 +5,8 @@ import { DomainError, errorTable, isDomainError, type ErrorCode } from '../error
 import type { NumberOptions } from '../providers/provider.ts';
 import { decideReplay } from './idempotency.ts';
 import { fault, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
-import { completePurchase, purchaseFingerprint, replayReservation, reservePurchase, type PurchaseOutcome, type Reservation } from './purchase.ts';
+import { completePurchase, replayReservation, reservationFor, type PurchaseOutcome } from './purchase.ts';
+import { reservePurchase, type Reservation } from './reservation.ts';
 import { verifications } from './schema.ts';
 
 /**
@@ -74,26 +75,29 @@ export async function purchaseBulk(deps: LifecycleDeps, request: BulkPurchaseReq
   }));
 
   // Phase 1 for the whole set, in one transaction.
+  const now = deps.clock.now();
+  const requests = items.map((item) => reservationFor(deps, item, now));
   const reserved = await deps.database
     .transaction(async (tx) => {
       const out: Reservation[] = [];
-      for (const item of items) {
-        const reservation = await reservePurchase(deps, tx, item);
-        if ('existing' in reservation) {
+      for (const request of requests) {
+        const reservation = await reservePurchase(deps.database, request, tx);
+        if (reservation.kind === 'raced') throw new DomainError('idempotency_in_progress', 'a bulk purchase with this Idempotency-Key is in progress', {}, { 'Retry-After': '1' });
+        if (reservation.kind === 'existing') {
           // A stored number decides for the set: another body under this key changes nothing.
           const decision = decideReplay(
             {
-              fingerprint: reservation.existing.requestFingerprint,
-              state: reservation.existing.state,
-              responseStatus: reservation.existing.responseStatus,
-              purchaseUntil: reservation.existing.purchaseUntil,
+              fingerprint: reservation.row.requestFingerprint,
+              state: reservation.row.state,
+              responseStatus: reservation.row.responseStatus,
+              purchaseUntil: reservation.row.purchaseUntil,
             },
-            purchaseFingerprint(item, country),
-            reservation.now,
+            request.fingerprint,
+            now,
           );
           if (decision.kind === 'mismatch') {
             throw new DomainError('idempotency_key_reused', 'this Idempotency-Key was used with a different request', {
-              verification_id: reservation.existing.id,
+              verification_id: reservation.row.id,
             });
           }
           if (decision.kind === 'in_progress') {
@@ -116,16 +120,15 @@ export async function purchaseBulk(deps: LifecycleDeps, request: BulkPurchaseReq
 
   // Phases 2 and 3, each number on its own; replays answer as they did.
   const outcomes: BulkItemOutcome[] = new Array(quantity);
-  const queue = reserved.map((reservation, index) => ({ reservation, index, item: items[index]! }));
+  const queue = reserved.map((reservation, index) => ({ reservation, index, request: requests[index]! }));
   const work = async (): Promise<void> => {
     for (let next = queue.shift(); next; next = queue.shift()) {
-      const { reservation, index, item } = next;
-      const row = 'existing' in reservation ? reservation.existing : reservation.created;
+      const { reservation, index, request } = next;
+      if (reservation.kind === 'raced') continue; // (refused above, inside the transaction)
+      const row = reservation.row;
       try {
         const outcome: PurchaseOutcome =
-          'existing' in reservation
-            ? replayReservation(reservation.existing, purchaseFingerprint(item, country), reservation.now)
-            : await completePurchase(deps, reservation.created);
+          reservation.kind === 'existing' ? replayReservation(row, request.fingerprint, now) : await completePurchase(deps, row);
         outcomes[index] = { index, status: outcome.status, row: outcome.row, error: null };
       } catch (error) {
         if (!isDomainError(error)) throw error;
@@ -143,6 +146,6 @@ export async function purchaseBulk(deps: LifecycleDeps, request: BulkPurchaseReq
   const byId = new Map(fresh.map((r) => [r.id, r]));
   return {
     items: outcomes.map((o) => ({ ...o, row: byId.get(o.row.id) ?? o.row })),
-    replayed: reserved.every((r) => 'existing' in r),
+    replayed: reserved.every((r) => r.kind === 'existing'),
   };
 }

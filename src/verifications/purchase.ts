@@ -1,19 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
 import { requireVerifiedEmail } from '../accounts/flows.ts';
-import { firstRow, pgConstraint, pgErrorCode, type Executor } from '../db/database.ts';
 import { DomainError, errorTable, type ErrorCode } from '../errors.ts';
-import { findOffer } from '../catalogue/catalogue.ts';
-import { canonicalOptions, honours, isPlain, optionSurcharge } from '../catalogue/number-options.ts';
-import { isLedgerError } from '../ledger/errors.ts';
-import { placeHold } from '../ledger/ledger.ts';
+import { canonicalOptions, honours, isPlain, surchargeCost } from '../catalogue/number-options.ts';
 import { isProviderError, PLAIN_CAPABILITIES, type NumberOptions, type ProviderError, type ProviderOrder } from '../providers/provider.ts';
 import { assignedNumberMismatch } from './assigned-number.ts';
 import { requestUpstreamCancel, settlementAfterCancel } from './settlement.ts';
-import { verificationEvents, verifications, type Actor } from './schema.ts';
+import type { Actor } from './schema.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
 import { assignNumber, failPurchase, fault, markPurchaseUncertain, ORDER_ID_REUSED_ANSWER, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
-import type { Tx } from '../db/database.ts';
+import { assignPurchasedNumber, freshPurchaseView, reservePurchase, type ReservationRequest } from './reservation.ts';
+import type { VerificationView } from './resource.ts';
 
 /**
  * Purchase (docs/architecture.md, "The flows"): (1) one transaction stores the verification as pending and places
@@ -37,6 +33,8 @@ export interface PurchaseOutcome {
   status: 201 | 202;
   row: VerificationRow;
   replayed: boolean;
+  /** The answer's view when it could be built from what the writes returned (no read needed). */
+  view?: VerificationView;
 }
 
 /** How a definite upstream failure is told to the customer. */
@@ -65,150 +63,64 @@ function replayOf(row: VerificationRow): PurchaseOutcome {
 export function purchaseFingerprint(request: PurchaseRequest, country: string): string {
   const options = canonicalOptions(request.options);
   return fingerprint({
-service: request.service,
-country,
-max_price_minor: request.maxPriceMinor ?? null,
-...(isPlain(options) ? {} : { options }),
-...(request.bulk ? { bulk: request.bulk } : {}),
+    service: request.service,
+    country,
+    max_price_minor: request.maxPriceMinor ?? null,
+    ...(isPlain(options) ? {} : { options }),
+    ...(request.bulk ? { bulk: request.bulk } : {}),
   });
 }
 
-export type Reservation = { existing: VerificationRow; now: Date } | { created: VerificationRow; now: Date };
-
 /**
- * Phase 1 inside the caller's transaction: the replay check, the catalogue, the options, the limits,
- * the hold and the pending row. A bulk purchase reserves all its numbers in one transaction.
+ * What phase 1 asks the reservation function (reservation.ts) for one purchase: the options are
+ * checked against what the provider honours here, and their upstream surcharge passed in (the
+ * function prices it with the offer's margin). Refusals are thrown before anything is written.
  */
-export async function reservePurchase(deps: LifecycleDeps, tx: Tx, request: PurchaseRequest): Promise<Reservation> {
+export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, now: Date): ReservationRequest {
   const { config } = deps;
   const country = request.country ?? config.DEFAULT_COUNTRY;
-  const requestFingerprint = purchaseFingerprint(request, country);
   const options = canonicalOptions(request.options);
-  const now = deps.clock.now();
-  // One customer's purchases queue here, so identical concurrent requests see each other. NO KEY
-  // UPDATE, not UPDATE: captures and refunds of the same customer take KEY SHARE on this row
-  // (foreign keys of their notifications) while holding the wallet, which this transaction
-  // needs next; FOR UPDATE would deadlock with them.
-  await tx.execute(sql`SELECT 1 FROM users WHERE id = ${request.userId} FOR NO KEY UPDATE`);
-  const [existing] = await tx
-    .select()
-    .from(verifications)
-    .where(and(eq(verifications.userId, request.userId), eq(verifications.idempotencyKey, request.idempotencyKey)));
-  if (existing) return { existing, now };
-
-  const offer = await findOffer(tx, deps.provider.name, request.service, country);
-  if (!offer) throw new DomainError('unknown_service', `no service "${request.service}" in ${country}`);
-  const capabilities = deps.provider.capabilities ?? PLAIN_CAPABILITIES;
-  const honoured = honours(capabilities, options, offer.country);
+  const provider = deps.provider;
+  const capabilities = provider.capabilities ?? PLAIN_CAPABILITIES;
+  const honoured = honours(capabilities, options, country);
   if (!honoured.ok) throw new DomainError('option_not_offered', honoured.reason, { option: honoured.option });
-  if (options.capability === 'voice' && !offer.voice) {
-    throw new DomainError('option_not_offered', `"${offer.service}" in ${offer.country} is not offered with a voice call`, { option: 'capability' });
-  }
-  const surcharge = optionSurcharge(offer, capabilities, options);
-  const priceMinor = offer.priceMinor + surcharge.priceMinor;
-  if (request.maxPriceMinor !== undefined && priceMinor > request.maxPriceMinor) {
-    throw new DomainError('price_exceeds_max', `the price ${priceMinor} is above max_price_minor ${request.maxPriceMinor}`, {
-      price_minor: priceMinor,
-    });
-  }
-  const activity = await customerActivity(tx, request.userId, new Date(now.getTime() - 60_000));
-  if (activity.active >= config.MAX_ACTIVE_VERIFICATIONS) {
-    // A place frees up at the latest when the soonest active verification reaches its deadline.
-    const seconds = secondsUntil(activity.firstDeadline, now);
-    throw new DomainError(
-      'too_many_active',
-      `at most ${config.MAX_ACTIVE_VERIFICATIONS} verifications may be active at once; one ends within ${seconds} s`,
-      { retry_after_seconds: seconds },
-      { 'Retry-After': String(seconds) },
-    );
-  }
-  if (activity.recent >= config.PURCHASES_PER_MINUTE) {
-    throw new DomainError('rate_limited', `at most ${config.PURCHASES_PER_MINUTE} purchases per minute`, {}, { 'Retry-After': '60' });
-  }
-  if (deps.controls?.isDisabled(offer.provider)) throw new DomainError('provider_unavailable', 'this service cannot be bought right now; you were not charged');
-  if (deps.breaker.isOpen()) {
-    throw new DomainError('provider_unavailable', 'the number provider is unavailable right now; you were not charged', {}, {
-      'Retry-After': String(Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000)),
-    });
-  }
-
-  const id = randomUUID();
-  const expiresAt = new Date(now.getTime() + config.VERIFICATION_TTL_SECONDS * 1000);
-  const purchaseUntil = new Date(now.getTime() + config.PURCHASE_TIMEOUT_SECONDS * 1000);
-  let hold;
-  try {
-    hold = await placeHold(tx, {
-      userId: request.userId,
-      amountMinor: priceMinor,
-      verificationId: id,
-      expiresAt,
-      actor: 'customer',
-      now,
-    });
-  } catch (error) {
-    if (isLedgerError(error, 'insufficient_funds')) {
-      throw new DomainError('insufficient_funds', `this number costs ${priceMinor}; your available balance is too low`, {
-        price_minor: priceMinor,
-      });
-    }
-    throw error;
-  }
-  const [created] = await tx
-    .insert(verifications)
-    .values({
-      id,
-      userId: request.userId,
-      provider: deps.provider.name,
-      service: offer.service,
-      country: offer.country,
-      state: 'pending',
-      priceMinor,
-      maxCostMinor: offer.costMinor + surcharge.costMinor,
-      numberOptions: isPlain(options) ? null : options,
-      currency: config.CURRENCY,
-      idempotencyKey: request.idempotencyKey,
-      requestFingerprint,
-      holdId: hold.id,
-      createdAt: now,
-      updatedAt: now,
-      expiresAt,
-      purchaseUntil,
-      nextCheckAt: purchaseUntil,
-    })
-    .returning();
-  await tx.insert(verificationEvents).values({
-    verificationId: id,
-    fromState: null,
-    toState: 'pending',
-    actor: 'customer',
-    reason: 'purchase requested',
-    createdAt: now,
-  });
-  return { created: created!, now };
+  return {
+    id: randomUUID(),
+    userId: request.userId,
+    idempotencyKey: request.idempotencyKey,
+    fingerprint: purchaseFingerprint(request, country),
+    provider: provider.name,
+    service: request.service,
+    country,
+    maxPriceMinor: request.maxPriceMinor ?? null,
+    currency: config.CURRENCY,
+    now,
+    expiresAt: new Date(now.getTime() + config.VERIFICATION_TTL_SECONDS * 1000),
+    purchaseUntil: new Date(now.getTime() + config.PURCHASE_TIMEOUT_SECONDS * 1000),
+    maxActive: config.MAX_ACTIVE_VERIFICATIONS,
+    perMinute: config.PURCHASES_PER_MINUTE,
+    // An operator's kill switch or drain refuses like an open breaker: after a replay, before a hold.
+    breakerOpen: deps.breaker.isOpen() || (deps.controls?.isDisabled(provider.name) ?? false),
+    breakerRetrySeconds: Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000),
+    options: isPlain(options) ? null : options,
+    surchargeCostMinor: surchargeCost(capabilities, options),
+  };
 }
 
 export async function purchaseVerification(deps: LifecycleDeps, request: PurchaseRequest): Promise<PurchaseOutcome> {
-  const { config } = deps;
-  const country = request.country ?? config.DEFAULT_COUNTRY;
-  const requestFingerprint = purchaseFingerprint(request, country);
   // REQUIRE_VERIFIED_EMAIL_FOR=purchase: refused before anything is stored (no query otherwise).
-  await requireVerifiedEmail(deps.database.db, config, request.userId, 'purchase');
+  await requireVerifiedEmail(deps.database.db, deps.config, request.userId, 'purchase');
 
-  // Phase 1: one transaction — replay or reserve.
-  const begun = await deps.database
-    .transaction((tx) => reservePurchase(deps, tx, request))
-    .catch((error: unknown) => {
-      // Two identical requests racing past the lock (other processes): the loser sees the winner.
-      if (pgErrorCode(error) === '23505' && pgConstraint(error) === 'verifications_idempotency') return { raced: true as const };
-      throw error;
-    });
-
-  if ('raced' in begun) {
+  // Phase 1: one statement — replay or reserve (reservation.ts; the rules are in its SQL function).
+  const now = deps.clock.now();
+  const reservation = reservationFor(deps, request, now);
+  const begun = await reservePurchase(deps.database, reservation);
+  if (begun.kind === 'raced') {
     throw new DomainError('idempotency_in_progress', 'a request with this Idempotency-Key is in progress', {}, { 'Retry-After': '1' });
   }
-  if ('existing' in begun) return replayReservation(begun.existing, requestFingerprint, begun.now);
+  if (begun.kind === 'existing') return replayReservation(begun.row, reservation.fingerprint, now);
   await fault(deps, 'purchase.held');
-  return completePurchase(deps, begun.created);
+  return completePurchase(deps, begun.row);
 }
 
 /** The answer to a request whose key is already stored: the first outcome again, or why not. */
@@ -267,7 +179,22 @@ export async function completePurchase(deps: LifecycleDeps, created: Verificatio
   const mismatch = assignedNumberMismatch(created.numberOptions, order);
   if (mismatch !== null) return refuseMismatchedNumber(deps, created, order, mismatch);
 
-  // Phase 3: one transaction with the outcome.
+  // Phase 3: the outcome. The common case is one statement, answered from what it wrote; anything
+  // else (another actor got there, a reused order id, a webhook to write) takes the general path.
+  const assignedAt = deps.clock.now();
+  const fast = await assignPurchasedNumber(deps.database, {
+    id: created.id,
+    providerOrderId: order.providerOrderId,
+    phoneNumber: order.phoneNumber,
+    endsAt: order.endsAt ?? null,
+    now: assignedAt,
+    ttlSeconds: deps.config.VERIFICATION_TTL_SECONDS,
+    pollIntervalMs: deps.config.POLL_INTERVAL_MS,
+    responseStatus: 201,
+    actor: 'customer',
+    reason: 'number assigned',
+  });
+  if (fast) return { status: 201, row: fast, replayed: false, view: freshPurchaseView(fast, assignedAt, 'customer', 'number assigned') };
   const { row, reused } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });
   if (reused && row.state === 'failed') throw new DomainError('provider_unavailable', ORDER_ID_REUSED_ANSWER, { verification_id: row.id });
   if (row.state === 'failed' || row.state === 'pending') return replayOf(row);
@@ -310,30 +237,4 @@ export async function failMismatchedPurchase(
     failureReason: message,
   });
   return message;
-}
-
-/** Counts active verifications and recent purchases of a customer (for limits), and when the first active one ends. */
-async function customerActivity(
-  ex: Executor,
-  userId: string,
-  since: Date,
-): Promise<{ active: number; recent: number; firstDeadline: Date | null }> {
-  const row = await firstRow<{ active: number; recent: number; first_deadline: Date | string | null }>(
-    ex,
-    sql`SELECT count(*) FILTER (WHERE state IN ('pending', 'waiting'))::int AS active,
-               count(*) FILTER (WHERE created_at >= ${since})::int AS recent,
-               min(expires_at) FILTER (WHERE state IN ('pending', 'waiting')) AS first_deadline
-        FROM verifications WHERE user_id = ${userId} AND (state IN ('pending', 'waiting') OR created_at >= ${since})`,
-  );
-  return {
-    active: Number(row?.active ?? 0),
-    recent: Number(row?.recent ?? 0),
-    firstDeadline: row?.first_deadline ? new Date(row.first_deadline) : null,
-  };
-}
-
-/** Whole seconds from now until `at`, at least 1 (a Retry-After of 0 invites a busy loop). */
-function secondsUntil(at: Date | null, now: Date): number {
-  if (!at) return 1;
-  return Math.max(1, Math.ceil((at.getTime() - now.getTime()) / 1000));
 }

@@ -64,7 +64,7 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       });
       if (outcome.replayed) reply.header('idempotent-replayed', 'true');
       reply.header('location', `/v1/verifications/${outcome.row.id}`);
-      return reply.status(outcome.status).send(await viewOf(ctx.database.db, outcome.row));
+      return reply.status(outcome.status).send(outcome.view ?? (await viewOf(ctx.database.db, outcome.row)));
     },
   });
 
