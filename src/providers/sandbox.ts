@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import {
   ProviderError,
+  type AnotherCodeOrder,
   type CancelOutcome,
   type CatalogueEntry,
   type LookupRequest,
@@ -37,6 +38,7 @@ export const sandboxServices: { service: string; name: string; priceMinor: numbe
   { service: 'test_provider_error', name: 'Test: upstream error', priceMinor: 50 },
   { service: 'test_ambiguous', name: 'Test: answer lost', priceMinor: 50 },
   { service: 'test_late', name: 'Test: SMS after the deadline', priceMinor: 50 },
+  { service: 'test_no_another_code', name: 'Test: delivers once, refuses another code', priceMinor: 50 },
   { service: 'whatsapp', name: 'WhatsApp', priceMinor: 120 },
   { service: 'telegram', name: 'Telegram', priceMinor: 110 },
   { service: 'google', name: 'Google', priceMinor: 90 },
@@ -124,6 +126,7 @@ export class SandboxProvider implements Provider {
     const start = since.getTime();
     switch (parsed.service) {
       case 'test_success':
+      case 'test_no_another_code':
         return new Date(start + 800);
       case 'test_delayed':
         return new Date(start + this.options.delayMs);
@@ -149,11 +152,28 @@ export class SandboxProvider implements Provider {
     return { state: 'received', messages: [this.messageFor(order.providerOrderId, at)] };
   }
 
+  /**
+   * The SMS of an order delivered at `receivedAt`. Each wait on the order (the purchase, another
+   * code) has its own delivery time, so the time names the message and picks its code.
+   */
   messageFor(providerOrderId: string, receivedAt: Date): ProviderMessage {
     const parsed = parseOrderId(providerOrderId)!;
-    const code = codeFor(providerOrderId);
+    const id = `${providerOrderId}#${receivedAt.getTime()}`;
+    const code = codeFor(id);
     const label = sandboxServices.find((s) => s.service === parsed.service)?.name ?? parsed.service;
-    return { providerMessageId: `${providerOrderId}#1`, text: `Your ${label} verification code is ${code}`, code, receivedAt };
+    return { providerMessageId: id, text: `Your ${label} verification code is ${code}`, code, receivedAt };
+  }
+
+  /**
+   * Another code on the same order, free, as SMS-Activate's setStatus 3: the new wait starts when
+   * it is asked for (the child's `since`), and delivers as the scenario says. `test_no_another_code`
+   * refuses, as an upstream whose window has closed.
+   */
+  async anotherCode(order: OrderRef): Promise<AnotherCodeOrder> {
+    const parsed = parseOrderId(order.providerOrderId);
+    if (!parsed) throw new ProviderError('definite', 'rejected', 'sandbox: no such order');
+    if (parsed.service === 'test_no_another_code') throw new ProviderError('definite', 'rejected', 'sandbox: another code is not available for this number');
+    return { providerOrderId: order.providerOrderId, phoneNumber: order.phoneNumber, endsAt: null, costMinor: 0 };
   }
 
   async cancel(providerOrderId: string): Promise<CancelOutcome> {

@@ -84,10 +84,13 @@ export async function cancelVerification(deps: LifecycleDeps, row: VerificationR
   if (row.state === 'cancelled') return { kind: 'cancelled', row };
   if (row.state !== 'waiting') return { kind: 'invalid_state', row };
 
-  const answer = await requestUpstreamCancel(deps, row.providerOrderId!, {
-    verification: row.id,
-    onFailure: 'upstream cancel failed; refunding and owing the cancel',
-  });
+  // An additional code on its parent's order holds nothing and owns no upstream order to cancel.
+  const answer = row.parentId !== null
+    ? ({ outcome: 'gone' } as const)
+    : await requestUpstreamCancel(deps, row.providerOrderId!, {
+        verification: row.id,
+        onFailure: 'upstream cancel failed; refunding and owing the cancel',
+      });
   if (answer !== 'failed' && answer.outcome === 'too_early') return { kind: 'too_early', row, retryAfterSeconds: answer.retryAfterSeconds };
   if (answer !== 'failed' && answer.outcome === 'already_received') {
     const captured = await lookForSms(deps, row, actor, 'reading the SMS of an order the upstream says was received failed');

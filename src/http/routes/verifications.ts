@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../../errors.ts';
+import { requestAnotherCode } from '../../verifications/another-code.ts';
 import { cancelVerification } from '../../verifications/flows.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
@@ -102,6 +103,37 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       const row = await findCustomerVerification(ctx.database.db, me.userId, request.params.id);
       if (!row) throw new DomainError('not_found', 'no such verification');
       return viewOf(ctx.database.db, row);
+    },
+  });
+
+  app.post('/v1/verifications/:id/another-code', {
+    preValidation: requireUser,
+    schema: {
+      operationId: 'requestAnotherCode',
+      tags: ['verifications'],
+      summary: 'Ask for another code on the same number (Idempotency-Key required)',
+      description:
+        'After a code arrived, asks the upstream for another SMS on the same number while it allows it. The answer is a new ' +
+        'verification (`parent_id` names the one that bought the number) waiting for that SMS until its own deadline. ' +
+        'Free where the upstream is free (price_minor 0, nothing held). 409 invalid_state when no other code is offered now.',
+      security: Security,
+      headers: RequiredIdempotencyHeaders,
+      params: VerificationId,
+      response: { 201: VerificationSchema, ...problemResponses(400, 401, 404, 409, 422) },
+      answers: {
+        201: {
+          description: 'The additional code\'s verification (state `waiting`), also when replayed',
+          headers: { Location: true, 'Idempotent-Replayed': false },
+        },
+      },
+    },
+    handler: async (request, reply) => {
+      const me = await requireUser(request);
+      const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
+      const outcome = await requestAnotherCode(deps, { userId: me.userId, verificationId: request.params.id, idempotencyKey });
+      if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+      reply.header('location', `/v1/verifications/${outcome.row.id}`);
+      return reply.status(201).send(await viewOf(ctx.database.db, outcome.row));
     },
   });
 
