@@ -28,7 +28,10 @@ CREATE UNIQUE INDEX verifications_one_open_child ON verifications (parent_id)
   WHERE parent_id IS NOT NULL AND state IN ('pending', 'waiting');
 CREATE INDEX verifications_children ON verifications (parent_id) WHERE parent_id IS NOT NULL;
 
--- Reports of bad numbers: one per verification. `refund` says whether money is still to come back:
+-- Reports of bad numbers: one per verification. `upstream` says what the upstream was told:
+-- 'reported' (its report call answered), 'report_owed' (not yet: settlement retries it), 'cancelled'
+-- (a verification still waiting was cancelled instead, as any cancel), 'not_reportable' (the upstream
+-- has no report, or refused it). `refund` says whether money is still to come back:
 -- 'none' (nothing was captured: a waiting verification is cancelled and released instead),
 -- 'awaiting_upstream' (captured; refunded when the upstream confirms it refunded us), 'refunded'
 -- (the correction transfer was made), 'declined' (the upstream did not refund; the charge stands).
@@ -40,7 +43,7 @@ CREATE TABLE number_reports (
   service          text NOT NULL,
   phone_number     text NOT NULL,
   reason           text NOT NULL CHECK (reason IN ('number_rejected', 'code_not_received')),
-  upstream         text NOT NULL CHECK (upstream IN ('reported', 'report_owed', 'unsupported')),
+  upstream         text NOT NULL CHECK (upstream IN ('reported', 'report_owed', 'cancelled', 'not_reportable')),
   refund           text NOT NULL CHECK (refund IN ('none', 'awaiting_upstream', 'refunded', 'declined')),
   created_at       timestamptz NOT NULL,
   updated_at       timestamptz NOT NULL
@@ -48,7 +51,11 @@ CREATE TABLE number_reports (
 -- The next purchase avoids numbers the customer reported for that service; the daily limit counts.
 CREATE INDEX number_reports_avoid ON number_reports (user_id, service, phone_number);
 CREATE INDEX number_reports_user_created ON number_reports (user_id, created_at);
-CREATE INDEX number_reports_awaiting ON number_reports (created_at) WHERE refund = 'awaiting_upstream';
+-- A captured verification whose report awaits the upstream's decision is upstream_status 'reported'
+-- with upstream_next_at set: the engine's settlement asks again (and refunds on the upstream's refund).
+-- rolling-upgrade: compatible: an index rebuilt with a wider predicate; no query depends on it existing
+DROP INDEX verifications_upstream_due;
+CREATE INDEX verifications_upstream_due ON verifications (upstream_next_at) WHERE upstream_status IN ('cancel_owed', 'finish_owed', 'reported');
 
 -- Presets and favourites: what a customer buys often, kept per customer (area code and carrier are
 -- opaque optional strings, passed to the purchase as they are).

@@ -180,6 +180,12 @@ export interface Provider {
   /** Report a failed or undelivered order to recoup its cost. */
   report?(providerOrderId: string): Promise<void>;
   /**
+   * What became of a reported order: `refunded` once the upstream gave us its cost back, `pending`
+   * while it has not decided, `declined` when it kept it. Upstreams decide after the report, so the
+   * lifecycle asks again (settlement) and refunds the customer only on `refunded`.
+   */
+  reportOutcome?(providerOrderId: string): Promise<'refunded' | 'pending' | 'declined'>;
+  /**
    * Ask for another SMS on the number of a delivered order, while the upstream allows it. A refusal
    * (window closed, not delivered) is a definite `rejected`.
    */

@@ -176,6 +176,15 @@ export class SandboxProvider implements Provider {
     return { providerOrderId: order.providerOrderId, phoneNumber: order.phoneNumber, endsAt: null, costMinor: 0 };
   }
 
+  /** Reports are accepted, and refunded at once when asked about (a demo of the report's refund). */
+  async report(providerOrderId: string): Promise<void> {
+    if (!parseOrderId(providerOrderId)) throw new ProviderError('definite', 'rejected', 'sandbox: no such order');
+  }
+
+  async reportOutcome(providerOrderId: string): Promise<'refunded' | 'pending' | 'declined'> {
+    return parseOrderId(providerOrderId) ? 'refunded' : 'declined';
+  }
+
   async cancel(providerOrderId: string): Promise<CancelOutcome> {
     // Stateless: the sandbox does not know when the order started, so it cannot tell whether its SMS
     // came; it agrees to cancel any of its orders and the lifecycle's compare-and-set decides.

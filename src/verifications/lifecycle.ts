@@ -337,7 +337,7 @@ async function owePendingOrphan(tx: Tx, row: VerificationRow, order: ProviderOrd
 export async function failPurchase(
   deps: LifecycleDeps,
   id: string,
-  change: { actor: Actor; reason: string; responseStatus?: number; responseCode?: string; upstream: UpstreamStatus },
+  change: { actor: Actor; reason: string; responseStatus?: number; responseCode?: string; upstream: UpstreamStatus; providerOrderId?: string },
 ): Promise<VerificationRow | undefined> {
   const now = deps.clock.now();
   return deps.database.transaction(async (tx) => {
@@ -353,6 +353,8 @@ export async function failPurchase(
         responseCode: row.responseCode ?? change.responseCode ?? null,
         upstreamStatus: change.upstream,
         upstreamNextAt: change.upstream === 'cancel_owed' ? now : null,
+        // An order bought and refused by us (a number the customer reported) is remembered for its cancel.
+        ...(change.providerOrderId ? { providerOrderId: change.providerOrderId } : {}),
       },
     });
   });

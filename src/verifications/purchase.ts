@@ -7,6 +7,7 @@ import { findOffer } from '../catalogue/catalogue.ts';
 import { isLedgerError } from '../ledger/errors.ts';
 import { placeHold } from '../ledger/ledger.ts';
 import { isProviderError, type ProviderError } from '../providers/provider.ts';
+import { refuseReportedNumber } from './reported-numbers.ts';
 import { verificationEvents, verifications } from './schema.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
 import { assignNumber, failPurchase, fault, markPurchaseUncertain, ORDER_ID_REUSED_ANSWER, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
@@ -214,6 +215,8 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
     return { status: 202, row: pending ?? created, replayed: false };
   }
   await fault(deps, 'purchase.bought');
+  // A number this customer reported for this service is a definite failure here (not charged).
+  await refuseReportedNumber(deps, created, order);
 
   // Phase 3: one transaction with the outcome.
   const { row, reused } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });

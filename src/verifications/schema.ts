@@ -96,7 +96,7 @@ export const numberReports = pgTable('number_reports', {
   service: text('service').notNull(),
   phoneNumber: text('phone_number').notNull(),
   reason: text('reason', { enum: reportReasons }).notNull(),
-  upstream: text('upstream', { enum: ['reported', 'report_owed', 'unsupported'] }).notNull(),
+  upstream: text('upstream', { enum: ['reported', 'report_owed', 'cancelled', 'not_reportable'] }).notNull(),
   refund: text('refund', { enum: ['none', 'awaiting_upstream', 'refunded', 'declined'] }).notNull(),
   createdAt: at('created_at').notNull(),
   updatedAt: at('updated_at').notNull(),

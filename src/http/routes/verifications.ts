@@ -3,9 +3,10 @@ import { z } from 'zod';
 import { DomainError } from '../../errors.ts';
 import { requestAnotherCode } from '../../verifications/another-code.ts';
 import { cancelVerification } from '../../verifications/flows.ts';
+import { NumberReportSchema, reportNumber, reportView } from '../../verifications/reports.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
-import { verificationStates } from '../../verifications/schema.ts';
+import { reportReasons, verificationStates } from '../../verifications/schema.ts';
 import { findCustomerVerification, listVerifications, VerificationSchema, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
@@ -134,6 +135,33 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       if (outcome.replayed) reply.header('idempotent-replayed', 'true');
       reply.header('location', `/v1/verifications/${outcome.row.id}`);
       return reply.status(201).send(await viewOf(ctx.database.db, outcome.row));
+    },
+  });
+
+  app.post('/v1/verifications/:id/report', {
+    preValidation: requireUser,
+    schema: {
+      operationId: 'reportNumber',
+      tags: ['verifications'],
+      summary: 'Report a bad number: the service rejected it, or the code never came',
+      description:
+        'A waiting verification is cancelled and its hold released (as a cancel; 409 with the code when the SMS came first). ' +
+        'A captured one is reported upstream where the upstream takes reports, and refunded when the upstream refunds it ' +
+        '(`refund`: awaiting_upstream, then refunded or declined). Your next purchase of that service refuses that number. ' +
+        'One report per verification (a repeat answers the first, 200); at most REPORTS_PER_DAY a day (429 with Retry-After).',
+      security: Security,
+      params: VerificationId,
+      body: z.strictObject({ reason: z.enum(reportReasons) }),
+      response: { 200: NumberReportSchema, 201: NumberReportSchema, ...problemResponses(400, 401, 404, 409, 429) },
+      answers: {
+        201: { description: 'The report, recorded now' },
+        200: { description: 'The report made earlier for this verification' },
+      },
+    },
+    handler: async (request, reply) => {
+      const me = await requireUser(request);
+      const outcome = await reportNumber(deps, { userId: me.userId, verificationId: request.params.id, reason: request.body.reason });
+      return reply.status(outcome.created ? 201 : 200).send(reportView(outcome.report));
     },
   });
 
