@@ -316,6 +316,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/presets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your purchase presets, favourites first */
+        get: operations["listPresets"];
+        put?: never;
+        /** Save a purchase preset (service, country, optional area code and carrier) */
+        post: operations["createPreset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/presets/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a preset */
+        delete: operations["deletePreset"];
+        options?: never;
+        head?: never;
+        /** Change a preset, e.g. mark it a favourite */
+        patch: operations["updatePreset"];
+        trace?: never;
+    };
+    "/v1/account/low-balance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your low-balance threshold */
+        get: operations["getLowBalanceSetting"];
+        /**
+         * Set (or clear with null) your low-balance threshold
+         * @description When your available balance goes below the threshold you get one notification (and the `wallet.low_balance` webhook event); the next one only after it has come back to the threshold or above and gone below again.
+         */
+        put: operations["setLowBalanceSetting"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions": {
         parameters: {
             query?: never;
@@ -488,6 +545,46 @@ export interface paths {
         get: operations["getVerification"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/verifications/{id}/another-code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask for another code on the same number (Idempotency-Key required)
+         * @description After a code arrived, asks the upstream for another SMS on the same number while it allows it. The answer is a new verification (`parent_id` names the one that bought the number) waiting for that SMS until its own deadline. Free where the upstream is free (price_minor 0, nothing held). 409 invalid_state when no other code is offered now.
+         */
+        post: operations["requestAnotherCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/verifications/{id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report a bad number: the service rejected it, or the code never came
+         * @description A waiting verification is cancelled and its hold released (as a cancel; 409 with the code when the SMS came first). A captured one is reported upstream where the upstream takes reports, and refunded when the upstream refunds it (`refund`: awaiting_upstream, then refunded or declined). Your next purchase of that service refuses that number. One report per verification (a repeat answers the first, 200); at most REPORTS_PER_DAY a day (429 with Retry-After).
+         */
+        post: operations["reportNumber"];
         delete?: never;
         options?: never;
         head?: never;
@@ -962,7 +1059,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             /** @enum {string} */
-            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security";
+            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security" | "low_balance";
             verification_id: string | null;
             title: string;
             body: string;
@@ -980,6 +1077,8 @@ export interface components {
             country: string;
             /** @enum {string} */
             state: "pending" | "waiting" | "received" | "cancelled" | "expired" | "failed";
+            /** @description for another code on the same number: the verification that bought the number */
+            parent_id: string | null;
             phone_number: string | null;
             /** @description integer amount in minor units (cents) */
             price_minor: number;
@@ -1027,6 +1126,8 @@ export interface components {
             country: string;
             /** @enum {string} */
             state: "pending" | "waiting" | "received" | "cancelled" | "expired" | "failed";
+            /** @description for another code on the same number: the verification that bought the number */
+            parent_id: string | null;
             phone_number: string | null;
             /** @description integer amount in minor units (cents) */
             price_minor: number;
@@ -1240,6 +1341,21 @@ export interface components {
             /** @description a 5xx with this code means for certain that nothing was done (nobody was charged) */
             definite: boolean;
         };
+        Preset: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            service: string;
+            country: string;
+            area_code: string | null;
+            carrier: string | null;
+            favourite: boolean;
+            created_at: string;
+        };
+        LowBalanceSetting: {
+            /** @description notify when the available balance goes below this; null: never */
+            threshold_minor: number | null;
+        };
         Session: {
             /** Format: uuid */
             id: string;
@@ -1265,11 +1381,33 @@ export interface components {
             /** @description the session this request was made with */
             current: boolean;
         };
+        NumberReport: {
+            /** Format: uuid */
+            verification_id: string;
+            /** @enum {string} */
+            reason: "number_rejected" | "code_not_received";
+            phone_number: string;
+            /**
+             * @description what the upstream was told
+             * @enum {string}
+             */
+            upstream: "reported" | "report_owed" | "cancelled" | "not_reportable";
+            /**
+             * @description none: nothing was charged; awaiting_upstream: refunded when the upstream refunds the report; declined: the charge stands
+             * @enum {string}
+             */
+            refund: "none" | "awaiting_upstream" | "refunded" | "declined";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+        };
         WebhookEndpoint: {
             /** Format: uuid */
             id: string;
             url: string;
-            events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+            events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
             description: string | null;
             enabled: boolean;
             /** @description why the engine disabled the endpoint (it keeps failing) */
@@ -2806,6 +2944,458 @@ export interface operations {
             };
         };
     };
+    listPresets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every preset of yours */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Preset"][];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createPreset: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    service: string;
+                    country: string;
+                    area_code?: string | null;
+                    carrier?: string | null;
+                    favourite?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The saved preset */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preset"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deletePreset: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updatePreset: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name?: string;
+                    service?: string;
+                    country?: string;
+                    area_code?: string | null;
+                    carrier?: string | null;
+                    favourite?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The preset as changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preset"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getLowBalanceSetting: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The threshold, or null when none is set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LowBalanceSetting"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    setLowBalanceSetting: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    threshold_minor: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The threshold as set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LowBalanceSetting"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listSessions: {
         parameters: {
             query?: never;
@@ -3701,6 +4291,246 @@ export interface operations {
             /** @description Problem details: `not_found` (Not found) */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    requestAnotherCode: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description 1-255 printable ASCII characters without spaces, chosen by the client and scoped to the caller: a retry with the same key and the same request returns the first outcome (Idempotent-Replayed: true); the same key with a different request is 422 */
+                "idempotency-key": string;
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The additional code's verification (state `waiting`), also when replayed */
+            201: {
+                headers: {
+                    /** @description the path of the resource this answer describes */
+                    Location: string;
+                    /** @description `true` when this answer repeats the first outcome of a request with the same Idempotency-Key; nothing was done again */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Verification"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reportNumber: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    reason: "number_rejected" | "code_not_received";
+                };
+            };
+        };
+        responses: {
+            /** @description The report made earlier for this verification */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NumberReport"];
+                };
+            };
+            /** @description The report, recorded now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NumberReport"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4750,7 +5580,7 @@ export interface operations {
                 "application/json": {
                     /** @description https unless the server allows http; never a private address */
                     url: string;
-                    events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                    events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                     description?: string | null;
                     /** @default true */
                     enabled?: boolean;
@@ -4770,7 +5600,7 @@ export interface operations {
                         /** Format: uuid */
                         id: string;
                         url: string;
-                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                         description: string | null;
                         enabled: boolean;
                         /** @description why the engine disabled the endpoint (it keeps failing) */
@@ -5021,7 +5851,7 @@ export interface operations {
                 "application/json": {
                     /** @description https unless the server allows http; never a private address */
                     url?: string;
-                    events?: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                    events?: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                     description?: string | null;
                     enabled?: boolean;
                 };
@@ -5135,7 +5965,7 @@ export interface operations {
                         /** Format: uuid */
                         id: string;
                         url: string;
-                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                         description: string | null;
                         enabled: boolean;
                         /** @description why the engine disabled the endpoint (it keeps failing) */
