@@ -38,7 +38,6 @@ export const sandboxServices: { service: string; name: string; priceMinor: numbe
   { service: 'test_provider_error', name: 'Test: upstream error', priceMinor: 50 },
   { service: 'test_ambiguous', name: 'Test: answer lost', priceMinor: 50 },
   { service: 'test_late', name: 'Test: SMS after the deadline', priceMinor: 50 },
-  { service: 'test_no_another_code', name: 'Test: delivers once, refuses another code', priceMinor: 50 },
   { service: 'whatsapp', name: 'WhatsApp', priceMinor: 120 },
   { service: 'telegram', name: 'Telegram', priceMinor: 110 },
   { service: 'google', name: 'Google', priceMinor: 90 },
@@ -126,7 +125,6 @@ export class SandboxProvider implements Provider {
     const start = since.getTime();
     switch (parsed.service) {
       case 'test_success':
-      case 'test_no_another_code':
         return new Date(start + 800);
       case 'test_delayed':
         return new Date(start + this.options.delayMs);
@@ -166,13 +164,12 @@ export class SandboxProvider implements Provider {
 
   /**
    * Another code on the same order, free, as SMS-Activate's setStatus 3: the new wait starts when
-   * it is asked for (the child's `since`), and delivers as the scenario says. `test_no_another_code`
-   * refuses, as an upstream whose window has closed.
+   * it is asked for (the child's `since`), and delivers as the scenario says (`test_success` at
+   * once, `test_timeout` never, ordinary services after a delay).
    */
   async anotherCode(order: OrderRef): Promise<AnotherCodeOrder> {
     const parsed = parseOrderId(order.providerOrderId);
     if (!parsed) throw new ProviderError('definite', 'rejected', 'sandbox: no such order');
-    if (parsed.service === 'test_no_another_code') throw new ProviderError('definite', 'rejected', 'sandbox: another code is not available for this number');
     return { providerOrderId: order.providerOrderId, phoneNumber: order.phoneNumber, endsAt: null, costMinor: 0 };
   }
 
