@@ -5,7 +5,7 @@ import { DomainError } from '../errors.ts';
 import { isProviderError } from '../providers/provider.ts';
 import { providerFor } from '../providers/set.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
-import { failPurchase, lockVerification, transition, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
+import { failPurchase, fault, lockVerification, transition, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 import { verificationEvents, verifications } from './schema.ts';
 
 /**
@@ -119,6 +119,7 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
   if ('existing' in begun && begun.existing) return replay(begun.existing, requestFingerprint, begun.now);
 
   const { created, root } = begun as { created: VerificationRow; root: VerificationRow };
+  await fault(deps, 'another_code.requested');
   const provider = providerFor(deps, root.provider);
   try {
     await provider.anotherCode!({ providerOrderId: root.providerOrderId!, phoneNumber: root.phoneNumber!, since: created.createdAt });
@@ -158,6 +159,8 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
     });
     return moved ?? current;
   });
+  // Recovery ended it meanwhile (the request outlived PURCHASE_TIMEOUT_SECONDS): not granted.
+  if (row.state === 'failed') throw refusal(row);
   return { status: 201, row, replayed: false };
 }
 

@@ -222,6 +222,11 @@ async function lastLook(deps: LifecycleDeps, list: readonly VerificationRow[]): 
  */
 export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow, actor: Actor = 'recovery'): Promise<VerificationRow | undefined> {
   if (row.state !== 'pending') return row;
+  if (row.parentId !== null) {
+    // An additional code whose request was cut off (a crash between its phases): nothing was bought
+    // and nothing is held, so it simply did not happen; the customer may ask again.
+    return failPurchase(deps, row.id, { actor, reason: 'another-code request not completed', responseStatus: 409, responseCode: 'invalid_state', upstream: 'none' });
+  }
   const now = deps.clock.now();
   let status: 'found' | 'absent' | 'unknown' = 'unknown';
   let order: ProviderOrder | undefined;

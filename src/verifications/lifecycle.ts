@@ -40,6 +40,7 @@ export interface LifecycleDeps {
 export type FaultPoint =
   | 'purchase.held'
   | 'purchase.bought'
+  | 'another_code.requested'
   | 'capture.fetched'
   | 'cancel.upstream_done'
   | 'expire.checked'

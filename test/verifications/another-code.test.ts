@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { engines } from '../support/db.ts';
-import { lifecycleHarness, START, type LifecycleHarness } from '../support/lifecycle.ts';
+import { FaultSwitch, lifecycleHarness, SimulatedCrash, START, type LifecycleHarness } from '../support/lifecycle.ts';
 import { ManualClock } from '../support/clock.ts';
 import { startFakeSmsActivate, type FakeSmsActivate } from '../support/fake-sms-activate.ts';
 import { putProviderCatalogue } from '../support/provider-catalogue.ts';
@@ -14,7 +14,8 @@ import { SmsActivateProvider } from '../../src/providers/sms-activate/adapter.ts
 import { SELLER_PROFILES } from '../../src/providers/sms-activate/sellers.ts';
 import { requestAnotherCode } from '../../src/verifications/another-code.ts';
 import { cancelVerification } from '../../src/verifications/flows.ts';
-import { loadVerification } from '../../src/verifications/lifecycle.ts';
+import { loadVerification, recordMessages } from '../../src/verifications/lifecycle.ts';
+import { diagnose } from '../../src/ops/diagnose.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
 
 /**
@@ -41,8 +42,9 @@ const messagesOf = async (h: LifecycleHarness, id: string) =>
 for (const engine of engines) {
   describe(`another code on the same number, sandbox [${engine}]`, () => {
     let h: LifecycleHarness;
+    const faults = new FaultSwitch();
     before(async () => {
-      h = await lifecycleHarness(engine);
+      h = await lifecycleHarness(engine, { faults: faults.hook });
     });
     after(async () => h?.dispose());
 
@@ -122,6 +124,38 @@ for (const engine of engines) {
       assert.deepEqual(await h.wallet(user), [950, 0, 950]);
       const notices = await rows<{ kind: string }>(h.t.database.db, sql`SELECT kind FROM notifications WHERE verification_id = ${child.id}`);
       assert.deepEqual(notices, [], 'no refund notice for a code that cost nothing');
+      await assertLifecycleConsistent(h.t.database.db);
+    });
+
+    test('another-code request racing the deadline: an SMS and the sweeper at the child\'s deadline, real concurrency; diagnose stays ok', async () => {
+      for (let i = 0; i < 4; i++) {
+        const { user, id } = await received();
+        const out = await requestAnotherCode(h.deps, { userId: user, verificationId: id, idempotencyKey: randomUUID() });
+        // Exactly at the deadline: a message (dated in time) and the sweeper race.
+        h.clock.set(out.row.expiresAt);
+        const sms = { providerMessageId: `manual-${randomUUID()}`, text: 'Your code is 515151', code: '515151', receivedAt: h.clock.now() };
+        await Promise.all([recordMessages(h.deps, out.row.id, [sms], 'webhook'), h.runtime.engine.tick(), h.engine(`racer-${i}`).tick()]);
+        const child = (await loadVerification(h.t.database.db, out.row.id))!;
+        assert.ok(['received', 'expired'].includes(child.state), child.state);
+        assert.deepEqual(await h.wallet(user), [950, 0, 950], 'whoever won, the wallet never moved');
+        h.clock.advance(1_000);
+      }
+      await assertLifecycleConsistent(h.t.database.db);
+      const report = await diagnose({ database: h.t.database, clock: h.clock, config: h.config });
+      assert.deepEqual(report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`), []);
+    });
+
+    test('a crash between the request and the upstream call: recovery ends the child, free; the customer may ask again', async () => {
+      const { user, id } = await received();
+      faults.crashOnce('another_code.requested');
+      await assert.rejects(requestAnotherCode(h.deps, { userId: user, verificationId: id, idempotencyKey: randomUUID() }), SimulatedCrash);
+      h.clock.advance((h.config.PURCHASE_TIMEOUT_SECONDS + 1) * 1000);
+      await h.runtime.engine.tick();
+      const [child] = await rows<{ id: string; state: string }>(h.t.database.db, sql`SELECT id, state FROM verifications WHERE parent_id = ${id}`);
+      assert.equal(child?.state, 'failed');
+      const again = await requestAnotherCode(h.deps, { userId: user, verificationId: id, idempotencyKey: randomUUID() });
+      assert.equal(again.row.state, 'waiting');
+      assert.deepEqual(await h.wallet(user), [950, 0, 950]);
       await assertLifecycleConsistent(h.t.database.db);
     });
   });
