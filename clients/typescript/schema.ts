@@ -285,7 +285,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Everything the service keeps about you, as JSON (account, wallet and its history, verifications, keys, sessions, notifications, security events) */
+        /** Everything the service keeps about you, as JSON (account, wallet and its history, verifications, reports, presets, keys, sessions, notifications, security events) */
         get: operations["exportAccount"];
         put?: never;
         post?: never;
@@ -991,6 +991,17 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        Preset: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            service: string;
+            country: string;
+            area_code: string | null;
+            carrier: string | null;
+            favourite: boolean;
+            created_at: string;
+        };
         Wallet: {
             /** @description posted balance */
             balance_minor: number;
@@ -1016,59 +1027,6 @@ export interface components {
              * @description RFC 3339 timestamp
              */
             created_at: string;
-        };
-        User: {
-            /** Format: uuid */
-            id: string;
-            email: string;
-            /** @enum {string} */
-            role: "customer" | "admin";
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-            /** @description the address was confirmed by the link sent to it */
-            email_verified: boolean;
-            /** @description sign-in asks for a TOTP code */
-            two_factor: boolean;
-        };
-        AdminUser: {
-            /** Format: uuid */
-            id: string;
-            email: string;
-            /** @enum {string} */
-            role: "customer" | "admin";
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-            /** @description the address was confirmed by the link sent to it */
-            email_verified: boolean;
-            /** @description sign-in asks for a TOTP code */
-            two_factor: boolean;
-            /** @description integer amount in minor units (cents) */
-            balance_minor: number;
-            /** @description integer amount in minor units (cents) */
-            held_minor: number;
-            /** @description integer amount in minor units (cents) */
-            available_minor: number;
-        };
-        Notification: {
-            /** Format: uuid */
-            id: string;
-            /** @enum {string} */
-            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security" | "low_balance";
-            verification_id: string | null;
-            title: string;
-            body: string;
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-            read_at: string | null;
         };
         Verification: {
             /** Format: uuid */
@@ -1168,6 +1126,81 @@ export interface components {
                 at: string;
             }[];
             user_email: string;
+        };
+        NumberReport: {
+            /** Format: uuid */
+            verification_id: string;
+            /** @enum {string} */
+            reason: "number_rejected" | "code_not_received";
+            phone_number: string;
+            /**
+             * @description what the upstream was told
+             * @enum {string}
+             */
+            upstream: "reported" | "report_owed" | "cancelled" | "not_reportable";
+            /**
+             * @description none: nothing was charged; awaiting_upstream: refunded when the upstream refunds the report; declined: the charge stands
+             * @enum {string}
+             */
+            refund: "none" | "awaiting_upstream" | "refunded" | "declined";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+        };
+        User: {
+            /** Format: uuid */
+            id: string;
+            email: string;
+            /** @enum {string} */
+            role: "customer" | "admin";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            /** @description the address was confirmed by the link sent to it */
+            email_verified: boolean;
+            /** @description sign-in asks for a TOTP code */
+            two_factor: boolean;
+        };
+        AdminUser: {
+            /** Format: uuid */
+            id: string;
+            email: string;
+            /** @enum {string} */
+            role: "customer" | "admin";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            /** @description the address was confirmed by the link sent to it */
+            email_verified: boolean;
+            /** @description sign-in asks for a TOTP code */
+            two_factor: boolean;
+            /** @description integer amount in minor units (cents) */
+            balance_minor: number;
+            /** @description integer amount in minor units (cents) */
+            held_minor: number;
+            /** @description integer amount in minor units (cents) */
+            available_minor: number;
+        };
+        Notification: {
+            /** Format: uuid */
+            id: string;
+            /** @enum {string} */
+            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security" | "low_balance";
+            verification_id: string | null;
+            title: string;
+            body: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            read_at: string | null;
         };
         OutboxMail: {
             /** Format: uuid */
@@ -1341,17 +1374,6 @@ export interface components {
             /** @description a 5xx with this code means for certain that nothing was done (nobody was charged) */
             definite: boolean;
         };
-        Preset: {
-            /** Format: uuid */
-            id: string;
-            name: string;
-            service: string;
-            country: string;
-            area_code: string | null;
-            carrier: string | null;
-            favourite: boolean;
-            created_at: string;
-        };
         LowBalanceSetting: {
             /** @description notify when the available balance goes below this; null: never */
             threshold_minor: number | null;
@@ -1380,28 +1402,6 @@ export interface components {
             expires_at: string;
             /** @description the session this request was made with */
             current: boolean;
-        };
-        NumberReport: {
-            /** Format: uuid */
-            verification_id: string;
-            /** @enum {string} */
-            reason: "number_rejected" | "code_not_received";
-            phone_number: string;
-            /**
-             * @description what the upstream was told
-             * @enum {string}
-             */
-            upstream: "reported" | "report_owed" | "cancelled" | "not_reportable";
-            /**
-             * @description none: nothing was charged; awaiting_upstream: refunded when the upstream refunds the report; declined: the charge stands
-             * @enum {string}
-             */
-            refund: "none" | "awaiting_upstream" | "refunded" | "declined";
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
         };
         WebhookEndpoint: {
             /** Format: uuid */

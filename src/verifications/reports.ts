@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { Timestamp } from '../clock.ts';
 import { pgConstraint, pgErrorCode, type Executor } from '../db/database.ts';
@@ -54,6 +54,12 @@ export function reportView(row: ReportRow): NumberReportView {
 export async function findReport(ex: Executor, verificationId: string): Promise<ReportRow | undefined> {
   const [row] = await ex.select().from(numberReports).where(eq(numberReports.verificationId, verificationId));
   return row;
+}
+
+/** Every report of a customer, newest first (their data export). */
+export async function listReports(ex: Executor, userId: string): Promise<NumberReportView[]> {
+  const list = await ex.select().from(numberReports).where(eq(numberReports.userId, userId)).orderBy(desc(numberReports.createdAt));
+  return list.map(reportView);
 }
 
 export interface ReportOutcome {

@@ -114,6 +114,8 @@ for (const engine of engines) {
       assert.equal((await user.client.delete(`/v1/presets/${tg.body.id}`)).status, 204);
       list = await user.client.get('/v1/presets');
       assert.deepEqual(list.body.items.map((p: { name: string }) => p.name), ['WhatsApp NY']);
+      const exported = await user.client.get('/v1/account/export');
+      assert.deepEqual([exported.body.presets.map((p: { name: string }) => p.name), exported.body.number_reports, exported.body.low_balance_threshold_minor], [['WhatsApp NY'], [], null]);
     });
 
     test('low balance: one notice per crossing below the threshold, re-armed when the balance comes back', async () => {
