@@ -114,6 +114,9 @@ export async function reportNumber(
   const report = await deps.database
     .transaction(async (tx) => {
       await tx.execute(sql`SELECT 1 FROM users WHERE id = ${request.userId} FOR NO KEY UPDATE`);
+      // Again under the customer's lock: concurrent reports never pass the limit together. (A
+      // waiting number's cancel may already have happened: a release, never a loss.)
+      await refuseOverLimit(deps, request.userId, tx);
       const [inserted] = await tx
         .insert(numberReports)
         .values({
@@ -163,10 +166,10 @@ export async function reportNumber(
 }
 
 /** REPORTS_PER_DAY in any 24 hours; beyond it 429 with the seconds until the oldest leaves the window. */
-async function refuseOverLimit(deps: LifecycleDeps, userId: string): Promise<void> {
+async function refuseOverLimit(deps: LifecycleDeps, userId: string, ex: Executor = deps.database.db): Promise<void> {
   const now = deps.clock.now();
   const since = new Date(now.getTime() - 86_400_000);
-  const recent = await deps.database.db
+  const recent = await ex
     .select({ createdAt: numberReports.createdAt })
     .from(numberReports)
     .where(and(eq(numberReports.userId, userId), gt(numberReports.createdAt, since)))
