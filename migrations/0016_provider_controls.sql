@@ -18,11 +18,11 @@ CREATE TABLE provider_controls (
   changed_at          timestamptz
 );
 
--- Admins are told when an upstream's balance falls below its threshold (the list keeps 0011's kinds).
+-- Admins are told when an upstream's balance falls below its threshold (the list keeps 0011's and 0015's kinds).
 -- rolling-upgrade: compatible: replaced at once by a wider CHECK (the previous release's kinds stay allowed)
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
-  CHECK (kind IN ('code_received', 'refund_issued', 'account_security', 'webhook_endpoint_disabled', 'upstream_balance_low'));
+  CHECK (kind IN ('code_received', 'refund_issued', 'account_security', 'webhook_endpoint_disabled', 'low_balance', 'upstream_balance_low'));
 
 -- Success rate and time to code per service and country over the last day (src/catalogue/stats.ts):
 -- a range of the finished rows, read from the index alone.

@@ -77,6 +77,8 @@ export const configSchema = z.object({
 
   MAX_ACTIVE_VERIFICATIONS: int(1, 10_000).default(20),
   PURCHASES_PER_MINUTE: int(1, 100_000).default(30),
+  REPORTS_PER_DAY: int(1, 100_000).default(5),
+  ANOTHER_CODE_WINDOW_SECONDS: int(0, 86_400).default(0),
   LOGIN_ATTEMPTS_PER_MINUTE: int(1, 1_000_000).default(10),
   LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE: int(1, 1_000_000).default(30),
   REGISTRATIONS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000).default(20),

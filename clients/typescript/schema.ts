@@ -285,7 +285,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Everything the service keeps about you, as JSON (account, wallet and its history, verifications, keys, sessions, notifications, security events) */
+        /** Everything the service keeps about you, as JSON (account, wallet and its history, verifications, reports, presets, keys, sessions, notifications, security events) */
         get: operations["exportAccount"];
         put?: never;
         post?: never;
@@ -311,6 +311,63 @@ export interface paths {
          * @description Refused with 409 `account_has_funds` while the wallet holds a balance or money on hold. The account is anonymised, never removed: the ledger keeps its transfers. Every session and API key stops working.
          */
         delete: operations["closeAccount"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/presets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your purchase presets, favourites first */
+        get: operations["listPresets"];
+        put?: never;
+        /** Save a purchase preset (service, country, optional area code and carrier) */
+        post: operations["createPreset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/presets/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a preset */
+        delete: operations["deletePreset"];
+        options?: never;
+        head?: never;
+        /** Change a preset, e.g. mark it a favourite */
+        patch: operations["updatePreset"];
+        trace?: never;
+    };
+    "/v1/account/low-balance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your low-balance threshold */
+        get: operations["getLowBalanceSetting"];
+        /**
+         * Set (or clear with null) your low-balance threshold
+         * @description When your available balance goes below the threshold you get one notification (and the `wallet.low_balance` webhook event); the next one only after it has come back to the threshold or above and gone below again.
+         */
+        put: operations["setLowBalanceSetting"];
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -508,6 +565,46 @@ export interface paths {
         get: operations["getVerification"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/verifications/{id}/another-code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask for another code on the same number (Idempotency-Key required)
+         * @description After a code arrived, asks the upstream for another SMS on the same number while it allows it. The answer is a new verification (`parent_id` names the one that bought the number) waiting for that SMS until its own deadline. Free where the upstream is free (price_minor 0, nothing held). 409 invalid_state when no other code is offered now.
+         */
+        post: operations["requestAnotherCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/verifications/{id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report a bad number: the service rejected it, or the code never came
+         * @description A waiting verification is cancelled and its hold released (as a cancel; 409 with the code when the SMS came first). A captured one is reported upstream where the upstream takes reports, and refunded when the upstream refunds it (`refund`: awaiting_upstream, then refunded or declined). Your next purchase of that service refuses that number. One report per verification (a repeat answers the first, 200); at most REPORTS_PER_DAY a day (429 with Retry-After).
+         */
+        post: operations["reportNumber"];
         delete?: never;
         options?: never;
         head?: never;
@@ -968,6 +1065,17 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        Preset: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            service: string;
+            country: string;
+            area_code: string | null;
+            carrier: string | null;
+            favourite: boolean;
+            created_at: string;
+        };
         Wallet: {
             /** @description posted balance */
             balance_minor: number;
@@ -994,59 +1102,6 @@ export interface components {
              */
             created_at: string;
         };
-        User: {
-            /** Format: uuid */
-            id: string;
-            email: string;
-            /** @enum {string} */
-            role: "customer" | "admin";
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-            /** @description the address was confirmed by the link sent to it */
-            email_verified: boolean;
-            /** @description sign-in asks for a TOTP code */
-            two_factor: boolean;
-        };
-        AdminUser: {
-            /** Format: uuid */
-            id: string;
-            email: string;
-            /** @enum {string} */
-            role: "customer" | "admin";
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-            /** @description the address was confirmed by the link sent to it */
-            email_verified: boolean;
-            /** @description sign-in asks for a TOTP code */
-            two_factor: boolean;
-            /** @description integer amount in minor units (cents) */
-            balance_minor: number;
-            /** @description integer amount in minor units (cents) */
-            held_minor: number;
-            /** @description integer amount in minor units (cents) */
-            available_minor: number;
-        };
-        Notification: {
-            /** Format: uuid */
-            id: string;
-            /** @enum {string} */
-            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security" | "upstream_balance_low";
-            verification_id: string | null;
-            title: string;
-            body: string;
-            /**
-             * Format: date-time
-             * @description RFC 3339 timestamp
-             */
-            created_at: string;
-            read_at: string | null;
-        };
         NumberOptions: {
             area_codes: string[];
             carriers: string[];
@@ -1060,6 +1115,8 @@ export interface components {
             country: string;
             /** @enum {string} */
             state: "pending" | "waiting" | "received" | "cancelled" | "expired" | "failed";
+            /** @description for another code on the same number: the verification that bought the number */
+            parent_id: string | null;
             phone_number: string | null;
             /** @description what is held, then charged: the offer plus the surcharge of its options */
             price_minor: number;
@@ -1109,6 +1166,8 @@ export interface components {
             country: string;
             /** @enum {string} */
             state: "pending" | "waiting" | "received" | "cancelled" | "expired" | "failed";
+            /** @description for another code on the same number: the verification that bought the number */
+            parent_id: string | null;
             phone_number: string | null;
             /** @description what is held, then charged: the offer plus the surcharge of its options */
             price_minor: number;
@@ -1151,6 +1210,81 @@ export interface components {
                 at: string;
             }[];
             user_email: string;
+        };
+        NumberReport: {
+            /** Format: uuid */
+            verification_id: string;
+            /** @enum {string} */
+            reason: "number_rejected" | "code_not_received";
+            phone_number: string;
+            /**
+             * @description what the upstream was told
+             * @enum {string}
+             */
+            upstream: "reported" | "report_owed" | "cancelled" | "not_reportable";
+            /**
+             * @description none: nothing was charged; awaiting_upstream: refunded when the upstream refunds the report; declined: the charge stands
+             * @enum {string}
+             */
+            refund: "none" | "awaiting_upstream" | "refunded" | "declined";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+        };
+        User: {
+            /** Format: uuid */
+            id: string;
+            email: string;
+            /** @enum {string} */
+            role: "customer" | "admin";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            /** @description the address was confirmed by the link sent to it */
+            email_verified: boolean;
+            /** @description sign-in asks for a TOTP code */
+            two_factor: boolean;
+        };
+        AdminUser: {
+            /** Format: uuid */
+            id: string;
+            email: string;
+            /** @enum {string} */
+            role: "customer" | "admin";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            /** @description the address was confirmed by the link sent to it */
+            email_verified: boolean;
+            /** @description sign-in asks for a TOTP code */
+            two_factor: boolean;
+            /** @description integer amount in minor units (cents) */
+            balance_minor: number;
+            /** @description integer amount in minor units (cents) */
+            held_minor: number;
+            /** @description integer amount in minor units (cents) */
+            available_minor: number;
+        };
+        Notification: {
+            /** Format: uuid */
+            id: string;
+            /** @enum {string} */
+            kind: "code_received" | "refund_issued" | "webhook_endpoint_disabled" | "account_security" | "upstream_balance_low" | "low_balance";
+            verification_id: string | null;
+            title: string;
+            body: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp
+             */
+            created_at: string;
+            read_at: string | null;
         };
         OutboxMail: {
             /** Format: uuid */
@@ -1324,6 +1458,10 @@ export interface components {
             /** @description a 5xx with this code means for certain that nothing was done (nobody was charged) */
             definite: boolean;
         };
+        LowBalanceSetting: {
+            /** @description notify when the available balance goes below this; null: never */
+            threshold_minor: number | null;
+        };
         Session: {
             /** Format: uuid */
             id: string;
@@ -1353,7 +1491,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             url: string;
-            events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+            events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
             description: string | null;
             enabled: boolean;
             /** @description why the engine disabled the endpoint (it keeps failing) */
@@ -2905,6 +3043,458 @@ export interface operations {
             };
         };
     };
+    listPresets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every preset of yours */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Preset"][];
+                    };
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createPreset: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    service: string;
+                    country: string;
+                    area_code?: string | null;
+                    carrier?: string | null;
+                    favourite?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The saved preset */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preset"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deletePreset: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updatePreset: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name?: string;
+                    service?: string;
+                    country?: string;
+                    area_code?: string | null;
+                    carrier?: string | null;
+                    favourite?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The preset as changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preset"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getLowBalanceSetting: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The threshold, or null when none is set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LowBalanceSetting"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    setLowBalanceSetting: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    threshold_minor: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The threshold as set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LowBalanceSetting"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listSessions: {
         parameters: {
             query?: never;
@@ -3911,6 +4501,246 @@ export interface operations {
             /** @description Problem details: `not_found` (Not found) */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    requestAnotherCode: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description 1-255 printable ASCII characters without spaces, chosen by the client and scoped to the caller: a retry with the same key and the same request returns the first outcome (Idempotent-Replayed: true); the same key with a different request is 422 */
+                "idempotency-key": string;
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The additional code's verification (state `waiting`), also when replayed */
+            201: {
+                headers: {
+                    /** @description the path of the resource this answer describes */
+                    Location: string;
+                    /** @description `true` when this answer repeats the first outcome of a request with the same Idempotency-Key; nothing was done again */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Verification"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `idempotency_key_reused` (Idempotency-Key reused with a different request), `unknown_service` (Unknown service), `price_exceeds_max` (Price exceeds the maximum), `option_not_offered` (Number option not offered) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `internal_error` (Internal server error) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reportNumber: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description on writes authenticated by the session cookie: the value of the `namaskah_csrf` cookie (403 `csrf_failed` without it); not needed with Authorization: Bearer */
+                "x-csrf-token"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    reason: "number_rejected" | "code_not_received";
+                };
+            };
+        };
+        responses: {
+            /** @description The report made earlier for this verification */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NumberReport"];
+                };
+            };
+            /** @description The report, recorded now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NumberReport"];
+                };
+            };
+            /** @description Problem details: `validation_failed` (The request is not valid), `idempotency_key_missing` (An Idempotency-Key header is required), `link_invalid` (The link is invalid, used or expired) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `totp_required` (A two-factor code is required), `unauthenticated` (Authentication required) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `not_found` (Not found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `conflict` (Conflict), `idempotency_in_progress` (A request with this Idempotency-Key is still in progress), `invalid_state` (Not possible in the current state), `cancel_too_early` (Too early to cancel), `email_taken` (Email already registered), `account_has_funds` (The account still holds money) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `payload_too_large` (Request body too large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `unsupported_media_type` (Unsupported media type) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `rate_limited` (Too many requests), `too_many_active` (Too many active verifications) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5357,7 +6187,7 @@ export interface operations {
                 "application/json": {
                     /** @description https unless the server allows http; never a private address */
                     url: string;
-                    events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                    events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                     description?: string | null;
                     /** @default true */
                     enabled?: boolean;
@@ -5377,7 +6207,7 @@ export interface operations {
                         /** Format: uuid */
                         id: string;
                         url: string;
-                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                         description: string | null;
                         enabled: boolean;
                         /** @description why the engine disabled the endpoint (it keeps failing) */
@@ -5628,7 +6458,7 @@ export interface operations {
                 "application/json": {
                     /** @description https unless the server allows http; never a private address */
                     url?: string;
-                    events?: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                    events?: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                     description?: string | null;
                     enabled?: boolean;
                 };
@@ -5742,7 +6572,7 @@ export interface operations {
                         /** Format: uuid */
                         id: string;
                         url: string;
-                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
+                        events: ("verification.waiting" | "verification.received" | "verification.cancelled" | "verification.expired" | "verification.failed" | "wallet.credited" | "wallet.low_balance" | "top_up.credited" | "top_up.failed" | "top_up.expired")[];
                         description: string | null;
                         enabled: boolean;
                         /** @description why the engine disabled the endpoint (it keeps failing) */

@@ -4,7 +4,7 @@ import { DomainError } from '../errors.ts';
 import { forgetOutboxMail } from '../mail/mailer.ts';
 import { retireAccountTokens } from './account-tokens.ts';
 import { recordAudit } from './audit.ts';
-import { apiKeys, auditLog, recoveryCodes, sessions, users } from './schema.ts';
+import { apiKeys, auditLog, recoveryCodes, sessions, users, purchasePresets } from './schema.ts';
 
 /**
  * Closing an account. The ledger keeps its history, so the account is anonymised, never removed:
@@ -58,6 +58,7 @@ export async function closeAccount(tx: Executor, userId: string, now: Date): Pro
     .where(eq(sessions.userId, userId));
   await tx.update(apiKeys).set({ revokedAt: now }).where(and(eq(apiKeys.userId, userId), isNull(apiKeys.revokedAt)));
   await tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId));
+  await tx.delete(purchasePresets).where(eq(purchasePresets.userId, userId));
   await retireAccountTokens(tx, userId, 'all', now);
   await forgetOutboxMail(tx, user.email);
   // Earlier audit entries named the address; the record of what was done stays.

@@ -1,4 +1,4 @@
-import { bigint, bigserial, integer, jsonb, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, integer, jsonb, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core';
 import { timestamptz as at } from '../db/columns.ts';
 
 /** Accounts, credentials and the admin audit log; only src/accounts writes them. */
@@ -89,6 +89,22 @@ export const recoveryCodes = pgTable(
   },
   (table) => [primaryKey({ columns: [table.userId, table.codeHash] })],
 );
+
+/**
+ * A customer's presets and favourites for the purchase form (src/accounts/presets.ts): kept
+ * server-side so they follow the customer across browsers. Area code and carrier are opaque.
+ */
+export const purchasePresets = pgTable('purchase_presets', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull(),
+  name: text('name').notNull(),
+  service: text('service').notNull(),
+  country: text('country').notNull(),
+  areaCode: text('area_code'),
+  carrier: text('carrier'),
+  favourite: boolean('favourite').notNull().default(false),
+  createdAt: at('created_at').notNull(),
+});
 
 /**
  * Tables whose rows hold secrets or what protects them (password hashes, token and key hashes,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { claimDue, releasePolled, deadAfterMs, forgetWorker, heartbeat, releaseAllLeases, releaseLease, releaseLeases } from './queue.ts';
+import { raiseLowBalanceNotices } from '../notifications/low-balance.ts';
 import { checkUpstream, expireDue, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
@@ -170,6 +171,8 @@ export class Engine {
       if (status !== row.upstreamStatus) report.settled++;
       await releaseLease(database.db, row.id, this.workerId, {});
     });
+    // Customers' low-balance notices: one set-based pass, each crossing raised once.
+    await raiseLowBalanceNotices(database, config.CURRENCY, clock.now());
     return report;
   }
 

@@ -44,7 +44,7 @@ export async function claimDue(
     expire: sql`state = 'waiting' AND next_check_at <= ${options.now} AND expires_at <= ${options.now}`,
     poll: sql`state IN ('pending', 'waiting', 'expired') AND next_check_at <= ${options.now}
             AND (state <> 'pending' OR purchase_until IS NULL OR purchase_until <= ${options.now})`,
-    settle: sql`upstream_status IN ('cancel_owed', 'finish_owed') AND upstream_next_at <= ${options.now}`,
+    settle: sql`upstream_status IN ('cancel_owed', 'finish_owed', 'reported') AND upstream_next_at <= ${options.now}`,
   }[options.kind];
   const order = options.kind === 'settle' ? sql`upstream_next_at` : sql`next_check_at`;
   const claimed = await rows<ClaimedRow>(

@@ -101,10 +101,11 @@ function verificationChecks(now: Date): VerificationCheck[] {
     },
     {
       name: 'one_hold_per_verification',
-      violates: sql`o.hold_id IS NULL OR o.amount_minor <> v.price_minor OR o.verification_id IS DISTINCT FROM v.id
-          OR o.account_id IS DISTINCT FROM a.id`,
+      // A free additional code holds nothing, and only it may (a CHECK pairs price 0 with no hold).
+      violates: sql`(v.hold_id IS NULL AND v.price_minor <> 0) OR (v.hold_id IS NOT NULL AND (o.hold_id IS NULL OR o.amount_minor <> v.price_minor
+          OR o.verification_id IS DISTINCT FROM v.id OR o.account_id IS DISTINCT FROM a.id))`,
       what: "verifications whose hold is not exactly one hold of price_minor on the owner's wallet",
-      okText: "each verification has one hold of its price on its owner's wallet",
+      okText: "each verification has one hold of its price on its owner's wallet (a free additional code none)",
       missingHold: true,
     },
   ];

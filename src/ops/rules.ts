@@ -54,7 +54,8 @@ export function problemRules(now: Date): ProblemRules {
     activeHoldResolved: sql`(${ACTIVE} AND o.outcome IS NOT NULL)`,
     pastDeadline: sql`(${ACTIVE} AND v.expires_at < ${graceNow})`,
     pendingStuck: sql`(v.state = 'pending' AND (v.purchase_until IS NULL OR v.purchase_until < ${now}) AND v.created_at < ${stuckBefore})`,
-    terminalHoldUnresolved: sql`(NOT ${ACTIVE} AND o.outcome IS NULL)`,
+    // A free additional code (price 0) has no hold to resolve.
+    terminalHoldUnresolved: sql`(NOT ${ACTIVE} AND v.hold_id IS NOT NULL AND o.outcome IS NULL)`,
     receivedReleased: sql`(v.state = 'received' AND o.outcome IN ('voided', 'expired'))`,
     wronglyCaptured: sql`(v.state IN ('cancelled', 'expired', 'failed') AND o.outcome = 'posted' AND o.correction_id IS NULL)`,
     // A message is stored with its arrival no later than its capture, so only a capture after the

@@ -14,6 +14,7 @@ export const outboundEventTypes = [
   'verification.expired',
   'verification.failed',
   'wallet.credited',
+  'wallet.low_balance',
   'top_up.credited',
   'top_up.failed',
   'top_up.expired',

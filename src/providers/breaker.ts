@@ -89,6 +89,8 @@ export function withBreaker(provider: Provider, breaker: ProviderBreaker, option
   if (provider.complete) guarded.complete = (id) => run('complete', () => provider.complete!(id));
   if (provider.report) guarded.report = (id) => run('report', () => provider.report!(id));
   if (provider.areaCodes) guarded.areaCodes = () => run('areaCodes', () => provider.areaCodes!());
+  if (provider.reportOutcome) guarded.reportOutcome = (id) => run('reportOutcome', () => provider.reportOutcome!(id));
+  if (provider.anotherCode) guarded.anotherCode = (order) => run('anotherCode', () => provider.anotherCode!(order));
   if (provider.activeOrders) guarded.activeOrders = () => run('activeOrders', () => provider.activeOrders!());
   // Reading a webhook calls nobody upstream: nothing for the breaker to guard.
   if (provider.webhooks) return { ...guarded, webhooks: provider.webhooks };

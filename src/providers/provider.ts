@@ -199,6 +199,22 @@ export interface ActiveOrder {
   createdAt: Date | null;
 }
 
+/**
+ * Another SMS on a number whose code already arrived. Upstreams differ: SMS-Activate keeps the same
+ * activation (setStatus 3, free), DaisySMS sells an extra activation of the same number (a new
+ * order, charged). The lifecycle keeps either as a child verification of the one that bought the
+ * number (src/verifications/another-code.ts).
+ */
+export interface AnotherCodeOrder {
+  /** The order the new SMS belongs to: the same id, or a new one where the upstream sells a new order. */
+  providerOrderId: string;
+  phoneNumber: string;
+  /** The upstream's end for the new wait, when it states one. */
+  endsAt: Date | null;
+  /** What the upstream charges for it (minor units): 0 where it is free. */
+  costMinor: number;
+}
+
 export interface Provider {
   readonly name: ProviderName;
   /** Area codes, carriers, voice this upstream honours; absent = none (PLAIN_CAPABILITIES). */
@@ -221,6 +237,17 @@ export interface Provider {
   complete?(providerOrderId: string): Promise<'finished' | 'gone'>;
   /** Report a failed or undelivered order to recoup its cost. */
   report?(providerOrderId: string): Promise<void>;
+  /**
+   * What became of a reported order: `refunded` once the upstream gave us its cost back, `pending`
+   * while it has not decided, `declined` when it kept it. Upstreams decide after the report, so the
+   * lifecycle asks again (settlement) and refunds the customer only on `refunded`.
+   */
+  reportOutcome?(providerOrderId: string): Promise<'refunded' | 'pending' | 'declined'>;
+  /**
+   * Ask for another SMS on the number of a delivered order, while the upstream allows it. A refusal
+   * (window closed, not delivered) is a definite `rejected`.
+   */
+  anotherCode?(order: OrderRef): Promise<AnotherCodeOrder>;
   /** Orders the upstream considers active: used to find orphans. */
   activeOrders?(): Promise<ActiveOrder[]>;
   /** The operator's float upstream; null when the upstream does not state it. */

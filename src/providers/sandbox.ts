@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import {
   ProviderError,
+  type AnotherCodeOrder,
   type CancelOutcome,
   type CatalogueEntry,
   type LookupRequest,
@@ -214,12 +215,37 @@ export class SandboxProvider implements Provider {
     return { state: 'received', messages: [this.messageFor(order.providerOrderId, at)] };
   }
 
+  /**
+   * The SMS of an order delivered at `receivedAt`. Each wait on the order (the purchase, another
+   * code) has its own delivery time, so the time names the message and picks its code.
+   */
   messageFor(providerOrderId: string, receivedAt: Date): ProviderMessage {
     const parsed = parseOrderId(providerOrderId)!;
-    const code = codeFor(providerOrderId);
+    const id = `${providerOrderId}#${receivedAt.getTime()}`;
+    const code = codeFor(id);
     const label = sandboxServices.find((s) => s.service === parsed.service)?.name ?? parsed.service;
     const text = parsed.voice ? `Voice call transcript: your ${label} verification code is ${code}` : `Your ${label} verification code is ${code}`;
-    return { providerMessageId: `${providerOrderId}#1`, text, code, receivedAt };
+    return { providerMessageId: id, text, code, receivedAt };
+  }
+
+  /**
+   * Another code on the same order, free, as SMS-Activate's setStatus 3: the new wait starts when
+   * it is asked for (the child's `since`), and delivers as the scenario says (`test_success` at
+   * once, `test_timeout` never, ordinary services after a delay).
+   */
+  async anotherCode(order: OrderRef): Promise<AnotherCodeOrder> {
+    const parsed = parseOrderId(order.providerOrderId);
+    if (!parsed) throw new ProviderError('definite', 'rejected', 'sandbox: no such order');
+    return { providerOrderId: order.providerOrderId, phoneNumber: order.phoneNumber, endsAt: null, costMinor: 0 };
+  }
+
+  /** Reports are accepted, and refunded at once when asked about (a demo of the report's refund). */
+  async report(providerOrderId: string): Promise<void> {
+    if (!parseOrderId(providerOrderId)) throw new ProviderError('definite', 'rejected', 'sandbox: no such order');
+  }
+
+  async reportOutcome(providerOrderId: string): Promise<'refunded' | 'pending' | 'declined'> {
+    return parseOrderId(providerOrderId) ? 'refunded' : 'declined';
   }
 
   async cancel(providerOrderId: string): Promise<CancelOutcome> {

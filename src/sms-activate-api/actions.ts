@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, gt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, or, sql } from 'drizzle-orm';
 import { resolveToken } from '../accounts/credentials.ts';
 import { API_KEY_PREFIX } from '../accounts/tokens.ts';
 import { listOffers, type Offer } from '../catalogue/catalogue.ts';
@@ -8,7 +8,9 @@ import type { Executor } from '../db/database.ts';
 import { isDomainError } from '../errors.ts';
 import { walletOf } from '../ledger/ledger.ts';
 import { decimalToMinor, minorToDecimal } from '../money.ts';
+import { requestAnotherCode } from '../verifications/another-code.ts';
 import { cancelVerification } from '../verifications/flows.ts';
+import { providerFor } from '../providers/set.ts';
 import { parseIdempotencyKey } from '../verifications/idempotency.ts';
 import type { LifecycleDeps, VerificationRow } from '../verifications/lifecycle.ts';
 import { purchaseVerification } from '../verifications/purchase.ts';
@@ -141,7 +143,7 @@ async function getNumberV2(ctx: ActionContext): Promise<ProtocolAnswer> {
       activationCost: majorUnits(row.priceMinor),
       currency: protocolCurrency(row.currency),
       countryCode: bought.countryId,
-      canGetAnotherSms: false,
+      canGetAnotherSms: Boolean(providerFor(ctx.deps, row.provider).anotherCode),
       activationTime: protocolTime(row.createdAt),
       activationEndTime: protocolTime(row.expiresAt),
       // The carriers asked for (the purchase fails rather than give another one the seller names).
@@ -203,8 +205,25 @@ function chargedMessage(view: VerificationView): VerificationView['messages'][nu
   return onTime.find((m) => m.code !== null && m.code === view.code) ?? onTime[0];
 }
 
+/**
+ * An activation's latest additional code (setStatus 3), when one was asked for and not refused:
+ * getStatus answers for it, as a seller does for the same activation id.
+ */
+async function latestAnotherCode(ex: Executor, root: VerificationRow): Promise<VerificationRow | undefined> {
+  const [child] = await ex
+    .select()
+    .from(verifications)
+    .where(and(eq(verifications.parentId, root.id), sql`${verifications.state} <> 'failed'`))
+    .orderBy(desc(verifications.createdAt), desc(verifications.id))
+    .limit(1);
+  return child;
+}
+
 async function getStatus(ctx: ActionContext): Promise<ProtocolAnswer> {
-  const { row } = await activation(ctx);
+  const { row: root } = await activation(ctx);
+  const child = root.state === 'received' ? await latestAnotherCode(ctx.deps.database.db, root) : undefined;
+  if (child && (child.state === 'waiting' || child.state === 'pending')) return text('STATUS_WAIT_RETRY', oneLine(root.code ?? ''));
+  const row = child?.state === 'received' ? child : root;
   if (row.state === 'received') {
     const code = row.code ?? chargedMessage(await viewOf(ctx.deps.database.db, row))?.text ?? '';
     return text('STATUS_OK', oneLine(code));
@@ -235,13 +254,30 @@ async function setStatus(ctx: ActionContext): Promise<ProtocolAnswer> {
   if (status === undefined || !STATUSES.has(status)) return text('BAD_STATUS');
   const { row } = await activation(ctx);
   if (CANCELS.has(status)) return cancel(ctx, row);
-  // Another SMS on the same number is not offered (getNumberV2 says canGetAnotherSms: false).
-  if (status === ANOTHER_SMS) return text('BAD_STATUS');
+  if (status === ANOTHER_SMS) return anotherSms(ctx, row);
   if (isRefunded(row.state)) return text('STATUS_CANCEL');
   if (status === READY) return text('ACCESS_READY');
   // COMPLETE changes nothing here: the charge happened when the code arrived. Without a code,
   // the way to end an activation is a cancel, which releases the hold.
   return text(row.state === 'received' ? 'ACCESS_ACTIVATION' : 'BAD_STATUS');
+}
+
+/**
+ * setStatus 3 through the same another-code flow as /v1 (POST /v1/verifications/{id}/another-code):
+ * ACCESS_RETRY_GET once another SMS is awaited on the number (also when it already was: a retried
+ * call changes nothing), BAD_STATUS when none is offered now (no code yet, window closed, the
+ * upstream refused). Free where the upstream is free; getStatus then answers STATUS_WAIT_RETRY.
+ */
+async function anotherSms(ctx: ActionContext, row: VerificationRow): Promise<ProtocolAnswer> {
+  if (row.state !== 'received') return text(isRefunded(row.state) ? 'STATUS_CANCEL' : 'BAD_STATUS');
+  try {
+    await requestAnotherCode(ctx.deps, { userId: ctx.userId, verificationId: row.id, idempotencyKey: `sms-activate:${randomUUID()}` });
+    return text('ACCESS_RETRY_GET');
+  } catch (error) {
+    if (!isDomainError(error) || error.code !== 'invalid_state') throw error;
+    const waiting = await latestAnotherCode(ctx.deps.database.db, row);
+    return text(waiting && (waiting.state === 'waiting' || waiting.state === 'pending') ? 'ACCESS_RETRY_GET' : 'BAD_STATUS');
+  }
 }
 
 /**
@@ -268,6 +304,8 @@ async function getActiveActivations({ deps, userId }: ActionContext): Promise<Pr
     .where(
       and(
         eq(verifications.userId, userId),
+        // An additional code (setStatus 3) is part of its activation, not an activation of its own.
+        isNull(verifications.parentId),
         or(eq(verifications.state, 'waiting'), and(eq(verifications.state, 'received'), gt(verifications.expiresAt, deps.clock.now()))),
       ),
     )

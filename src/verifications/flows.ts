@@ -86,10 +86,13 @@ export async function cancelVerification(deps: LifecycleDeps, row: VerificationR
   if (row.state === 'cancelled') return { kind: 'cancelled', row };
   if (row.state !== 'waiting') return { kind: 'invalid_state', row };
 
-  const answer = await requestUpstreamCancel(deps, row.providerOrderId!, {
-    verification: row.id,
-    onFailure: 'upstream cancel failed; refunding and owing the cancel',
-  });
+  // An additional code on its parent's order holds nothing and owns no upstream order to cancel.
+  const answer = row.parentId !== null
+    ? ({ outcome: 'gone' } as const)
+    : await requestUpstreamCancel(deps, row.providerOrderId!, {
+        verification: row.id,
+        onFailure: 'upstream cancel failed; refunding and owing the cancel',
+      });
   if (answer !== 'failed' && answer.outcome === 'too_early') return { kind: 'too_early', row, retryAfterSeconds: answer.retryAfterSeconds };
   if (answer !== 'failed' && answer.outcome === 'already_received') {
     const captured = await lookForSms(deps, row, actor, 'reading the SMS of an order the upstream says was received failed');
@@ -221,6 +224,11 @@ async function lastLook(deps: LifecycleDeps, list: readonly VerificationRow[]): 
  */
 export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow, actor: Actor = 'recovery'): Promise<VerificationRow | undefined> {
   if (row.state !== 'pending') return row;
+  if (row.parentId !== null) {
+    // An additional code whose request was cut off (a crash between its phases): nothing was bought
+    // and nothing is held, so it simply did not happen; the customer may ask again.
+    return failPurchase(deps, row.id, { actor, reason: 'another-code request not completed', responseStatus: 409, responseCode: 'invalid_state', upstream: 'none' });
+  }
   const now = deps.clock.now();
   let status: 'found' | 'absent' | 'unknown' = 'unknown';
   let order: ProviderOrder | undefined;

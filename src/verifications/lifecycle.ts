@@ -1,5 +1,5 @@
 import type { ProviderControls } from '../providers/controls.ts';
-import { and, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray, isNull, lte, ne, sql, type SQL } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
@@ -10,6 +10,7 @@ import { expireHold, postHold, releaseHolds, voidHold } from '../ledger/ledger.t
 import { notify, notifyMany, type Notice } from '../notifications/notifications.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
 import type { Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
+import { providerFor } from '../providers/set.ts';
 import { formatMinor } from '../money.ts';
 import { recordOutboundEvent, recordOutboundEvents, type OutboundEvent } from '../outbound-webhooks/outbox.ts';
 import type { OutboundEventType } from '../outbound-webhooks/schema.ts';
@@ -42,6 +43,7 @@ export interface LifecycleDeps {
 export type FaultPoint =
   | 'purchase.held'
   | 'purchase.bought'
+  | 'another_code.requested'
   | 'capture.fetched'
   | 'cancel.upstream_done'
   | 'expire.checked'
@@ -80,10 +82,13 @@ export async function transition(
     .returning();
   if (!updated) return undefined;
 
-  const ledgerRequest = { holdId: row.holdId, actor: change.actor, reason: `${to}: ${change.reason}`, now: change.now };
-  if (move === 'post') await postHold(tx, ledgerRequest);
-  if (move === 'void') await voidHold(tx, ledgerRequest);
-  if (move === 'expire') await expireHold(tx, ledgerRequest);
+  // A free additional code holds nothing: its state moves, no money does.
+  if (row.holdId !== null) {
+    const ledgerRequest = { holdId: row.holdId, actor: change.actor, reason: `${to}: ${change.reason}`, now: change.now };
+    if (move === 'post') await postHold(tx, ledgerRequest);
+    if (move === 'void') await voidHold(tx, ledgerRequest);
+    if (move === 'expire') await expireHold(tx, ledgerRequest);
+  }
 
   await tx.insert(verificationEvents).values(eventOf(row.state, updated, change));
   await announce(tx, [updated], change);
@@ -119,7 +124,7 @@ export async function transitionMany(
     .returning();
   if (updated.length === 0) return [];
   await releaseHolds(tx, {
-    holdIds: updated.map((r) => r.holdId),
+    holdIds: updated.flatMap((r) => (r.holdId === null ? [] : [r.holdId])),
     outcome: move === 'void' ? 'voided' : 'expired',
     actor: change.actor,
     reason: `${to}: ${change.reason}`,
@@ -172,7 +177,7 @@ async function announce(tx: Tx, list: readonly VerificationRow[], change: Transi
   const notices: Notice[] = [];
   for (const row of list) {
     if (row.state === 'received') {
-      const price = formatMinor(row.priceMinor, row.currency);
+      const price = row.priceMinor === 0 ? 'Nothing' : formatMinor(row.priceMinor, row.currency);
       notices.push({
         userId: row.userId,
         verificationId: row.id,
@@ -184,7 +189,9 @@ async function announce(tx: Tx, list: readonly VerificationRow[], change: Transi
     }
     // A purchase that fails while the customer waits for the answer is told in that answer; a
     // refund issued later (cancel, deadline, background recovery) gets a notification.
-    const laterRefund = row.state === 'cancelled' || row.state === 'expired' || (row.state === 'failed' && change.actor !== 'customer');
+    // A free additional code had nothing held, so nothing comes back.
+    const laterRefund =
+      row.priceMinor > 0 && (row.state === 'cancelled' || row.state === 'expired' || (row.state === 'failed' && change.actor !== 'customer'));
     if (laterRefund) notices.push(refundNotice(row, row.priceMinor, change.now));
   }
   await notifyMany(tx, notices);
@@ -423,8 +430,9 @@ export async function recordMessages(
   return deps.database.transaction(async (tx) => {
     const row = await lockVerification(tx, id);
     if (!row) return undefined;
+    const seenBefore = await seenByFamily(tx, row);
     const fresh = messages
-      .filter((m) => m.receivedAt.getTime() >= row.createdAt.getTime())
+      .filter((m) => m.receivedAt.getTime() >= row.createdAt.getTime() && !seenBefore.has(m.providerMessageId))
       .sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
     if (fresh.length === 0 || row.state === 'pending') return { row, stored: 0, captured: false };
     const inTime = row.state === 'waiting' ? fresh.filter((m) => arrivedInTime(m, row.expiresAt, now)) : [];
@@ -453,9 +461,7 @@ export async function recordMessages(
         now,
         // An upstream that can be told the order is finished (SMS-Activate setStatus 6) is told by
         // the engine, outside this transaction (settlement.ts); others complete on their own.
-        set: deps.provider.complete
-          ? { code: first.code, upstreamStatus: 'finish_owed', upstreamNextAt: now }
-          : { code: first.code, upstreamStatus: 'completed' },
+        set: finishAfterCapture(deps, row, first.code, now),
       });
       return { row: updated ?? row, stored: inserted.length, captured: updated !== undefined };
     }
@@ -475,6 +481,42 @@ export async function recordMessages(
     }
     return { row, stored: inserted.length, captured: false };
   });
+}
+
+/**
+ * Messages another verification of the same number (its parent, an earlier additional code) had
+ * stored before this one was asked for: an upstream that keeps one order for several codes reports
+ * the previous code again (SMS-Activate STATUS_WAIT_RETRY:<code>), and that code is never this
+ * verification's. Empty for a verification that bought its own number.
+ */
+async function seenByFamily(tx: Tx, row: VerificationRow): Promise<Set<string>> {
+  if (row.parentId === null) return new Set();
+  const seen = await tx
+    .select({ id: verificationMessages.providerMessageId })
+    .from(verificationMessages)
+    .innerJoin(verifications, eq(verifications.id, verificationMessages.verificationId))
+    .where(
+      and(
+        sql`(${verifications.id} = ${row.parentId} OR ${verifications.parentId} = ${row.parentId})`,
+        ne(verifications.id, row.id),
+        lte(verificationMessages.createdAt, row.createdAt),
+      ),
+    );
+  return new Set(seen.map((m) => m.id));
+}
+
+/**
+ * What a capture leaves owed upstream. An upstream that can be told the order is finished
+ * (SMS-Activate setStatus 6) is told by the engine (settlement.ts); one that also gives another code
+ * on the same order is told ANOTHER_CODE_WINDOW_SECONDS later, since a finished order gives no more
+ * codes. An additional code's order is its parent's: the parent's finish covers it.
+ */
+function finishAfterCapture(deps: LifecycleDeps, row: VerificationRow, code: string | null, now: Date): TransitionChange['set'] {
+  const provider = providerFor(deps, row.provider);
+  if (!provider.complete) return { code, upstreamStatus: 'completed' };
+  if (row.parentId !== null) return { code, upstreamStatus: 'none' };
+  const window = provider.anotherCode ? deps.config.ANOTHER_CODE_WINDOW_SECONDS * 1000 : 0;
+  return { code, upstreamStatus: 'finish_owed', upstreamNextAt: new Date(now.getTime() + window) };
 }
 
 /**

@@ -6,6 +6,7 @@ import { isProviderError, PLAIN_CAPABILITIES, type NumberOptions, type ProviderE
 import { assignedNumberMismatch } from './assigned-number.ts';
 import { requestUpstreamCancel, settlementAfterCancel } from './settlement.ts';
 import type { Actor } from './schema.ts';
+import { REPORTED_NUMBER_ANSWER, wasReported } from './reported-numbers.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
 import { assignNumber, failPurchase, fault, markPurchaseUncertain, ORDER_ID_REUSED_ANSWER, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 import { assignPurchasedNumber, freshPurchaseView, reservePurchase, type ReservationRequest } from './reservation.ts';
@@ -173,6 +174,15 @@ export async function completePurchase(deps: LifecycleDeps, created: Verificatio
     return { status: 202, row: pending ?? created, replayed: false };
   }
   await fault(deps, 'purchase.bought');
+  // A number this customer reported for this service is a definite failure here (not charged).
+  if (await wasReported(deps, created, order)) {
+    await refuseBoughtNumber(deps, created, order, {
+      actor: 'customer',
+      reason: `the upstream offered ${order.phoneNumber}, which the customer reported for ${created.service}`,
+      failureReason: REPORTED_NUMBER_ANSWER,
+    });
+    throw new DomainError('no_numbers', REPORTED_NUMBER_ANSWER, { verification_id: created.id });
+  }
 
   // Not the number asked for (area code, carrier): a definite failure at this upstream. The order is
   // cancelled there (owed if that fails) and the customer's hold released.
@@ -207,9 +217,8 @@ async function refuseMismatchedNumber(deps: LifecycleDeps, created: Verification
 }
 
 /**
- * A number outside the request (area code, carrier) is a definite failure at that upstream: its
- * order is cancelled there (owed, and retried, when the cancel fails) and the pending purchase fails
- * with its hold released. Also used by recovery, which may find such an order after a lost answer.
+ * A number outside the request (area code, carrier) is a definite failure at that upstream (see
+ * refuseBoughtNumber). Also used by recovery, which may find such an order after a lost answer.
  * Returns what the customer is told.
  */
 export async function failMismatchedPurchase(
@@ -219,22 +228,37 @@ export async function failMismatchedPurchase(
   mismatch: string,
   actor: Actor,
 ): Promise<string> {
+  const message = `the provider assigned a number that does not match the request (${mismatch}); you were not charged`;
+  await refuseBoughtNumber(deps, row, order, { actor, reason: `number_mismatch: ${mismatch}`, failureReason: message });
+  return message;
+}
+
+/**
+ * A number bought and then refused by us (not the one asked for, or one the customer reported) is a
+ * definite failure at that upstream: its order is cancelled there (owed, and retried, when the
+ * cancel fails) and the pending purchase fails with its hold released, the order kept on the row so
+ * its cancel can be settled.
+ */
+export async function refuseBoughtNumber(
+  deps: LifecycleDeps,
+  row: VerificationRow,
+  order: ProviderOrder,
+  refusal: { actor: Actor; reason: string; failureReason: string },
+): Promise<void> {
   const now = deps.clock.now();
   const answer = await requestUpstreamCancel(deps, order.providerOrderId, {
     verification: row.id,
-    onFailure: 'cancel of a mismatched number failed; owed',
+    onFailure: 'cancel of a refused number failed; owed',
   });
   const settled = settlementAfterCancel(answer, now, new Date(now.getTime() + 30_000));
-  const message = `the provider assigned a number that does not match the request (${mismatch}); you were not charged`;
   await failPurchase(deps, row.id, {
-    actor,
-    reason: `number_mismatch: ${mismatch}`,
+    actor: refusal.actor,
+    reason: refusal.reason,
     responseStatus: errorTable.no_numbers.status,
     responseCode: 'no_numbers',
     upstream: settled.status,
     upstreamNextAt: settled.nextAt,
     order,
-    failureReason: message,
+    failureReason: refusal.failureReason,
   });
-  return message;
 }

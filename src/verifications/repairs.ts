@@ -25,7 +25,7 @@ export async function resolveTerminalHold(deps: LifecycleDeps, id: string, actor
   return deps.database.transaction(async (tx) => {
     const row = await lockVerification(tx, id);
     const outcome = row ? holdOutcomeFor(row.state) : undefined;
-    if (!row || !outcome) return undefined;
+    if (!row || !outcome || row.holdId === null) return undefined;
     const hold = await findHold(tx, row.holdId);
     if (hold.outcome !== null) return undefined;
     const request = { holdId: row.holdId, actor, reason: `${row.state}: hold left unresolved, resolved by reconciliation`, now };
@@ -47,7 +47,7 @@ export async function refundWrongCapture(deps: LifecycleDeps, id: string, actor:
   const now = deps.clock.now();
   return deps.database.transaction(async (tx) => {
     const row = await lockVerification(tx, id);
-    if (!row || !isRefunded(row.state)) return undefined;
+    if (!row || !isRefunded(row.state) || row.holdId === null) return undefined;
     const hold = await findHold(tx, row.holdId);
     if (hold.outcome !== 'posted') return undefined;
     return giveChargeBack(tx, row, actor, now, { ledger: `refund of a charge captured for a ${row.state} verification`, event: 'refunded by correction transfer' });
@@ -65,7 +65,7 @@ export async function refundLateCapture(deps: LifecycleDeps, id: string, actor: 
   const now = deps.clock.now();
   return deps.database.transaction(async (tx) => {
     const row = await lockVerification(tx, id);
-    if (!row || row.state !== 'received') return undefined;
+    if (!row || row.state !== 'received' || row.holdId === null) return undefined;
     const hold = await findHold(tx, row.holdId);
     if (hold.outcome !== 'posted') return undefined;
     const first = await firstRow<{ late: boolean | null }>(
@@ -81,13 +81,14 @@ export async function refundLateCapture(deps: LifecycleDeps, id: string, actor: 
 }
 
 /** The correction itself: exactly the charged amount back, once (keyed by the charge), with its event and notice. */
-async function giveChargeBack(
+export async function giveChargeBack(
   tx: Tx,
   row: VerificationRow,
   actor: Actor,
   now: Date,
   why: { ledger: string; event: string },
 ): Promise<number | undefined> {
+  if (row.holdId === null) return undefined;
   const { transfer, replayed } = await refundCharge(tx, { holdId: row.holdId, actor, reason: why.ledger, now });
   if (replayed) return undefined;
   await recordEvent(tx, row.id, row.state, actor, `charge of ${formatMinor(transfer.amountMinor, row.currency)} ${why.event}`, now);

@@ -189,6 +189,7 @@ export function freshPurchaseView(row: VerificationRow, assignedAt: Date, actor:
     service: row.service,
     country: row.country,
     state: row.state,
+    parent_id: row.parentId,
     phone_number: row.phoneNumber,
     price_minor: row.priceMinor,
     currency: row.currency,
@@ -241,6 +242,7 @@ interface RawVerification {
   upstream_alarm: VerificationRow['upstreamAlarm'];
   upstream_alarm_at: Date | null;
   number_options: NumberOptions | null;
+  parent_id: string | null;
 }
 
 function rowOf(r: RawVerification): VerificationRow {
@@ -278,6 +280,7 @@ function rowOf(r: RawVerification): VerificationRow {
     upstreamAlarm: r.upstream_alarm,
     upstreamAlarmAt: r.upstream_alarm_at,
     numberOptions: r.number_options,
+    parentId: r.parent_id,
   };
 }
 

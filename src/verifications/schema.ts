@@ -35,7 +35,10 @@ export const verifications = pgTable('verifications', {
   currency: text('currency').notNull(),
   idempotencyKey: text('idempotency_key').notNull(),
   requestFingerprint: text('request_fingerprint').notNull(),
-  holdId: uuid('hold_id').notNull(),
+  /** Null only for an additional code the upstream gives for free (price 0): nothing is held. */
+  holdId: uuid('hold_id'),
+  /** The verification that bought the number, for another code on the same number. */
+  parentId: uuid('parent_id'),
   phoneNumber: text('phone_number'),
   providerOrderId: text('provider_order_id'),
   code: text('code'),
@@ -79,4 +82,25 @@ export const verificationMessages = pgTable('verification_messages', {
   receivedAt: at('received_at').notNull(),
   late: boolean('late').notNull().default(false),
   createdAt: at('created_at').notNull(),
+});
+
+export const reportReasons = ['number_rejected', 'code_not_received'] as const;
+export type ReportReason = (typeof reportReasons)[number];
+
+/**
+ * Reports of bad numbers (src/verifications/reports.ts), one per verification: what was told upstream
+ * and whether money is still to come back (docs/number-care.md).
+ */
+export const numberReports = pgTable('number_reports', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull(),
+  verificationId: uuid('verification_id').notNull(),
+  provider: text('provider').notNull(),
+  service: text('service').notNull(),
+  phoneNumber: text('phone_number').notNull(),
+  reason: text('reason', { enum: reportReasons }).notNull(),
+  upstream: text('upstream', { enum: ['reported', 'report_owed', 'cancelled', 'not_reportable'] }).notNull(),
+  refund: text('refund', { enum: ['none', 'awaiting_upstream', 'refunded', 'declined'] }).notNull(),
+  createdAt: at('created_at').notNull(),
+  updatedAt: at('updated_at').notNull(),
 });

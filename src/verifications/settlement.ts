@@ -3,6 +3,7 @@ import { recordAudit } from '../accounts/audit.ts';
 import { rows, type Executor } from '../db/database.ts';
 import { isProviderError, type CancelOutcome, type LookupResult } from '../providers/provider.ts';
 import { recordEvent, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
+import { settleReport } from './report-refunds.ts';
 import { verifications, type Actor, type UpstreamStatus } from './schema.ts';
 import { backoffMs } from './transitions.ts';
 
@@ -132,6 +133,7 @@ async function askToFinish(deps: LifecycleDeps, row: VerificationRow): Promise<U
  */
 export async function settleUpstream(deps: LifecycleDeps, row: VerificationRow, actor?: Actor): Promise<UpstreamStatus> {
   if (row.upstreamStatus === 'finish_owed') return finishUpstream(deps, row, actor ?? 'sweeper');
+  if (row.upstreamStatus === 'reported') return settleReport(deps, row, actor ?? 'sweeper');
   if (row.upstreamStatus !== 'cancel_owed' || !row.providerOrderId) return row.upstreamStatus;
   const answer = await requestUpstreamCancel(deps, row.providerOrderId, { verification: row.id, onFailure: 'owed upstream cancel failed again' });
   const now = deps.clock.now();

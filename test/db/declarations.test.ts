@@ -181,7 +181,7 @@ for (const engine of engines) {
         [
           'notifications.archived_at: declared, but not in the migrations',
           'notifications.id: declared without a default, migrated the other way',
-          'notifications.kind: declared values code_received|promotion|refund_issued, the migrations allow account_security|code_received|refund_issued|upstream_balance_low|webhook_endpoint_disabled',
+          'notifications.kind: declared values code_received|promotion|refund_issued, the migrations allow account_security|code_received|low_balance|refund_issued|upstream_balance_low|webhook_endpoint_disabled',
           'notifications.read_at: in the migrations, not declared',
           'notifications.user_id: declared nullable, migrated the other way',
           'notifications.verification_id: declared text, migrated uuid',

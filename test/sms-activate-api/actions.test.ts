@@ -142,7 +142,7 @@ for (const engine of engines) {
         activationCost: 1.1,
         currency: 840,
         countryCode: '187',
-        canGetAnotherSms: false,
+        canGetAnotherSms: true,
         activationTime: protocolTime(v.created_at),
         activationEndTime: protocolTime(v.expires_at),
         activationOperator: 'any',
@@ -198,7 +198,7 @@ for (const engine of engines) {
       assertText(await c.call({ action: 'getStatusV2', id: b.id }), 'STATUS_CANCEL');
     });
 
-    test('setStatus: 1 ACCESS_READY, 3 BAD_STATUS (no second SMS), 6 ACCESS_ACTIVATION once a code arrived, 8 and -1 ACCESS_CANCEL with the hold released', async () => {
+    test('setStatus: 1 ACCESS_READY, 3 BAD_STATUS before a code, 6 ACCESS_ACTIVATION once a code arrived, 8 and -1 ACCESS_CANCEL with the hold released', async () => {
       const c = await customer(1000);
       const a = await bought(c, 'testtimeout');
       assertText(await c.call({ action: 'setStatus', id: a.id, status: '1' }), 'ACCESS_READY');
@@ -220,9 +220,28 @@ for (const engine of engines) {
       const d = await bought(c, 'testtimeout');
       await sms(c, d.verification.id, 'code 777888');
       assertText(await c.call({ action: 'setStatus', id: d.id, status: '1' }), 'ACCESS_READY');
-      assertText(await c.call({ action: 'setStatus', id: d.id, status: '3' }), 'BAD_STATUS');
       assertText(await c.call({ action: 'setStatus', id: d.id, status: '6' }), 'ACCESS_ACTIVATION');
       assert.deepEqual(await walletOf(c.user), [950, 0, 950]);
+    });
+
+    test('setStatus 3: another SMS on the same activation, free; getStatus says STATUS_WAIT_RETRY, then STATUS_OK with the new code', async () => {
+      const c = await customer(1000);
+      const a = await bought(c, 'testtimeout');
+      assertText(await c.call({ action: 'setStatus', id: a.id, status: '3' }), 'BAD_STATUS');
+      await sms(c, a.verification.id, 'code 777888');
+      assertText(await c.call({ action: 'setStatus', id: a.id, status: '3' }), 'ACCESS_RETRY_GET');
+      assertText(await c.call({ action: 'setStatus', id: a.id, status: '3' }), 'ACCESS_RETRY_GET');
+      assertText(await c.call({ action: 'getStatus', id: a.id }), 'STATUS_WAIT_RETRY:777888');
+      const listed = await c.user.client.get('/v1/verifications?limit=100');
+      const children = listed.body.items.filter((v: { parent_id: string | null }) => v.parent_id === a.verification.id);
+      assert.equal(children.length, 1, 'a retried setStatus 3 asks once');
+      const child = children[0];
+      assert.deepEqual([child.state, child.price_minor], ['waiting', 0]);
+      await sms(c, child.id, 'code 999000');
+      assertText(await c.call({ action: 'getStatus', id: a.id }), 'STATUS_OK:999000');
+      assert.deepEqual(await walletOf(c.user), [950, 0, 950], 'one charge, for the first code');
+      const other = await customer(1000);
+      assertText(await other.call({ action: 'setStatus', id: a.id, status: '3' }), 'NO_ACTIVATION');
     });
 
     test('setStatus 8 after the code arrived: OTP_RECEIVED, nothing refunded, the code still readable', async () => {

@@ -118,6 +118,12 @@ export interface FakeTextVerified {
     smsToNumber(number: string, sms: { text: string; code?: string | null; at: Date; reservationId?: string | null }): FakeSms;
     /** Numbers handed out by the next purchases, in order (ten digits). */
     queueNumbers(...numbers: string[]): void;
+    /**
+     * TextVerified's decision on a reported verification, made later on its side: `refunded` puts
+     * the cost back on the account (state verificationRefunded), `declined` leaves it charged
+     * (back to verificationCompleted).
+     */
+    settleReport(verificationId: string, outcome: 'refunded' | 'declined'): void;
     setStock(serviceName: string, available: number): void;
     setIdempotencyState(key: string, state: 'running' | 'expired'): void;
     /** Invalidates every issued token (the next authorised call gets 401). */
@@ -466,6 +472,12 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     controls: {
       failNext: (route, failure, times) => script.add(route, failure, times),
       clearFailures: () => script.clear(),
+      settleReport(verificationId, outcome) {
+        const v = state.verifications.get(verificationId);
+        if (!v || v.state !== 'verificationReported') throw new Error(`fake textverified: ${verificationId} is not reported`);
+        v.state = outcome === 'refunded' ? 'verificationRefunded' : 'verificationCompleted';
+        if (outcome === 'refunded') state.balance = Math.round((state.balance + v.totalCost) * 100) / 100;
+      },
       deliverSms(verificationId, sms) {
         const v = state.verifications.get(verificationId);
         if (!v) throw new Error(`fake textverified: no verification ${verificationId}`);

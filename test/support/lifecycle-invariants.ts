@@ -48,6 +48,8 @@ export async function lifecycleViolations(ex: Executor): Promise<LifecycleViolat
             LEFT JOIN ledger_hold_resolutions r ON r.hold_id = h.id
             LEFT JOIN charges c ON c.hold_id = h.id
             WHERE (
+              -- A free additional code (price 0) holds nothing; every other verification holds its price.
+              (v.hold_id IS NULL AND v.price_minor = 0 AND v.parent_id IS NOT NULL) OR
               h.id IS NOT NULL AND h.amount_minor = v.price_minor AND h.verification_id = v.id AND a.user_id = v.user_id
               AND CASE v.state
                 WHEN 'received' THEN r.outcome = 'posted' AND coalesce(c.n, 0) = 1 AND c.total = v.price_minor

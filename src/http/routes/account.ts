@@ -1,6 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { listPresets } from '../../accounts/presets.ts';
+import { lowBalanceThreshold } from '../../notifications/low-balance.ts';
+import { listReports } from '../../verifications/reports.ts';
 import { listApiKeys } from '../../accounts/api-keys.ts';
 import { recordAudit } from '../../accounts/audit.ts';
 import { accountAuditTrail, closeAccount } from '../../accounts/closure.ts';
@@ -219,7 +222,7 @@ const accountRoutes: FastifyPluginAsyncZod = async (app) => {
     schema: {
       operationId: 'exportAccount',
       tags: ['account'],
-      summary: 'Everything the service keeps about you, as JSON (account, wallet and its history, verifications, keys, sessions, notifications, security events)',
+      summary: 'Everything the service keeps about you, as JSON (account, wallet and its history, verifications, reports, presets, keys, sessions, notifications, security events)',
       security: Security,
       response: { 200: z.record(z.string(), z.unknown()), ...problemResponses(401) },
       answers: { 200: { description: "The caller's own data as JSON, as a download", headers: { 'Cache-Control': true } } },
@@ -264,6 +267,9 @@ const accountRoutes: FastifyPluginAsyncZod = async (app) => {
         wallet: walletResource(await walletOf(db, me.userId)),
         wallet_history: history,
         verifications,
+        number_reports: await listReports(db, me.userId),
+        presets: await listPresets(db, me.userId),
+        low_balance_threshold_minor: await lowBalanceThreshold(db, me.userId),
         api_keys: keys.map((k) => ({
           id: k.id,
           name: k.name,

@@ -18,6 +18,7 @@ import meRoutes from './me.ts';
 import metricsRoutes from './metrics.ts';
 import notificationRoutes from './notifications.ts';
 import paymentWebhookRoutes from './payment-webhooks.ts';
+import presetRoutes from './presets.ts';
 import sandboxCheckoutRoutes from './sandbox-checkout.ts';
 import sandboxRoutes from './sandbox.ts';
 import serviceRoutes from './services.ts';
@@ -44,6 +45,7 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     authRoutes,
     meRoutes,
     accountRoutes,
+    presetRoutes,
     sessionRoutes,
     walletRoutes,
     apiKeyRoutes,

@@ -2,10 +2,12 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { numberOptionFields, optionsFromBody } from '../../catalogue/number-options.ts';
 import { DomainError } from '../../errors.ts';
+import { requestAnotherCode } from '../../verifications/another-code.ts';
 import { cancelVerification } from '../../verifications/flows.ts';
+import { NumberReportSchema, reportNumber, reportView } from '../../verifications/reports.ts';
 import { parseIdempotencyKey } from '../../verifications/idempotency.ts';
 import { purchaseVerification } from '../../verifications/purchase.ts';
-import { verificationStates } from '../../verifications/schema.ts';
+import { reportReasons, verificationStates } from '../../verifications/schema.ts';
 import { findCustomerVerification, listVerifications, VerificationSchema, viewOf } from '../../verifications/resource.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
@@ -106,6 +108,64 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       const row = await findCustomerVerification(ctx.database.db, me.userId, request.params.id);
       if (!row) throw new DomainError('not_found', 'no such verification');
       return viewOf(ctx.database.db, row);
+    },
+  });
+
+  app.post('/v1/verifications/:id/another-code', {
+    preValidation: requireUser,
+    schema: {
+      operationId: 'requestAnotherCode',
+      tags: ['verifications'],
+      summary: 'Ask for another code on the same number (Idempotency-Key required)',
+      description:
+        'After a code arrived, asks the upstream for another SMS on the same number while it allows it. The answer is a new ' +
+        'verification (`parent_id` names the one that bought the number) waiting for that SMS until its own deadline. ' +
+        'Free where the upstream is free (price_minor 0, nothing held). 409 invalid_state when no other code is offered now.',
+      security: Security,
+      headers: RequiredIdempotencyHeaders,
+      params: VerificationId,
+      response: { 201: VerificationSchema, ...problemResponses(400, 401, 404, 409, 422) },
+      answers: {
+        201: {
+          description: 'The additional code\'s verification (state `waiting`), also when replayed',
+          headers: { Location: true, 'Idempotent-Replayed': false },
+        },
+      },
+    },
+    handler: async (request, reply) => {
+      const me = await requireUser(request);
+      const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
+      const outcome = await requestAnotherCode(deps, { userId: me.userId, verificationId: request.params.id, idempotencyKey });
+      if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+      reply.header('location', `/v1/verifications/${outcome.row.id}`);
+      return reply.status(201).send(await viewOf(ctx.database.db, outcome.row));
+    },
+  });
+
+  app.post('/v1/verifications/:id/report', {
+    preValidation: requireUser,
+    schema: {
+      operationId: 'reportNumber',
+      tags: ['verifications'],
+      summary: 'Report a bad number: the service rejected it, or the code never came',
+      description:
+        'A waiting verification is cancelled and its hold released (as a cancel; 409 with the code when the SMS came first). ' +
+        'A captured one is reported upstream where the upstream takes reports, and refunded when the upstream refunds it ' +
+        '(`refund`: awaiting_upstream, then refunded or declined). Your next purchase of that service refuses that number. ' +
+        'One report per verification (a repeat answers the first, 200); at most REPORTS_PER_DAY a day (429 with Retry-After).',
+      security: Security,
+      params: VerificationId,
+      body: z.strictObject({ reason: z.enum(reportReasons) }),
+      response: { 200: NumberReportSchema, 201: NumberReportSchema, ...problemResponses(400, 401, 404, 409, 429) },
+      answers: {
+        201: { description: 'The report, recorded now' },
+        200: { description: 'The report made earlier for this verification' },
+      },
+    },
+    handler: async (request, reply) => {
+      const me = await requireUser(request);
+      const outcome = await reportNumber(deps, { userId: me.userId, verificationId: request.params.id, reason: request.body.reason });
+      return reply.status(outcome.created ? 201 : 200).send(reportView(outcome.report));
     },
   });
 

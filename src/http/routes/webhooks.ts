@@ -86,10 +86,13 @@ function deliveryKeys(event: WebhookEvent): string[] {
 /** The verification an SMS belongs to: by upstream order, else by number — never one bought after it. */
 async function findTarget(ex: Executor, provider: string, sms: WebhookSms): Promise<string | undefined> {
   if (sms.providerOrderId) {
-    const [row] = await ex
-      .select({ id: verifications.id })
+    // Additional codes share their parent's order: the SMS is the newest one asked for before it arrived.
+    const family = await ex
+      .select({ id: verifications.id, createdAt: verifications.createdAt })
       .from(verifications)
-      .where(and(eq(verifications.provider, provider), eq(verifications.providerOrderId, sms.providerOrderId)));
+      .where(and(eq(verifications.provider, provider), eq(verifications.providerOrderId, sms.providerOrderId)))
+      .orderBy(desc(verifications.createdAt));
+    const row = family.find((v) => v.createdAt <= sms.message.receivedAt) ?? family.at(-1);
     if (row) return row.id;
   }
   if (!sms.phoneNumber) return undefined;

@@ -15,6 +15,7 @@ import { createPacer, type Pacer } from '../pacing.ts';
 import {
   ProviderError,
   type ActiveOrder,
+  type AnotherCodeOrder,
   type CancelOutcome,
   type CatalogueEntry,
   type LookupRequest,
@@ -403,6 +404,22 @@ export class SmsActivateProvider implements Provider {
     if (token === 'ACCESS_ACTIVATION') return 'finished';
     if (token === 'ALREADY_FINISH' || (token !== null && GONE_TOKENS.has(token))) return 'gone';
     throw token === null ? malformed(label, `unexpected ${answer.kind} answer`, answer.status) : errorFor(token, answer, label, true);
+  }
+
+  /**
+   * Another SMS on the same activation (setStatus 3, free): the seller answers ACCESS_RETRY_GET and
+   * getStatus then says STATUS_WAIT_RETRY:<previous code> until the next SMS. The activation id
+   * stays the same. Any refusal (BAD_STATUS: not delivered, already finished or cancelled) is definite.
+   */
+  async anotherCode(order: OrderRef): Promise<AnotherCodeOrder> {
+    const label = 'sms-activate setStatus 3 (another code)';
+    const answer = await this.call('setStatus', { id: order.providerOrderId, status: '3' }, true, label);
+    const accepted = (answer.kind === 'empty' && answer.status >= 200 && answer.status < 300) || tokenOf(answer) === 'ACCESS_RETRY_GET';
+    if (accepted) return { providerOrderId: order.providerOrderId, phoneNumber: order.phoneNumber, endsAt: null, costMinor: 0 };
+    const token = tokenOf(answer);
+    if (token === null) throw malformed(label, `unexpected ${answer.kind} answer`, answer.status);
+    // A word the protocol knows or not, the seller refused: nothing changed upstream.
+    throw new ProviderError('definite', 'rejected', `${label}: refused (${token})`, { status: answer.status });
   }
 
   /** The orders the seller lists as active (possibly not all of them: see activeListPageSize). */

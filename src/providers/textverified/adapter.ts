@@ -317,6 +317,18 @@ export class TextVerifiedProvider implements Provider {
     throw unexpectedStatus(label, res, true);
   }
 
+  /**
+   * A reported verification's fate, read from its details: verificationRefunded (the cost came back
+   * to the account), verificationReported (not decided yet), anything else (kept charged).
+   */
+  async reportOutcome(providerOrderId: string): Promise<'refunded' | 'pending' | 'declined'> {
+    const details = await this.fetchVerification(this.verificationUrl(providerOrderId), 'textverified report outcome');
+    if (details === null) throw new ProviderError('definite', 'rejected', 'textverified report outcome: verification not found');
+    if (details.state === 'verificationRefunded') return 'refunded';
+    if (details.state === 'verificationReported') return 'pending';
+    return 'declined';
+  }
+
   async activeOrders(): Promise<ActiveOrder[]> {
     const { items } = await this.listVerifications();
     return items

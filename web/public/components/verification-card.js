@@ -1,7 +1,7 @@
 // A live verification: number with copy, countdown to expires_at, the code arriving through
 // server-sent events, cancel, and what happened to the money (held / charged / refunded).
 import { h, fill } from '../dom.js';
-import { api } from '../api.js';
+import { api, request, newIdempotencyKey } from '../api.js';
 import { on, isLive } from '../live.js';
 import { refreshWalletSoon } from '../session.js';
 import { serviceLabel } from '../services.js';
@@ -49,7 +49,17 @@ export function verificationCard(initial, options = {}) {
   const money = h('p', { class: 'vcard-money' });
   const cancelButton = h('button', { type: 'button', class: 'button danger-ghost cancel-button' }, 'Cancel and refund');
   const detailsLink = compact ? h('a', { class: 'button ghost small', href: `#/verifications/${encodeURIComponent(initial.id)}` }, 'Details') : null;
-  const actions = h('div', { class: 'vcard-actions' }, cancelButton, detailsLink);
+  // Number care: another code on the same number once a code arrived; a report of a bad number.
+  const anotherButton = h('button', { type: 'button', class: 'button ghost small another-code-button' }, 'Get another code');
+  const reportReason = h(
+    'select',
+    { class: 'report-reason', 'aria-label': 'Report reason' },
+    h('option', { value: 'number_rejected' }, 'The service rejected this number'),
+    h('option', { value: 'code_not_received' }, 'The code never came'),
+  );
+  const reportButton = h('button', { type: 'button', class: 'button ghost small report-button' }, 'Report number');
+  const reportNote = h('p', { class: 'vcard-report hint', hidden: true });
+  const actions = h('div', { class: 'vcard-actions' }, cancelButton, anotherButton, reportReason, reportButton, detailsLink);
   const errors = errorBox();
 
   const el = h(
@@ -61,6 +71,7 @@ export function verificationCard(initial, options = {}) {
     messages,
     countdown,
     money,
+    reportNote,
     errors.el,
     actions,
   );
@@ -96,7 +107,12 @@ export function verificationCard(initial, options = {}) {
       cancelButton.disabled = false;
       cancelButton.textContent = 'Cancel and refund';
     }
-    actions.hidden = !canCancel && !detailsLink;
+    const received = v?.state === 'received';
+    const reportable = Boolean(v?.phone_number) && (v?.state === 'waiting' || received) && reportNote.hidden;
+    anotherButton.hidden = !received;
+    reportReason.hidden = !reportable;
+    reportButton.hidden = !reportable;
+    actions.hidden = !canCancel && !detailsLink && !received && !reportable;
   }
 
   function render() {
@@ -162,7 +178,8 @@ export function verificationCard(initial, options = {}) {
         : null,
     );
 
-    if (v.state === 'failed') money.textContent = 'The purchase did not go through. You were not charged.';
+    if (v.price_minor === 0) money.textContent = 'Free: another code on the same number.';
+    else if (v.state === 'failed') money.textContent = 'The purchase did not go through. You were not charged.';
     else if (v.refunded) money.textContent = `Refunded ${price} to your wallet.`;
     else if (v.state === 'received') money.textContent = `Charged ${price}.`;
     else if (TERMINAL_STATES.has(v.state)) money.textContent = `Refund of ${price} on its way.`;
@@ -229,6 +246,51 @@ export function verificationCard(initial, options = {}) {
       }
     } finally {
       cancelButton.dataset.busy = 'false';
+      renderCancel();
+    }
+  });
+
+  // One Idempotency-Key per click intent: a retried click after a lost answer asks once.
+  let anotherKey = null;
+  anotherButton.addEventListener('click', async () => {
+    if (anotherButton.disabled) return;
+    errors.clear();
+    anotherButton.disabled = true;
+    anotherKey ??= newIdempotencyKey();
+    try {
+      const { data: child } = await request('POST', `/v1/verifications/${encodeURIComponent(initial.id)}/another-code`, { body: {}, idempotencyKey: anotherKey });
+      anotherKey = null;
+      toast(`Asked for another code on ${formatPhone(child.phone_number)}.`, 'success');
+      if (!compact) location.hash = `#/verifications/${encodeURIComponent(child.id)}`;
+    } catch (error) {
+      if (error.status) anotherKey = null;
+      errors.show(describeError(error));
+    } finally {
+      anotherButton.disabled = false;
+    }
+  });
+
+  const REFUND_TEXT = {
+    none: 'Nothing was charged for it.',
+    awaiting_upstream: 'Your charge is refunded once the provider refunds it.',
+    refunded: 'Your charge was refunded.',
+    declined: 'The provider does not refund it; the charge stands.',
+  };
+  reportButton.addEventListener('click', async () => {
+    if (reportButton.disabled) return;
+    errors.clear();
+    reportButton.disabled = true;
+    try {
+      const report = await api.post(`/v1/verifications/${encodeURIComponent(initial.id)}/report`, { reason: reportReason.value });
+      reportNote.textContent = `Number reported. ${REFUND_TEXT[report.refund] ?? ''} Your next purchase of this service will not get this number.`;
+      reportNote.hidden = false;
+      refreshWalletSoon();
+      await refresh();
+    } catch (error) {
+      if (error.code === 'invalid_state') await refresh();
+      errors.show(describeError(error));
+    } finally {
+      reportButton.disabled = false;
       renderCancel();
     }
   });

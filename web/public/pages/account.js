@@ -66,6 +66,46 @@ export async function render(main, ctx) {
   }
   renderEmail(user.email_verified);
 
+  // ---- low-balance alert
+  const thresholdField = field({
+    id: 'low-balance-threshold',
+    label: 'Alert me when my available balance goes below',
+    control: h('input', { type: 'text', inputmode: 'decimal', name: 'low-balance-threshold', placeholder: 'e.g. 5.00' }),
+    hint: 'One notification each time the balance goes below it. Leave empty for no alert.',
+  });
+  const thresholdSave = h('button', { type: 'submit', class: 'button primary' }, 'Save alert');
+  const lowBalanceForm = h('form', { class: 'stack', novalidate: true, id: 'low-balance-form' }, thresholdField.el, thresholdSave);
+  api
+    .get('/v1/account/low-balance')
+    .then((setting) => {
+      if (setting.threshold_minor !== null) thresholdField.control.value = (setting.threshold_minor / 100).toFixed(2);
+    })
+    .catch(() => {});
+  lowBalanceForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    thresholdField.setError(null);
+    const text = thresholdField.control.value.trim();
+    if (text !== '' && !/^\d{1,7}(\.\d{1,2})?$/.test(text)) {
+      thresholdField.setError('Enter an amount such as 5 or 5.00 (at most 2 decimal places).');
+      return;
+    }
+    const [whole, cents = ''] = text.split('.');
+    const minor = text === '' ? null : Number(whole) * 100 + Number(cents.padEnd(2, '0'));
+    if (minor === 0) {
+      thresholdField.setError('Enter an amount above zero, or leave it empty for no alert.');
+      return;
+    }
+    thresholdSave.disabled = true;
+    try {
+      await request('PUT', '/v1/account/low-balance', { body: { threshold_minor: minor } });
+      toast(minor === null ? 'Low-balance alert turned off.' : 'Low-balance alert saved.', 'success');
+    } catch (error) {
+      thresholdField.setError(describeError(error));
+    } finally {
+      thresholdSave.disabled = false;
+    }
+  });
+
   // ---- password
   const passwordErrors = errorBox('password-error');
   const current = passwordField('current-password', 'Current password');
@@ -276,6 +316,7 @@ export async function render(main, ctx) {
   main.append(
     card('email-card', 'Email address', emailBody),
     card('password-card', 'Password', passwordForm),
+    card('low-balance-card', 'Low-balance alert', lowBalanceForm),
     card('two-factor-card', 'Two-factor sign-in', twoFactorBody),
     card('sessions-card', 'Where you are signed in', sessionErrors.el, h('div', { class: 'table-wrap' }, sessionsTable), everywhere),
     card(

@@ -9,7 +9,7 @@ import { on } from '../live.js';
 import { describePurchaseError, describeError, outcomeUnknown } from '../errors.js';
 import { countryName, formatMoney, formatPhone, TERMINAL_STATES } from '../format.js';
 import { verificationCard } from '../components/verification-card.js';
-import { pageHeader, errorBox, loading, emptyState } from '../ui.js';
+import { pageHeader, errorBox, loading, emptyState, toast } from '../ui.js';
 
 const RECENT_MS = 30 * 60 * 1000;
 
@@ -313,7 +313,81 @@ export async function render(main, ctx) {
   fillServices();
   showOptions();
   loadOfferOptions();
-  fill(formCard, form);
+  fill(formCard, presetsSection(), form);
+
+  // ------------------------------------------------------------------ presets and favourites
+  // Kept on the server, so they follow the customer to every browser. Area code and carrier are
+  // kept as given, for the purchase options that use them.
+  function presetsSection() {
+    const list = h('ul', { class: 'preset-list', id: 'presets', 'aria-label': 'Your presets' });
+    const name = h('input', { type: 'text', id: 'preset-name', maxlength: '64', placeholder: 'e.g. WhatsApp US' });
+    const save = h('button', { type: 'button', class: 'button ghost small', id: 'save-preset' }, 'Save as preset');
+    const presetErrors = errorBox('preset-error');
+    const section = h(
+      'div',
+      { class: 'presets stack' },
+      h('h3', { class: 'card-subtitle' }, 'Presets'),
+      list,
+      h('div', { class: 'field-row' }, h('label', { for: 'preset-name' }, 'Preset name'), name, save),
+      presetErrors.el,
+    );
+    async function load() {
+      let presets = [];
+      try {
+        presets = (await api.get('/v1/presets')).items ?? [];
+      } catch (error) {
+        presetErrors.show(describeError(error));
+      }
+      if (!ctx.isCurrent()) return;
+      fill(
+        list,
+        presets.map((p) => {
+          const use = h('button', { type: 'button', class: 'button ghost small preset-use', dataset: { id: p.id } }, `${p.favourite ? '★ ' : ''}${p.name}`);
+          use.addEventListener('click', () => {
+            countrySelect.value = p.country;
+            fillServices();
+            serviceSelect.value = p.service;
+            areaCodesInput.value = p.area_code ?? '';
+            carriersInput.value = p.carrier ?? '';
+            showOptions();
+            showPrice();
+          });
+          const star = h('button', { type: 'button', class: 'button ghost small preset-favourite', 'aria-label': `${p.favourite ? 'Unmark' : 'Mark'} ${p.name} as favourite`, 'aria-pressed': String(p.favourite) }, p.favourite ? '★' : '☆');
+          star.addEventListener('click', async () => {
+            await request('PATCH', `/v1/presets/${encodeURIComponent(p.id)}`, { body: { favourite: !p.favourite } }).catch((error) => presetErrors.show(describeError(error)));
+            load();
+          });
+          const remove = h('button', { type: 'button', class: 'button ghost small preset-delete', 'aria-label': `Delete preset ${p.name}` }, '×');
+          remove.addEventListener('click', async () => {
+            await api.delete(`/v1/presets/${encodeURIComponent(p.id)}`).catch((error) => presetErrors.show(describeError(error)));
+            load();
+          });
+          return h('li', { class: 'preset', dataset: { name: p.name } }, use, star, remove);
+        }),
+      );
+    }
+    save.addEventListener('click', async () => {
+      presetErrors.clear();
+      const label = name.value.trim() || `${serviceLabel(serviceSelect.value)} ${countrySelect.value}`;
+      try {
+        await api.post('/v1/presets', {
+          name: label,
+          service: serviceSelect.value,
+          country: countrySelect.value,
+          // A preset keeps one area code and one carrier: the first of each asked for.
+          area_code: listOf(areaCodesInput.value)[0] ?? null,
+          carrier: listOf(carriersInput.value, (x) => x.toLowerCase())[0] ?? null,
+        });
+        name.value = '';
+        toast(`Saved preset ${label}.`, 'success');
+        load();
+      } catch (error) {
+        presetErrors.show(describeError(error));
+      }
+    });
+    load();
+    return section;
+  }
 
   // ------------------------------------------------------------------ buying
 
