@@ -2,15 +2,17 @@ import type { AppContext } from './context.ts';
 import { Engine } from './engine/engine.ts';
 import type { WebhookDeliveryOptions } from './engine/webhook-delivery.ts';
 import { EventHub } from './events/bus.ts';
-import { createBreaker, withBreaker, type ProviderBreaker } from './providers/breaker.ts';
-import type { Provider } from './providers/provider.ts';
+import { createBreaker, type ProviderBreaker } from './providers/breaker.ts';
+import type { Provider, ProviderKind } from './providers/provider.ts';
 import { createProvider } from './providers/registry.ts';
+import { ProviderSet, type ProviderMember } from './providers/set.ts';
+import { canBuild, configuredProviders } from './providers/settings.ts';
 import type { LifecycleDeps } from './verifications/lifecycle.ts';
 
 /**
  * Part of the composition root (with server.ts): everything the verification lifecycle needs at
- * run time — the provider behind its breaker, the background engine and the live-event hub — built
- * once per process and handed down. Nothing below this floor builds any of it.
+ * run time — the configured providers, each behind its own breaker, the background engine and the
+ * live-event hub — built once per process and handed down. Nothing below this floor builds any of it.
  */
 export interface VerificationRuntime {
   deps: LifecycleDeps;
@@ -19,8 +21,11 @@ export interface VerificationRuntime {
    * PROVIDER_TIMEOUT_MS, so a provider that never answers cannot stall expiry and refunds.
    */
   engineDeps: LifecycleDeps;
+  /** Every provider, in order of preference, with its breaker (and the drained ones once built). */
+  providers: ProviderSet;
+  /** The preferred provider's breaker. */
   breaker: ProviderBreaker;
-  /** The upstream itself, without the breaker: for reads that must not trip it (the balance metric). */
+  /** The preferred upstream itself, without the breaker: for reads that must not trip it. */
   upstream: Provider;
   engine: Engine;
   hub: EventHub;
@@ -28,25 +33,54 @@ export interface VerificationRuntime {
 
 export function createVerificationRuntime(
   ctx: AppContext,
-  options: { provider?: Provider; faults?: LifecycleDeps['faults']; workerId?: string; webhooks?: WebhookDeliveryOptions } = {},
+  options: {
+    /** Replaces the configured providers by this one (tests: a scripted or fake upstream). */
+    provider?: Provider;
+    /** Replaces the configured providers by these, in order of preference. */
+    providers?: readonly Provider[];
+    faults?: LifecycleDeps['faults'];
+    controls?: LifecycleDeps['controls'];
+    workerId?: string;
+    webhooks?: WebhookDeliveryOptions;
+  } = {},
 ): VerificationRuntime {
-  const upstream = options.provider ?? createProvider(ctx.config, ctx.clock, { logger: ctx.logger });
-  const breaker = createBreaker(upstream.name, {
-    failureThreshold: ctx.config.BREAKER_FAILURE_THRESHOLD,
-    halfOpenAfterMs: ctx.config.BREAKER_HALF_OPEN_AFTER_MS,
+  const { config, clock, logger } = ctx;
+  const breakerOptions = { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, halfOpenAfterMs: config.BREAKER_HALF_OPEN_AFTER_MS };
+  const member = (upstream: Provider): Omit<ProviderMember, 'mode'> => ({
+    name: upstream.name,
+    kind: upstream.kind ?? (upstream.name as ProviderKind),
+    upstream,
+    breaker: createBreaker(upstream.name, breakerOptions),
   });
+  const given = options.providers ?? (options.provider ? [options.provider] : undefined);
+  const upstreams = given ?? configuredProviders(config).map((name) => createProvider(config, clock, { logger, name }));
+  const providers = ProviderSet.of(upstreams.map(member), (name) => {
+    // A provider removed from the list whose orders are still open: built from its credentials.
+    if (!canBuild(config, name)) return undefined;
+    logger.warn({ provider: name }, 'provider not in PROVIDERS still has orders: draining it (no new purchases)');
+    return member(createProvider(config, clock, { logger, name }));
+  });
+  const preferred = providers.active()[0]!;
   const deps: LifecycleDeps = {
     database: ctx.database,
-    clock: ctx.clock,
-    config: ctx.config,
-    provider: withBreaker(upstream, breaker),
-    breaker,
-    logger: ctx.logger,
+    clock,
+    config,
+    provider: providers.get(preferred.name),
+    breaker: preferred.breaker,
+    providers,
+    controls: options.controls,
+    logger,
     faults: options.faults,
   };
-  const engineDeps: LifecycleDeps = {
-    ...deps,
-    provider: withBreaker(upstream, breaker, { callTimeoutMs: ctx.config.PROVIDER_TIMEOUT_MS }),
+  const engineProviders = providers.withCallTimeout(config.PROVIDER_TIMEOUT_MS);
+  const engineDeps: LifecycleDeps = { ...deps, providers: engineProviders, provider: engineProviders.get(preferred.name) };
+  return {
+    deps,
+    engineDeps,
+    providers,
+    breaker: preferred.breaker,
+    upstream: preferred.upstream,
+    engine: new Engine(engineDeps, { workerId: options.workerId, webhooks: options.webhooks }),
+    hub: new EventHub(),
   };
-  return { deps, engineDeps, breaker, upstream, engine: new Engine(engineDeps, { workerId: options.workerId, webhooks: options.webhooks }), hub: new EventHub() };
 }

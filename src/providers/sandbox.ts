@@ -81,6 +81,7 @@ function parseOrderId(providerOrderId: string): { service: string; clientRef: st
 
 export class SandboxProvider implements Provider {
   readonly name = 'sandbox' as const;
+  readonly kind = 'sandbox' as const;
   /** Purchases seen by this process (for tests: "one upstream purchase"). */
   readonly purchases = new Map<string, number>();
 

@@ -9,6 +9,7 @@ import { expireHold, postHold, releaseHolds, voidHold } from '../ledger/ledger.t
 import { notify, notifyMany, type Notice } from '../notifications/notifications.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
 import type { Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
+import { providerFor, type ProviderSet } from '../providers/set.ts';
 import { formatMinor } from '../money.ts';
 import { recordOutboundEvent, recordOutboundEvents, type OutboundEvent } from '../outbound-webhooks/outbox.ts';
 import type { OutboundEventType } from '../outbound-webhooks/schema.ts';
@@ -28,9 +29,17 @@ export interface LifecycleDeps {
   database: Database;
   clock: Clock;
   config: Config;
-  /** The provider, already wrapped in its breaker. */
+  /** The preferred provider, already wrapped in its breaker (the only one of a single-provider setup). */
   provider: Provider;
   breaker: ProviderBreaker;
+  /**
+   * Every configured upstream, each behind its own breaker, and the drained ones on demand. Calls
+   * about an existing order go to `providerFor(deps, row.provider)` (src/providers/set.ts); without
+   * a set (test doubles) that is `provider`.
+   */
+  providers?: ProviderSet;
+  /** Operator controls: a disabled provider takes no new purchase (default: none disabled). */
+  controls?: { isDisabled(provider: string): boolean };
   logger: Logger;
   /** Test seam: called at named points between phases; a throw there simulates a crash. */
   faults?: (point: FaultPoint) => void | Promise<void>;
@@ -437,7 +446,7 @@ export async function recordMessages(
         now,
         // An upstream that can be told the order is finished (SMS-Activate setStatus 6) is told by
         // the engine, outside this transaction (settlement.ts); others complete on their own.
-        set: deps.provider.complete
+        set: providerFor(deps, row.provider).complete
           ? { code: first.code, upstreamStatus: 'finish_owed', upstreamNextAt: now }
           : { code: first.code, upstreamStatus: 'completed' },
       });
