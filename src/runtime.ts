@@ -2,7 +2,10 @@ import type { AppContext } from './context.ts';
 import { Engine } from './engine/engine.ts';
 import type { WebhookDeliveryOptions } from './engine/webhook-delivery.ts';
 import { EventHub } from './events/bus.ts';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { createBreaker, type ProviderBreaker } from './providers/breaker.ts';
+import { databaseBreakerStore } from './providers/breaker-store.ts';
 import type { Provider, ProviderKind } from './providers/provider.ts';
 import { createProvider } from './providers/registry.ts';
 import { ProviderSet, type ProviderMember } from './providers/set.ts';
@@ -45,7 +48,15 @@ export function createVerificationRuntime(
   } = {},
 ): VerificationRuntime {
   const { config, clock, logger } = ctx;
-  const breakerOptions = { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, halfOpenAfterMs: config.BREAKER_HALF_OPEN_AFTER_MS };
+  // On PostgreSQL several processes call the same upstreams: a breaker opened in one is known to all.
+  const shared =
+    ctx.database.engine === 'postgres'
+      ? {
+          store: databaseBreakerStore(ctx.database, `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`),
+          onError: (error: unknown) => logger.warn({ err: error }, 'could not share a breaker state through the database'),
+        }
+      : undefined;
+  const breakerOptions = { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, halfOpenAfterMs: config.BREAKER_HALF_OPEN_AFTER_MS, shared };
   const member = (upstream: Provider): Omit<ProviderMember, 'mode'> => ({
     name: upstream.name,
     kind: upstream.kind ?? (upstream.name as ProviderKind),

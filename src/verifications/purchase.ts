@@ -3,12 +3,12 @@ import { and, eq, sql } from 'drizzle-orm';
 import { requireVerifiedEmail } from '../accounts/flows.ts';
 import { firstRow, pgConstraint, pgErrorCode, type Executor } from '../db/database.ts';
 import { DomainError, errorTable, type ErrorCode } from '../errors.ts';
-import { findOffer } from '../catalogue/catalogue.ts';
 import { isLedgerError } from '../ledger/errors.ts';
 import { placeHold } from '../ledger/ledger.ts';
 import { isProviderError, type ProviderError } from '../providers/provider.ts';
 import { verificationEvents, verifications } from './schema.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
+import { buyWithFailover, planPurchase } from './failover.ts';
 import { assignNumber, failPurchase, fault, markPurchaseUncertain, ORDER_ID_REUSED_ANSWER, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 
 /**
@@ -59,6 +59,8 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   const requestFingerprint = fingerprint({ service: request.service, country, max_price_minor: request.maxPriceMinor ?? null });
   // REQUIRE_VERIFIED_EMAIL_FOR=purchase: refused before anything is stored (no query otherwise).
   await requireVerifiedEmail(deps.database.db, config, request.userId, 'purchase');
+  // Which upstreams to try, best first (routing), chosen before anything is reserved.
+  const plan = await planPurchase(deps, deps.database.db, request.service, country);
 
   // Phase 1: one transaction — replay or reserve.
   const begun = await deps.database
@@ -75,7 +77,7 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
         .where(and(eq(verifications.userId, request.userId), eq(verifications.idempotencyKey, request.idempotencyKey)));
       if (existing) return { existing, now };
 
-      const offer = await findOffer(tx, deps.provider.name, request.service, country);
+      const offer = plan?.offer;
       if (!offer) throw new DomainError('unknown_service', `no service "${request.service}" in ${country}`);
       if (request.maxPriceMinor !== undefined && offer.priceMinor > request.maxPriceMinor) {
         throw new DomainError('price_exceeds_max', `the price ${offer.priceMinor} is above max_price_minor ${request.maxPriceMinor}`, {
@@ -96,7 +98,8 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
       if (activity.recent >= config.PURCHASES_PER_MINUTE) {
         throw new DomainError('rate_limited', `at most ${config.PURCHASES_PER_MINUTE} purchases per minute`, {}, { 'Retry-After': '60' });
       }
-      if (deps.breaker.isOpen()) {
+      const first = plan!.candidates[0];
+      if (!first) {
         throw new DomainError('provider_unavailable', 'the number provider is unavailable right now; you were not charged', {}, {
           'Retry-After': String(Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000)),
         });
@@ -128,12 +131,12 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
         .values({
           id,
           userId: request.userId,
-          provider: deps.provider.name,
+          provider: first.provider,
           service: offer.service,
           country: offer.country,
           state: 'pending',
           priceMinor: offer.priceMinor,
-          maxCostMinor: offer.costMinor,
+          maxCostMinor: first.costMinor,
           currency: config.CURRENCY,
           idempotencyKey: request.idempotencyKey,
           requestFingerprint,
@@ -187,15 +190,10 @@ export async function purchaseVerification(deps: LifecycleDeps, request: Purchas
   const created = (begun as { created: VerificationRow }).created;
   await fault(deps, 'purchase.held');
 
-  // Phase 2: the upstream call, outside any transaction.
+  // Phase 2: the upstream call, outside any transaction; the next candidate only after a definite failure.
   let order;
   try {
-    order = await deps.provider.buy({
-      service: created.service,
-      country: created.country,
-      maxCostMinor: created.maxCostMinor,
-      clientRef: created.id,
-    });
+    order = await buyWithFailover(deps, created, plan!.candidates);
   } catch (error) {
     if (isProviderError(error) && error.kind === 'definite') {
       const answer = failureAnswer(error);

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listOffers } from '../../catalogue/catalogue.ts';
 import { requireUser } from '../auth.ts';
+import { purchasingProviders } from '../../verifications/failover.ts';
 import { problemResponses } from '../problem.ts';
 import { MinorUnits } from '../../money.ts';
 import { Security } from '../schemas.ts';
@@ -9,7 +10,8 @@ import { Security } from '../schemas.ts';
 /** GET /v1/services: the catalogue with customer prices. */
 const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
   const { ctx } = app;
-  const provider = app.lifecycle.provider.name;
+  // One offer per (service, country) across the providers taking purchases, at our price.
+  const providers = () => purchasingProviders(app.lifecycle);
   app.get('/v1/services', {
     preValidation: requireUser,
     schema: {
@@ -37,7 +39,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request) => {
       await requireUser(request);
-      const offers = await listOffers(ctx.database.db, provider, request.query.country);
+      const offers = await listOffers(ctx.database.db, providers(), request.query.country);
       return {
         services: offers.map((o) => ({
           service: o.service,
