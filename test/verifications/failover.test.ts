@@ -115,22 +115,6 @@ for (const engine of engines) {
       });
     }
 
-    test('an open breaker: that provider is not even asked', async () => {
-      const fresh = createVerificationRuntime(h.ctx, { providers: NAMES.map((n) => upstreams[n]), workerId: 'breaker-worker' });
-      upstreams.alpha.failAll('ambiguous', 'timeout');
-      const ref = { providerOrderId: 'x', phoneNumber: '1555', since: h.clock.now() };
-      for (let i = 0; i < 3; i++) await fresh.providers.get('alpha').check(ref).catch(() => undefined);
-      upstreams.alpha.restore();
-      assert.equal(fresh.providers.breaker('alpha').state(), 'open');
-      const user = await h.customer(1000);
-      const out = await outcome(purchaseVerification(fresh.deps, { userId: user, idempotencyKey: 'breaker-open', service: 'whatsapp', country: 'US' }));
-      assert.ok(!isDomainError(out) && out.status === 201);
-      assert.deepEqual(buys(), [0, 1, 0]);
-      assert.equal(out.row.provider, 'beta');
-      assert.equal(fresh.providers.breaker('beta').state(), 'closed', 'one breaker per provider');
-      await fresh.engine.stop();
-    });
-
     test('a provider an operator disabled is not asked', async () => {
       disabled.add('alpha');
       const user = await h.customer(1000);
@@ -245,6 +229,23 @@ for (const engine of engines) {
         { numRuns: 20 },
       );
       await assertLifecycleConsistent(h.t.database.db);
+    });
+
+    // Last: on PostgreSQL the breaker it opens is shared with every runtime through the database.
+    test('an open breaker: that provider is not even asked', async () => {
+      const fresh = createVerificationRuntime(h.ctx, { providers: NAMES.map((n) => upstreams[n]), workerId: 'breaker-worker' });
+      upstreams.alpha.failAll('ambiguous', 'timeout');
+      const ref = { providerOrderId: 'x', phoneNumber: '1555', since: h.clock.now() };
+      for (let i = 0; i < 3; i++) await fresh.providers.get('alpha').check(ref).catch(() => undefined);
+      upstreams.alpha.restore();
+      assert.equal(fresh.providers.breaker('alpha').state(), 'open');
+      const user = await h.customer(1000);
+      const out = await outcome(purchaseVerification(fresh.deps, { userId: user, idempotencyKey: 'breaker-open', service: 'whatsapp', country: 'US' }));
+      assert.ok(!isDomainError(out) && out.status === 201);
+      assert.deepEqual(buys(), [0, 1, 0]);
+      assert.equal(out.row.provider, 'beta');
+      assert.equal(fresh.providers.breaker('beta').state(), 'closed', 'one breaker per provider');
+      await fresh.engine.stop();
     });
   });
 }
