@@ -45,10 +45,10 @@ for (const engine of engines) {
     const runtimes: VerificationRuntime[] = [];
 
     /** A process started with this configuration (a restart, when called again). */
-    const start = (overrides: Record<string, string | undefined>): VerificationRuntime => {
+    const start = (overrides: Record<string, string | undefined>, controls?: { isDisabled(name: string): boolean }): VerificationRuntime => {
       const merged = { ...env, ...overrides };
       const config = loadConfig(Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined)) as Record<string, string>);
-      const runtime = createVerificationRuntime({ ...h.ctx, config }, { workerId: `worker-${runtimes.length}` });
+      const runtime = createVerificationRuntime({ ...h.ctx, config }, { workerId: `worker-${runtimes.length}`, controls });
       runtimes.push(runtime);
       return runtime;
     };
@@ -128,9 +128,39 @@ for (const engine of engines) {
       await assertLifecycleConsistent(h.t.database.db);
     });
 
+    test('no second purchase after an ambiguous outcome: counted at the fake sellers, pending at north, then recovered there', async () => {
+      north.controls.clearFailures();
+      const runtime = start({});
+      const user = await h.customer(1000);
+      const [atNorth, atSouth] = [north.state.purchases, south.state.purchases];
+      // North sells the number and the answer never comes back: the call times out (ambiguous).
+      north.controls.failNext('getNumber', { type: 'hangAfterEffect' });
+      north.controls.failNext('getNumberV2', { type: 'hangAfterEffect' });
+      const out = await buy(runtime, user);
+      assert.deepEqual([out.status, out.row.state, out.row.provider], [202, 'pending', 'north']);
+      assert.deepEqual([north.state.purchases - atNorth, south.state.purchases - atSouth], [1, 0], 'bought once, at north only');
+      assert.deepEqual(await h.wallet(user), [1000, 100, 900]);
+      await runtime.engine.tick();
+      assert.equal(south.state.purchases - atSouth, 0, 'nobody buys elsewhere while it is pending');
+      // Recovery, once the purchase time is over, finds the order at north by its client reference.
+      clock.advance(31_000);
+      await runtime.engine.tick();
+      const row = (await loadVerification(h.t.database.db, out.row.id))!;
+      assert.deepEqual([row.state, row.provider], ['waiting', 'north']);
+      assert.deepEqual([north.state.purchases - atNorth, south.state.purchases - atSouth], [1, 0]);
+      assert.deepEqual(await h.wallet(user), [1000, 100, 900]);
+      // And it is cancelled where it was bought.
+      assert.equal((await cancelVerification(runtime.deps, row, 'customer')).kind, 'cancelled');
+      assert.equal(north.state.activations.get(row.providerOrderId!)?.status, 'cancelled');
+      assert.deepEqual(await h.wallet(user), [1000, 0, 1000]);
+      await assertLifecycleConsistent(h.t.database.db);
+    });
+
     test('removed from PROVIDERS with open orders: after a restart its polls and cancels still reach it (drain)', async () => {
       north.controls.clearFailures();
-      const before = start({});
+      // Whatever the routing has learnt so far, these purchases go to north (the others disabled).
+      const onlyNorth = { isDisabled: (name: string) => name !== 'north' };
+      const before = start({}, onlyNorth);
       const user = await h.customer(1000);
       const kept = await buy(before, user);
       const toCancel = await buy(before, user);
@@ -169,7 +199,7 @@ for (const engine of engines) {
     });
 
     test('configured nowhere: its orders are left untouched, never refunded, and diagnose fails naming it', async () => {
-      const before = start({});
+      const before = start({}, { isDisabled: (name: string) => name !== 'north' });
       const user = await h.customer(1000);
       const stranded = await buy(before, user);
       assert.equal(stranded.row.provider, 'north');
