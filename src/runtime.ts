@@ -34,6 +34,8 @@ export interface VerificationRuntime {
   hub: EventHub;
 }
 
+const KINDS: readonly ProviderKind[] = ['sandbox', 'textverified', 'sms-activate'];
+
 export function createVerificationRuntime(
   ctx: AppContext,
   options: {
@@ -59,7 +61,8 @@ export function createVerificationRuntime(
   const breakerOptions = { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, halfOpenAfterMs: config.BREAKER_HALF_OPEN_AFTER_MS, shared };
   const member = (upstream: Provider): Omit<ProviderMember, 'mode'> => ({
     name: upstream.name,
-    kind: upstream.kind ?? (upstream.name as ProviderKind),
+    // A test double states no kind: taken for its name's when that is a protocol, else the sandbox's.
+    kind: upstream.kind ?? (KINDS.includes(upstream.name as ProviderKind) ? (upstream.name as ProviderKind) : 'sandbox'),
     upstream,
     breaker: createBreaker(upstream.name, breakerOptions),
   });
