@@ -29,7 +29,7 @@ CREATE FUNCTION verification_reserve_purchase(
   p_id uuid, p_user uuid, p_key text, p_fingerprint text, p_provider text, p_service text, p_country text,
   p_max_price bigint, p_currency text, p_now timestamptz, p_expires_at timestamptz, p_purchase_until timestamptz,
   p_max_active integer, p_per_minute integer, p_breaker_open boolean,
-  p_options jsonb, p_surcharge_cost bigint, p_voice boolean)
+  p_options jsonb, p_surcharge_cost bigint, p_voice boolean, p_price bigint)
 RETURNS SETOF verifications LANGUAGE plpgsql AS $$
 DECLARE
   v_row verifications;
@@ -52,11 +52,14 @@ BEGIN
     RETURN;
   END IF;
 
+  -- The offer at the provider chosen (NULL: nobody sells it). Our price is the routed offer's when
+  -- several providers stand behind it (p_price), else this provider's own, sold only at a margin.
   SELECT s.price_minor, s.cost_minor, s.voice INTO v_price, v_cost, v_voice
   FROM services s WHERE s.provider = p_provider AND s.service = p_service AND s.country = p_country AND s.enabled;
-  IF NOT FOUND THEN
+  IF NOT FOUND OR (p_price IS NULL AND v_price <= v_cost) THEN
     RAISE EXCEPTION 'namaskah:unknown_service';
   END IF;
+  v_price := coalesce(p_price, v_price);
   IF p_voice AND NOT v_voice THEN
     RAISE EXCEPTION 'namaskah:voice_not_offered';
   END IF;

@@ -4,6 +4,9 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+/** A provider's configured name: lower case letters, digits and dashes (it names its variables too). */
+export const PROVIDER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+const PROVIDER_NAME_RULE = 'a provider name is lower-case letters, digits and dashes, starting with a letter';
 const optionalText = z
   .string()
   .optional()
@@ -20,7 +23,20 @@ export const configSchema = z.object({
   DATABASE_URL: optionalText.pipe(z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()),
   DATABASE_POOL_SIZE: int(1, 200).default(10),
 
-  PROVIDER: z.enum(['sandbox', 'textverified', 'sms-activate']).default('sandbox'),
+  // One upstream (the single-provider form, kept) or, with PROVIDERS, the first of several.
+  PROVIDER: z.string().trim().regex(PROVIDER_NAME, PROVIDER_NAME_RULE).default('sandbox'),
+  // Several upstreams at once, in order of preference; unset means PROVIDER alone.
+  PROVIDERS: optionalText.pipe(
+    z
+      .string()
+      .transform((v) => [...new Set(v.split(',').map((name) => name.trim()).filter((name) => name !== ''))].join(','))
+      .pipe(z.string().regex(new RegExp(`^${PROVIDER_NAME.source.slice(1, -1)}(,${PROVIDER_NAME.source.slice(1, -1)})*$`), PROVIDER_NAME_RULE))
+      .optional(),
+  ),
+  // Routing between several upstreams (docs/routing.md).
+  ROUTING_WINDOW_MINUTES: int(1, 7 * 24 * 60).default(360),
+  ROUTING_PRIOR_SUCCESS_RATE: z.coerce.number().min(0).max(1).default(0.7),
+  ROUTING_PRIOR_WEIGHT: int(0, 10_000).default(10),
   // No default here: each adapter paces at its own upstream's safe rate unless this overrides it.
   PROVIDER_REQUESTS_PER_SECOND: optionalText.pipe(z.coerce.number<string | undefined>().min(0).optional()),
   PROVIDER_TIMEOUT_MS: int(100, 120_000).default(10_000),
@@ -119,7 +135,16 @@ export const configSchema = z.object({
   LOG_FILE: optionalText,
 });
 
-export type Config = z.infer<typeof configSchema>;
+export type Config = z.infer<typeof configSchema> & {
+  /**
+   * The per-provider variables (`PROVIDER_<NAME>_<SETTING>`, e.g. PROVIDER_DAISYSMS_API_KEY) as
+   * found in the environment; read by src/providers/settings.ts for each configured name.
+   */
+  providerSettings: Readonly<Record<string, string>>;
+};
+
+/** Per-provider variables: PROVIDER_<NAME>_<SETTING> (see src/providers/settings.ts). */
+const PROVIDER_SETTING = /^PROVIDER_[A-Z0-9_]+_(PROTOCOL|BASE_URL|API_KEY|API_USERNAME|WEBHOOK_SECRET|REQUESTS_PER_SECOND|TIMEOUT_MS|CURRENCY|COUNTRY_CODES|SERVICE_CODES)$/;
 
 
 export class ConfigError extends Error {}
@@ -130,7 +155,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const problems = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
     throw new ConfigError(`invalid configuration:\n${problems}`);
   }
-  return parsed.data;
+  const providerSettings: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && value.trim() !== '' && PROVIDER_SETTING.test(name)) providerSettings[name] = value.trim();
+  }
+  return { ...parsed.data, providerSettings };
 }
 
 const MASK = '***';

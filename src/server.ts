@@ -23,6 +23,7 @@ import { seedSandboxCatalogue } from './catalogue/catalogue.ts';
 import { breakerHealth, engineHealth, registerDomainMetrics } from './ops/metrics.ts';
 import { createVerificationRuntime, type VerificationRuntime } from './runtime.ts';
 import { clearLeftoverLeases } from './engine/queue.ts';
+import { configuredProviders } from './providers/settings.ts';
 
 /** The embedded database's files live in DATA_DIR/pglite; the lock and ops token beside them. */
 export function embeddedDataDir(config: Pick<Config, 'DATA_DIR'>): string {
@@ -89,7 +90,7 @@ export async function openConfiguredDatabase(config: Config, now: Date): Promise
 export async function prepareDatabase(database: Database, config: Config, now: Date): Promise<string[]> {
   const applied = await migrate(database, { databaseUrl: config.DATABASE_URL });
   await ensureSystemAccounts(database.db, config.CURRENCY, now);
-  if (config.PROVIDER === 'sandbox') await seedSandboxCatalogue(database.db);
+  if (configuredProviders(config).includes('sandbox')) await seedSandboxCatalogue(database.db);
   return applied;
 }
 
@@ -198,11 +199,23 @@ export async function startServer(config: Config, options: StartServerOptions = 
     cleanups.push(() => runtime.controls.stop());
 
     const metrics = createMetricsRegistry();
-    registerDomainMetrics(metrics, { database, clock, config, breakers: [runtime.breaker], upstreams: [runtime.upstream] });
-    // GET /health: engine lag with its workers, and the provider's breaker (besides the database).
+    // Every provider's breaker and balance, a drained provider's too once it has been built.
+    const members = () => runtime.providers.all();
+    registerDomainMetrics(metrics, {
+      database,
+      clock,
+      config,
+      get breakers() {
+        return members().map((m) => m.breaker);
+      },
+      get upstreams() {
+        return members().map((m) => m.upstream);
+      },
+    });
+    // GET /health: engine lag with its workers, and each provider's breaker (besides the database).
     const healthChecks: Record<string, HealthCheck> = {
       engine: () => engineHealth(ctx),
-      breakers: async () => breakerHealth([runtime.breaker]),
+      breakers: async () => breakerHealth(members().map((m) => m.breaker)),
     };
     const mailer = createMailer(config, ctx);
     cleanups.push(() => mailer.close());
@@ -214,7 +227,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
       passwords: options.passwords,
       metrics,
       healthChecks,
-      upstreams: [{ provider: runtime.upstream, breaker: runtime.breaker }],
+      upstreams: members().map((m) => ({ provider: m.upstream, breaker: m.breaker })),
       ops: opsToken ? { tokenHash: hashToken(opsToken), userId: adminId } : undefined,
     });
     cleanups.push(() => app.close());

@@ -1372,6 +1372,21 @@ export interface components {
             breakers: {
                 [key: string]: string;
             };
+            /** @description every configured provider, and every provider that still has open or owed orders */
+            providers: {
+                name: string;
+                /**
+                 * @description active: in PROVIDERS; drain: removed from PROVIDERS, still reachable with its credentials, takes no new purchase; unconfigured: its orders cannot reach it
+                 * @enum {string}
+                 */
+                mode: "active" | "drain" | "unconfigured";
+                /** @description closed, open, half_open, or unknown (a command-line run has no breakers) */
+                breaker: string;
+                /** @description pending or waiting verifications */
+                open_orders: number;
+                /** @description verifications whose upstream cancel or finish is still owed, or a suspected orphan */
+                owed: number;
+            }[];
             engine: {
                 lag_seconds: number;
                 workers: {

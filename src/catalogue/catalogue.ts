@@ -1,4 +1,4 @@
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../db/database.ts';
 import type { CatalogueEntry, Provider } from '../providers/provider.ts';
 import { sandboxCountries, sandboxServices } from '../providers/sandbox.ts';
@@ -10,20 +10,78 @@ import { services } from './schema.ts';
  */
 export type Offer = typeof services.$inferSelect;
 
-export async function findOffer(ex: Executor, provider: string, service: string, country: string): Promise<Offer | undefined> {
-  const [row] = await ex
-    .select()
-    .from(services)
-    .where(and(eq(services.provider, provider), eq(services.service, service), eq(services.country, country), eq(services.enabled, true)));
-  return row;
+/** One provider's side of an offer: what it costs us there, and its stock when it said. */
+export interface OfferRoute {
+  provider: string;
+  costMinor: number;
+  stock: number | null;
 }
 
-export async function listOffers(ex: Executor, provider: string, country?: string): Promise<Offer[]> {
-  return ex
+/**
+ * What the customer sees for one (service, country): our price, and behind it every configured
+ * provider that can serve it at a positive margin (cost below our price), in order of preference.
+ * `provider` and `costMinor` are the preferred route's.
+ */
+export type RoutedOffer = Offer & { routes: OfferRoute[] };
+
+/**
+ * One offer per (service, country) from the providers' rows (pure). Our price is the lowest price an
+ * operator set among the rows that keep a positive margin (price above cost); the routes are the
+ * listed providers whose cost stays below it. An offer no provider can serve at a positive margin is
+ * not sold (undefined).
+ */
+export function routedOffer(rows: readonly Offer[], providers: readonly string[]): RoutedOffer | undefined {
+  const listed = rows.filter((r) => r.enabled && providers.includes(r.provider));
+  const sellable = listed.filter((r) => r.priceMinor > r.costMinor);
+  if (sellable.length === 0) return undefined;
+  const priceMinor = Math.min(...sellable.map((r) => r.priceMinor));
+  const routes = listed
+    .filter((r) => r.costMinor < priceMinor)
+    .sort((a, b) => providers.indexOf(a.provider) - providers.indexOf(b.provider))
+    .map((r) => ({ provider: r.provider, costMinor: r.costMinor, stock: r.stock ?? null }));
+  const preferred = listed.find((r) => r.provider === routes[0]!.provider)!;
+  return { ...preferred, priceMinor, routes };
+}
+
+function routedOffers(rows: readonly Offer[], providers: readonly string[]): RoutedOffer[] {
+  const groups = new Map<string, Offer[]>();
+  for (const row of rows) {
+    const key = `${row.country}\u0000${row.service}`;
+    const group = groups.get(key);
+    if (group) group.push(row);
+    else groups.set(key, [row]);
+  }
+  const offers: RoutedOffer[] = [];
+  for (const group of groups.values()) {
+    const offer = routedOffer(group, providers);
+    if (offer) offers.push(offer);
+  }
+  return offers;
+}
+
+const asList = (providers: string | readonly string[]): readonly string[] => (typeof providers === 'string' ? [providers] : providers);
+
+/** The offer for (service, country) across `providers` (one name, or several in order of preference). */
+export async function findOffer(ex: Executor, providers: string | readonly string[], service: string, country: string): Promise<RoutedOffer | undefined> {
+  const list = asList(providers);
+  if (list.length === 0) return undefined;
+  const rows = await ex
     .select()
     .from(services)
-    .where(and(eq(services.provider, provider), eq(services.enabled, true), country ? eq(services.country, country) : undefined))
+    .where(and(inArray(services.provider, [...list]), eq(services.service, service), eq(services.country, country), eq(services.enabled, true)));
+  return routedOffer(rows, list);
+}
+
+/** Every offer across `providers`, one per (service, country), by country then service. */
+export async function listOffers(ex: Executor, providers: string | readonly string[], country?: string): Promise<RoutedOffer[]> {
+  const list = asList(providers);
+  if (list.length === 0) return [];
+  const rows = await ex
+    .select()
+    .from(services)
+    .where(and(inArray(services.provider, [...list]), eq(services.enabled, true), country ? eq(services.country, country) : undefined))
     .orderBy(asc(services.country), asc(services.service));
+  return routedOffers(rows, list);
 }
 
 /** Seeds the sandbox catalogue; existing rows (an operator's price edits) are left alone. */
@@ -100,12 +158,13 @@ export async function syncCatalogue(
           name: e.service,
           priceMinor: priceWithMarkup(e.costMinor, options.markupPercent),
           costMinor: e.costMinor,
+          stock: e.available,
           enabled: true,
           voice: e.voice ?? false,
         })
         .onConflictDoUpdate({
           target: [services.provider, services.service, services.country],
-          set: { priceMinor: sql`excluded.price_minor`, costMinor: sql`excluded.cost_minor`, voice: sql`excluded.voice` },
+          set: { priceMinor: sql`excluded.price_minor`, costMinor: sql`excluded.cost_minor`, voice: sql`excluded.voice`, stock: sql`excluded.stock` },
         })
         .returning();
       stored.push(row!);

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { claimDue, releasePolled, deadAfterMs, forgetWorker, heartbeat, releaseAllLeases, releaseLease, releaseLeases } from './queue.ts';
+import { breakerFor, providerFor } from '../providers/set.ts';
+import { claimDue, deadAfterMs, forgetWorker, heartbeat, postponeSettlement, releaseAllLeases, releaseLease, releaseLeases, releasePolled, type DueKind } from './queue.ts';
 import { raiseLowBalanceNotices } from '../notifications/low-balance.ts';
-import { checkUpstream, expireDue, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
+import { byProvider, checkUpstream, expireDue, noticeCheck, recoverPurchase, upstreamMessages } from '../verifications/flows.ts';
 import { orderRef, recordMessages, type LifecycleDeps, type VerificationRow } from '../verifications/lifecycle.ts';
 import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
@@ -148,7 +149,7 @@ export class Engine {
     // only, not for the owed upstream work too.
     await this.expireDueBatches(claim, report);
 
-    const due = await claimDue(database.db, { ...claim, kind: 'poll' });
+    const due = await this.setAsideUnconfigured(await claimDue(database.db, { ...claim, kind: 'poll' }), 'poll');
     const toPoll = due.filter((row) => row.state === 'waiting' && now < row.expiresAt);
     const toExpire = due.filter((row) => row.state === 'waiting' && now >= row.expiresAt);
     if (toExpire.length > 0) await this.expire(toExpire, report);
@@ -165,7 +166,7 @@ export class Engine {
     if (toPoll.length > 0) await this.poll(toPoll, report);
     await this.expireDueBatches({ ...claim, now: clock.now() }, report);
 
-    const owed = await claimDue(database.db, { ...claim, kind: 'settle' });
+    const owed = await this.setAsideUnconfigured(await claimDue(database.db, { ...claim, kind: 'settle' }), 'settle');
     await eachConcurrently(owed, config.ENGINE_CONCURRENCY, async (row) => {
       const status = await settleUpstream(this.deps, row, 'sweeper');
       if (status !== row.upstreamStatus) report.settled++;
@@ -196,9 +197,10 @@ export class Engine {
   /** Claims and expires rows past their deadline, a batch per transaction; bounded so the rest of a tick gets its turn. */
   private async expireDueBatches(claim: Omit<Parameters<typeof claimDue>[1], 'kind'>, report: TickReport): Promise<void> {
     for (let batch = 0; batch < MAX_EXPIRY_BATCHES_PER_TICK; batch++) {
-      const due = await claimDue(this.deps.database.db, { ...claim, kind: 'expire', limit: this.expireBatchSize });
+      const claimed = await claimDue(this.deps.database.db, { ...claim, kind: 'expire', limit: this.expireBatchSize });
+      const due = await this.setAsideUnconfigured(claimed, 'expire');
       if (due.length > 0) await this.expire(due, report);
-      if (due.length < this.expireBatchSize) break;
+      if (claimed.length < this.expireBatchSize) break;
     }
   }
 
@@ -218,7 +220,8 @@ export class Engine {
 
   /** After the deadline, keeps looking for a late SMS for a while: stored and shown, never charged. */
   private async watchLate(row: VerificationRow): Promise<void> {
-    const { clock, config, database, breaker } = this.deps;
+    const { clock, config, database } = this.deps;
+    const breaker = breakerFor(this.deps, row.provider);
     const windowEnds = (row.resolvedAt ?? row.expiresAt).getTime() + config.LATE_SMS_WINDOW_SECONDS * 1000;
     let next: Date | null = null;
     if (clock.now().getTime() < windowEnds) {
@@ -231,10 +234,41 @@ export class Engine {
     await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: next });
   }
 
-  /** Polls waiting rows, in one upstream call when the provider has a list call. */
+  /**
+   * Rows whose provider is configured nowhere (not in PROVIDERS, no credentials left to drain it):
+   * nothing can ask that upstream, so they are left exactly as they are — no refund, no state change —
+   * logged as an error and looked at again later; diagnose reports them until an operator acts.
+   */
+  private async setAsideUnconfigured(rows: VerificationRow[], kind: DueKind): Promise<VerificationRow[]> {
+    const { providers, database, clock, logger } = this.deps;
+    if (!providers || rows.length === 0) return rows;
+    const kept: VerificationRow[] = [];
+    const aside: VerificationRow[] = [];
+    for (const row of rows) (providers.member(row.provider) ? kept : aside).push(row);
+    if (aside.length === 0) return kept;
+    logger.error(
+      { providers: [...new Set(aside.map((row) => row.provider))], verifications: aside.length, work: kind },
+      'orders of a provider that is configured nowhere are left as they are (configure it again; see diagnose)',
+    );
+    const later = new Date(clock.now().getTime() + UNCONFIGURED_RETRY_MS);
+    for (const row of aside) {
+      if (kind === 'settle') await postponeSettlement(database.db, row.id, this.workerId, later);
+      else await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: later });
+    }
+    return kept;
+  }
+
+  /** Polls waiting rows, a group per provider. */
   private async poll(list: VerificationRow[], report: TickReport): Promise<void> {
-    const { provider, breaker, database } = this.deps;
     report.polled += list.length;
+    for (const [name, group] of byProvider(list)) await this.pollProvider(name, group, report);
+  }
+
+  /** Polls one provider's waiting rows, in one upstream call when it has a list call. */
+  private async pollProvider(name: string, list: VerificationRow[], report: TickReport): Promise<void> {
+    const { database } = this.deps;
+    const provider = providerFor(this.deps, name);
+    const breaker = breakerFor(this.deps, name);
     if (breaker.isOpen()) {
       // An open provider is skipped without counting against any row; deadlines still refund.
       for (const row of list) await releaseLease(database.db, row.id, this.workerId, { nextCheckAt: this.nextPoll(row) });
@@ -264,7 +298,7 @@ export class Engine {
         }
         list = missing;
       } catch (error) {
-        this.deps.logger.warn({ err: error }, 'batched poll failed; polling one by one');
+        this.deps.logger.warn({ err: error, provider: name }, 'batched poll failed; polling one by one');
       }
     }
     await eachConcurrently(list, this.deps.config.ENGINE_CONCURRENCY, async (row) => {
@@ -298,6 +332,9 @@ export class Engine {
     }
   }
 }
+
+/** How long orders of a provider configured nowhere are left before they are looked at again. */
+const UNCONFIGURED_RETRY_MS = 60_000;
 
 /** At most this many deadline batches per tick (5,000 rows at the default batch size). */
 const MAX_EXPIRY_BATCHES_PER_TICK = 10;

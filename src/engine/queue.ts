@@ -99,6 +99,14 @@ export async function releasePolled(ex: Executor, polled: readonly { id: string;
      WHERE v.id = n.id AND v.lease_owner = ${workerId}`);
 }
 
+/** Gives an owed-settlement row back, due again at `at` (its attempts untouched). */
+export async function postponeSettlement(ex: Executor, id: string, workerId: string, at: Date): Promise<void> {
+  await ex
+    .update(verifications)
+    .set({ leaseOwner: null, leaseUntil: null, upstreamNextAt: at })
+    .where(and(eq(verifications.id, id), eq(verifications.leaseOwner, workerId)));
+}
+
 /** Gives rows back as they are (their next_check_at kept): a batch's rows another actor settled first. */
 export async function releaseLeases(ex: Executor, ids: readonly string[], workerId: string): Promise<void> {
   if (ids.length === 0) return;

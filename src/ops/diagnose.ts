@@ -3,12 +3,14 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { firstRow, rows, type Database, type Executor } from '../db/database.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
+import type { ProviderSet } from '../providers/set.ts';
+import { canBuild, configuredProviders } from '../providers/settings.ts';
 import { deadAfterMs, engineLagSeconds } from '../engine/queue.ts';
 import { verificationStates, type VerificationState } from '../verifications/schema.ts';
 import { checkLedgerInvariants } from './invariants.ts';
 import { checkLifecycleInvariants } from './lifecycle-checks.ts';
 import { checkTopUpInvariants, topUpFacts } from './top-up-checks.ts';
-import type { DiagnoseReport, WorkerReport } from './reports.ts';
+import type { Check, DiagnoseReport, WorkerReport } from './reports.ts';
 import { problemRules } from './rules.ts';
 
 /**
@@ -25,6 +27,55 @@ export interface DiagnoseDeps {
   config: Config;
   /** The provider breaker of this process; without one the state is reported as unknown. */
   breaker?: ProviderBreaker;
+  /** Every provider of this process with its breaker (a running server); preferred over `breaker`. */
+  providers?: ProviderSet;
+}
+
+type ProviderReport = DiagnoseReport['providers'][number];
+
+/**
+ * Every configured provider and every provider that still has open or owed orders: active, drained
+ * (removed from PROVIDERS, credentials still there) or configured nowhere — the last fails the
+ * `orders_of_unconfigured_providers` check, as those orders can neither settle nor be refunded by
+ * the engine until an operator configures the provider again.
+ */
+async function providerReports(ex: Executor, deps: DiagnoseDeps): Promise<{ providers: ProviderReport[]; check: Check }> {
+  const { config } = deps;
+  const counts = await rows<{ provider: string; open: number; owed: number }>(
+    ex,
+    sql`SELECT provider,
+               count(*) FILTER (WHERE state IN ('pending', 'waiting'))::int AS open,
+               count(*) FILTER (WHERE upstream_status IN ('cancel_owed', 'finish_owed', 'orphan_suspected'))::int AS owed
+        FROM verifications
+        WHERE state IN ('pending', 'waiting') OR upstream_status IN ('cancel_owed', 'finish_owed', 'orphan_suspected')
+        GROUP BY provider ORDER BY provider`,
+  );
+  const listed = configuredProviders(config);
+  const names = [...listed, ...counts.map((c) => c.provider).filter((name) => !listed.includes(name))];
+  const breakerState = (name: string): string => {
+    if (deps.providers?.has(name)) return deps.providers.breaker(name).state();
+    if (!deps.providers && deps.breaker?.provider === name) return deps.breaker.state();
+    return 'unknown';
+  };
+  const providers = names.map((name): ProviderReport => {
+    const found = counts.find((c) => c.provider === name);
+    const mode = listed.includes(name) ? 'active' : canBuild(config, name) ? 'drain' : 'unconfigured';
+    return { name, mode, breaker: breakerState(name), open_orders: Number(found?.open ?? 0), owed: Number(found?.owed ?? 0) };
+  });
+  const stranded = providers.filter((p) => p.mode === 'unconfigured');
+  const count = stranded.reduce((sum, p) => sum + p.open_orders + p.owed, 0);
+  return {
+    providers,
+    check: {
+      name: 'orders_of_unconfigured_providers',
+      ok: count === 0,
+      count,
+      detail:
+        count === 0
+          ? 'every open or owed order belongs to a configured or drained provider'
+          : `${stranded.map((p) => `${p.name}: ${p.open_orders} open, ${p.owed} owed`).join('; ')} — left untouched (never refunded by the engine); configure the provider again (PROVIDER_<NAME>_* credentials) to drain it`,
+    },
+  };
 }
 
 
@@ -62,7 +113,13 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
   const { clock, config } = deps;
   const now = clock.now();
 
-  const checks = [...(await checkLedgerInvariants(ex)), ...(await checkLifecycleInvariants(ex, now)), ...(await checkTopUpInvariants(ex))];
+  const upstreams = await providerReports(ex, deps);
+  const checks = [
+    ...(await checkLedgerInvariants(ex)),
+    ...(await checkLifecycleInvariants(ex, now)),
+    ...(await checkTopUpInvariants(ex)),
+    upstreams.check,
+  ];
 
   const stateRows = await rows<{ state: VerificationState; n: number }>(
     ex,
@@ -149,7 +206,8 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
       failures: Number(f.failures),
       failure_rate: rate(Number(f.failures), Number(f.purchases)) ?? 0,
     })),
-    breakers: deps.breaker ? { [deps.breaker.provider]: deps.breaker.state() } : { [config.PROVIDER]: 'unknown' },
+    breakers: Object.fromEntries(upstreams.providers.filter((p) => p.mode !== 'unconfigured').map((p) => [p.name, p.breaker])),
+    providers: upstreams.providers,
     engine: { lag_seconds: Math.round(lag * 10) / 10, workers },
     late_sms: Number(upstream?.late ?? 0),
     upstream_settlement_owed: {

@@ -1,6 +1,8 @@
 import { inArray, sql } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import { rows, type Executor } from '../db/database.ts';
+import type { Provider } from '../providers/provider.ts';
+import { providerFor } from '../providers/set.ts';
 import { scrubSecrets } from '../logging.ts';
 import { recheckTopUp } from '../payments/recheck.ts';
 import { adoptLedgerCredit } from '../payments/settlement.ts';
@@ -46,6 +48,8 @@ interface Problem extends Omit<Finding, 'repaired'> {
   key: string;
   /** The hold, for orphan holds; the upstream order, for upstream orphans. */
   ref?: string;
+  /** The upstream, for upstream orphans. */
+  provider?: string;
 }
 
 interface CandidateRow {
@@ -154,7 +158,11 @@ async function findProblems(deps: LifecycleDeps, options: ReconcileOptions, warn
     found.push(problem('orphan_hold', h.verification_id, h.email, Number(h.amount_minor), `hold ${h.id} belongs to no verification`, h.id));
   }
 
-  if (!email) found.push(...(await findUpstreamOrphans(deps, since, warnings)));
+  if (!email) {
+    for (const provider of deps.providers ? deps.providers.all().map((m) => providerFor(deps, m.name)) : [deps.provider]) {
+      found.push(...(await findUpstreamOrphans(deps, provider, since, warnings)));
+    }
+  }
   if (options.payments) found.push(...(await findTopUpProblems(options.payments, since, email)));
   return found;
 }
@@ -215,8 +223,8 @@ async function repairTopUp(payments: PaymentDeps, p: Problem): Promise<{ repaire
  * orphan once no purchase could still be about to claim it: older than a verification's whole
  * life, or (when the upstream does not say its age) while no purchase of that provider is pending.
  */
-async function findUpstreamOrphans(deps: LifecycleDeps, since: Date, warnings: string[]): Promise<Problem[]> {
-  const { provider, config } = deps;
+async function findUpstreamOrphans(deps: LifecycleDeps, provider: Provider, since: Date, warnings: string[]): Promise<Problem[]> {
+  const { config } = deps;
   if (!provider.activeOrders) return [];
   let orders;
   try {
@@ -246,10 +254,15 @@ async function findUpstreamOrphans(deps: LifecycleDeps, since: Date, warnings: s
   return orders
     .filter((o) => !known.has(o.providerOrderId))
     .filter((o) => (o.createdAt ? o.createdAt.getTime() >= since.getTime() && o.createdAt.getTime() < settledBefore : nonePending))
-    .map((o) =>
-      problem('upstream_orphan', null, null, null, `${provider.name} order ${o.providerOrderId} (${o.service ?? 'unknown service'}) belongs to no verification`, o.providerOrderId),
-    );
+    .map((o) => ({
+      ...problem('upstream_orphan', null, null, null, `${provider.name} order ${o.providerOrderId} (${o.service ?? 'unknown service'}) belongs to no verification`, o.providerOrderId),
+      key: `upstream_orphan:${provider.name}:${o.providerOrderId}`,
+      provider: provider.name,
+    }));
 }
+
+/** Repairs that ask the verification's upstream first. */
+const needsUpstream = new Set<ProblemKind>(['hold_past_deadline', 'pending_stuck', 'upstream_cancel_owed', 'orphan_suspected']);
 
 /** Repairs one problem through the settlement code; true when it is put right. */
 async function repair(
@@ -263,11 +276,15 @@ async function repair(
   if (p.kind === 'top_up_overdue' || p.kind === 'top_up_credit_unrecorded') return payments ? repairTopUp(payments, p) : { repaired: false };
   if (p.kind === 'orphan_hold') return { repaired: await releaseOrphanHold(deps, p.ref!, actor) };
   if (p.kind === 'upstream_orphan') {
-    const outcome = await cancelForeignOrder(deps, p.ref!, actor);
+    const outcome = await cancelForeignOrder(deps, p.provider ?? deps.provider.name, p.ref!, actor);
     return { repaired: outcome !== 'too_early', note: `upstream answered ${outcome}` };
   }
   let row = loaded ?? (await loadVerification(deps.database.db, p.verification_id!));
   if (!row) return { repaired: false, note: 'verification vanished' };
+  if (deps.providers && !deps.providers.member(row.provider) && needsUpstream.has(p.kind)) {
+    // Never settled as if its upstream had answered: it waits for the provider to be configured again.
+    return { repaired: false, note: `provider ${row.provider} is configured nowhere; left as it is` };
+  }
   switch (p.kind) {
     case 'hold_past_deadline':
     case 'pending_stuck': {

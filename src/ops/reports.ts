@@ -60,6 +60,19 @@ export const DiagnoseSchema = z
       z.object({ provider: z.string(), service: z.string(), purchases: z.number().int(), failures: z.number().int(), failure_rate: z.number() }),
     ),
     breakers: z.record(z.string(), z.string()),
+    providers: z
+      .array(
+        z.object({
+          name: z.string(),
+          mode: z
+            .enum(['active', 'drain', 'unconfigured'])
+            .describe('active: in PROVIDERS; drain: removed from PROVIDERS, still reachable with its credentials, takes no new purchase; unconfigured: its orders cannot reach it'),
+          breaker: z.string().describe('closed, open, half_open, or unknown (a command-line run has no breakers)'),
+          open_orders: z.number().int().describe('pending or waiting verifications'),
+          owed: z.number().int().describe('verifications whose upstream cancel or finish is still owed, or a suspected orphan'),
+        }),
+      )
+      .describe('every configured provider, and every provider that still has open or owed orders'),
     engine: z.object({
       lag_seconds: z.number(),
       workers: z.array(WorkerSchema),

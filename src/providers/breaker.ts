@@ -1,5 +1,6 @@
 import { CircuitState, ConsecutiveBreaker, BrokenCircuitError, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
 import { libraryClockMs } from '../clock.ts';
+import type { BreakerStore } from './breaker-store.ts';
 import { ProviderError, isProviderError, type Provider } from './provider.ts';
 
 /**
@@ -28,7 +29,21 @@ export interface ProviderBreaker {
   isOpen(): boolean;
 }
 
-export function createBreaker(provider: string, options: { failureThreshold: number; halfOpenAfterMs: number }): ProviderBreaker {
+/** How often, at most, a breaker reads what the other processes say about its provider. */
+export const SHARED_BREAKER_REFRESH_MS = 1000;
+
+export function createBreaker(
+  provider: string,
+  options: {
+    failureThreshold: number;
+    halfOpenAfterMs: number;
+    /**
+     * Shared with the other processes (PostgreSQL): opening or closing here is written there, and a
+     * breaker another process opened refuses calls here too until its half-open time.
+     */
+    shared?: { store: BreakerStore; onError?: (error: unknown) => void };
+  },
+): ProviderBreaker {
   const policy: CircuitBreakerPolicy = circuitBreaker(handleWhen(countsAgainstUpstream), {
     halfOpenAfter: options.halfOpenAfterMs,
     breaker: new ConsecutiveBreaker(options.failureThreshold),
@@ -40,19 +55,59 @@ export function createBreaker(provider: string, options: { failureThreshold: num
     [CircuitState.Isolated]: 'isolated',
   };
   let openedAtMs = 0;
+  const shared = options.shared;
+  // What the other processes said, read at most every SHARED_BREAKER_REFRESH_MS, never awaited by a call.
+  let elsewhereUntilMs = 0;
+  let readAtMs = Number.NEGATIVE_INFINITY;
+  let reading = false;
+  const refresh = () => {
+    if (!shared || reading || libraryClockMs() - readAtMs < SHARED_BREAKER_REFRESH_MS) return;
+    reading = true;
+    readAtMs = libraryClockMs();
+    shared.store.openElsewhereUntil(provider).then(
+      (until) => {
+        elsewhereUntilMs = until ? until.getTime() : 0;
+        reading = false;
+      },
+      (error: unknown) => {
+        reading = false;
+        shared.onError?.(error);
+      },
+    );
+  };
+  const record = (state: 'open' | 'closed') => {
+    if (!shared) return;
+    const now = libraryClockMs();
+    shared.store
+      .record(provider, { state, openUntil: state === 'open' ? new Date(now + options.halfOpenAfterMs) : null, at: new Date(now) })
+      .catch((error: unknown) => shared.onError?.(error));
+  };
+  const openElsewhere = () => {
+    refresh();
+    return elsewhereUntilMs > libraryClockMs();
+  };
   policy.onBreak(() => {
     openedAtMs = libraryClockMs();
+    record('open');
   });
+  policy.onReset(() => {
+    elsewhereUntilMs = 0;
+    record('closed');
+  });
+  const openHere = () => {
+    if (policy.state === CircuitState.Isolated) return true;
+    if (policy.state !== CircuitState.Open) return false;
+    // cockatiel moves to half-open lazily on the next call; answer as it will.
+    return libraryClockMs() - openedAtMs < options.halfOpenAfterMs;
+  };
   return {
     provider,
-    state: () => names[policy.state],
-    isOpen() {
-      if (policy.state === CircuitState.Isolated) return true;
-      if (policy.state !== CircuitState.Open) return false;
-      // cockatiel moves to half-open lazily on the next call; answer as it will.
-      return libraryClockMs() - openedAtMs < options.halfOpenAfterMs;
-    },
+    state: () => (policy.state === CircuitState.Closed && openElsewhere() ? 'open' : names[policy.state]),
+    isOpen: () => openHere() || openElsewhere(),
     async run<T>(call: () => Promise<T>): Promise<T> {
+      if (!openHere() && openElsewhere()) {
+        throw new ProviderError('definite', 'unavailable', `${provider} is unavailable (circuit opened by another process)`);
+      }
       try {
         return await policy.execute(call);
       } catch (error) {

@@ -7,7 +7,15 @@
  *   sent, an unparseable answer). Never retried blindly; resolved later by `lookup`.
  */
 
-export type ProviderName = 'sandbox' | 'textverified' | 'sms-activate';
+/**
+ * A configured upstream's name (PROVIDERS): the built-in `sandbox`, `textverified`, `sms-activate`,
+ * or an operator's own name for another SMS-Activate-protocol seller (`daisysms`, `herosms`, …).
+ * It is what a verification records as its provider; the protocol spoken is its kind.
+ */
+export type ProviderName = string;
+
+/** The protocol an upstream speaks (which adapter serves it). */
+export type ProviderKind = 'sandbox' | 'textverified' | 'sms-activate';
 
 export type ProviderErrorCode =
   | 'no_numbers' // upstream has no number for this service/country (definite)
@@ -221,6 +229,8 @@ export interface Provider {
   readonly capabilities?: ProviderCapabilities;
   /** Area codes the upstream offers (US: `[{areaCode, state}]`), when it lists them. */
   areaCodes?(): Promise<{ areaCode: string; region: string | null }[]>;
+  /** The protocol spoken; absent on test doubles, which are then taken for their name's kind. */
+  readonly kind?: ProviderKind;
   catalogue(): Promise<CatalogueEntry[]>;
   /** Throws ProviderError (definite or ambiguous) on failure. */
   buy(request: PurchaseRequest): Promise<ProviderOrder>;

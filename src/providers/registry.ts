@@ -1,19 +1,25 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
-import { ConfigError, type Config } from '../config.ts';
-import type { Provider } from './provider.ts';
+import type { Config } from '../config.ts';
+import type { Provider, ProviderName } from './provider.ts';
 import { SandboxProvider } from './sandbox.ts';
-import { SmsActivateProvider } from './sms-activate/adapter.ts';
-import { sellerProfileFor } from './sms-activate/sellers.ts';
+import { DEFAULT_COUNTRY_CODES, DEFAULT_SERVICE_CODES, SmsActivateProvider } from './sms-activate/adapter.ts';
+import { configuredProviders, upstreamSettings } from './settings.ts';
 import { TextVerifiedProvider } from './textverified/adapter.ts';
 
 /**
- * Builds the configured upstream. Missing credentials for a real provider stop the start-up.
- * PROVIDER_REQUESTS_PER_SECOND, when set, overrides the adapter's own pacing; unset, each adapter
- * paces at its upstream's safe rate.
+ * Builds an upstream by its configured name (default: the first of PROVIDERS, or PROVIDER).
+ * Missing credentials stop the start-up with a ConfigError naming the variable (settings.ts).
+ * A requests-per-second setting, when given, overrides the adapter's own pacing; unset, each
+ * adapter paces at its upstream's safe rate.
  */
-export function createProvider(config: Config, clock: Clock, options: { logger?: Pick<Logger, 'error'> } = {}): Provider {
-  switch (config.PROVIDER) {
+export function createProvider(
+  config: Config,
+  clock: Clock,
+  options: { logger?: Pick<Logger, 'error'>; name?: ProviderName } = {},
+): Provider {
+  const settings = upstreamSettings(config, options.name ?? configuredProviders(config)[0]!);
+  switch (settings.kind) {
     case 'sandbox':
       return new SandboxProvider({
         clock,
@@ -22,37 +28,39 @@ export function createProvider(config: Config, clock: Clock, options: { logger?:
         ttlSeconds: config.VERIFICATION_TTL_SECONDS,
       });
     case 'textverified':
-      if (!config.TEXTVERIFIED_API_USERNAME || !config.TEXTVERIFIED_API_KEY) {
-        throw new ConfigError('PROVIDER=textverified needs TEXTVERIFIED_API_USERNAME and TEXTVERIFIED_API_KEY');
-      }
       return new TextVerifiedProvider({
-        baseUrl: config.TEXTVERIFIED_BASE_URL,
-        apiUsername: config.TEXTVERIFIED_API_USERNAME,
-        apiKey: config.TEXTVERIFIED_API_KEY,
-        webhookSecret: config.TEXTVERIFIED_WEBHOOK_SECRET,
+        name: settings.name,
+        baseUrl: settings.baseUrl,
+        apiUsername: settings.apiUsername!,
+        apiKey: settings.apiKey,
+        webhookSecret: settings.webhookSecret,
+        requestsPerSecond: settings.requestsPerSecond,
+        timeoutMs: settings.timeoutMs,
         surcharges: surchargesOf(config),
-        requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND,
-        timeoutMs: config.PROVIDER_TIMEOUT_MS,
         currency: config.CURRENCY,
         clock,
       });
     case 'sms-activate': {
-      if (!config.SMS_ACTIVATE_API_KEY) throw new ConfigError('PROVIDER=sms-activate needs SMS_ACTIVATE_API_KEY');
-      const seller = sellerProfileFor(config.SMS_ACTIVATE_BASE_URL);
+      const seller = settings.seller!;
       const logger = options.logger;
       return new SmsActivateProvider({
         ...seller.options,
-        baseUrl: config.SMS_ACTIVATE_BASE_URL,
-        apiKey: config.SMS_ACTIVATE_API_KEY,
-        requestsPerSecond: config.PROVIDER_REQUESTS_PER_SECOND ?? seller.options.requestsPerSecond,
-        timeoutMs: config.PROVIDER_TIMEOUT_MS,
+        name: settings.name,
+        baseUrl: settings.baseUrl,
+        apiKey: settings.apiKey,
+        requestsPerSecond: settings.requestsPerSecond ?? seller.options.requestsPerSecond,
+        timeoutMs: settings.timeoutMs,
         currency: config.CURRENCY,
         surcharges: surchargesOf(config),
+        // The operator's code maps add to (and override) the seller's or the protocol's own.
+        ...(settings.countryCodes ? { countryCodes: { ...(seller.options.countryCodes ?? DEFAULT_COUNTRY_CODES), ...settings.countryCodes } } : {}),
+        ...(settings.serviceCodes ? { serviceCodes: { ...(seller.options.serviceCodes ?? DEFAULT_SERVICE_CODES), ...settings.serviceCodes } } : {}),
+        ...(settings.sellerCurrency ? { sellerCurrency: settings.sellerCurrency } : {}),
         // The seller's own activation lifetime is not our TTL: the deadline is already the earlier
         // of the two, and a TTL longer than the seller's window must not make us wait for a number
         // the seller has already taken back.
         clock,
-        alarm: logger ? (message, detail) => logger.error({ provider: 'sms-activate', seller: seller.name, ...detail }, message) : undefined,
+        alarm: logger ? (message, detail) => logger.error({ provider: settings.name, seller: seller.name, ...detail }, message) : undefined,
       });
     }
   }

@@ -124,6 +124,7 @@ function parseOrderId(providerOrderId: string): { service: string; clientRef: st
 export class SandboxProvider implements Provider {
   readonly name = 'sandbox' as const;
   readonly capabilities = SANDBOX_CAPABILITIES;
+  readonly kind = 'sandbox' as const;
   /** Purchases seen by this process (for tests: "one upstream purchase"). */
   readonly purchases = new Map<string, number>();
   /** Purchases of test_alternate seen by this process: odd ones have no number. */

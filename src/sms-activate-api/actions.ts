@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, gt, isNull, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNull, or, sql } from 'drizzle-orm';
 import { resolveToken } from '../accounts/credentials.ts';
 import { API_KEY_PREFIX } from '../accounts/tokens.ts';
 import { listOffers, type Offer } from '../catalogue/catalogue.ts';
@@ -16,6 +16,7 @@ import type { LifecycleDeps, VerificationRow } from '../verifications/lifecycle.
 import { purchaseVerification } from '../verifications/purchase.ts';
 import { AREA_CODE_PATTERN, CARRIER_PATTERN, MAX_CHOICES } from '../catalogue/number-options.ts';
 import type { NumberOptions } from '../providers/provider.ts';
+import { purchasingProviders } from '../verifications/failover.ts';
 import { viewOf, viewsOf, type VerificationView } from '../verifications/resource.ts';
 import { verifications } from '../verifications/schema.ts';
 import { isRefunded } from '../verifications/transitions.ts';
@@ -105,7 +106,7 @@ interface Bought {
 
 async function buy(ctx: ActionContext): Promise<Bought> {
   const { deps, userId, param } = ctx;
-  const service = await offeredService(deps.database.db, deps.provider.name, param('service'));
+  const service = await offeredService(deps.database.db, purchasingProviders(deps), param('service'));
   if (!service) throw new ProtocolRefusal('BAD_SERVICE');
   const country = chosenCountry(param('country'), deps.config.DEFAULT_COUNTRY);
   const outcome = await purchaseVerification(deps, {
@@ -346,7 +347,7 @@ async function getActiveActivations({ deps, userId }: ActionContext): Promise<Pr
  * else the one offered service whose name without underscores is the code. Offered means enabled
  * in some country; whether it is offered in the country asked for is the purchase's to say.
  */
-async function offeredService(ex: Executor, provider: string, raw: string | undefined): Promise<string | undefined> {
+async function offeredService(ex: Executor, providers: readonly string[], raw: string | undefined): Promise<string | undefined> {
   const code = normaliseServiceCode(raw ?? '');
   if (!/^[a-z0-9-]{1,64}$/.test(code)) return undefined;
   const known = serviceForCode(code);
@@ -355,7 +356,7 @@ async function offeredService(ex: Executor, provider: string, raw: string | unde
     .from(services)
     .where(
       and(
-        eq(services.provider, provider),
+        inArray(services.provider, [...providers]),
         eq(services.enabled, true),
         or(known === undefined ? undefined : eq(services.service, known), sql`lower(replace(${services.service}, '_', '')) = ${code}`),
       ),
@@ -376,7 +377,7 @@ async function offersAsked(ctx: ActionContext): Promise<{ offers: Offer[]; count
   const { deps, param } = ctx;
   const raw = param('country');
   const country = raw === undefined ? undefined : chosenCountry(raw, deps.config.DEFAULT_COUNTRY);
-  const offers = await listOffers(deps.database.db, deps.provider.name, country?.iso);
+  const offers = await listOffers(deps.database.db, purchasingProviders(deps), country?.iso);
   return { offers, countryId: (offer) => country?.id ?? countryIdFor(offer.country) };
 }
 
@@ -384,7 +385,7 @@ async function getPrices(ctx: ActionContext): Promise<ProtocolAnswer> {
   const { deps, param } = ctx;
   let service: string | undefined;
   if (param('service') !== undefined) {
-    service = await offeredService(deps.database.db, deps.provider.name, param('service'));
+    service = await offeredService(deps.database.db, purchasingProviders(deps), param('service'));
     if (!service) return text('BAD_SERVICE');
   }
   const { offers, countryId } = await offersAsked(ctx);
@@ -398,13 +399,13 @@ async function getPrices(ctx: ActionContext): Promise<ProtocolAnswer> {
 
 async function getNumbersStatus({ deps, param }: ActionContext): Promise<ProtocolAnswer> {
   const country = chosenCountry(param('country'), deps.config.DEFAULT_COUNTRY);
-  const offers = await listOffers(deps.database.db, deps.provider.name, country.iso);
+  const offers = await listOffers(deps.database.db, purchasingProviders(deps), country.iso);
   // `_0`: without call forwarding, the only kind sold here.
   return json(Object.fromEntries(offers.map((o) => [`${codeForService(o.service)}_0`, OFFER_COUNT])));
 }
 
 async function getCountries({ deps }: ActionContext): Promise<ProtocolAnswer> {
-  const offers = await listOffers(deps.database.db, deps.provider.name);
+  const offers = await listOffers(deps.database.db, purchasingProviders(deps));
   const countries: Record<string, { id: number | string; eng: string; iso: string; visible: 1; retry: 0; rent: 0; multiService: 0 }> = {};
   for (const { country } of offers) {
     const id = countryIdFor(country);

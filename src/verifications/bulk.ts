@@ -5,6 +5,7 @@ import { DomainError, errorTable, isDomainError, type ErrorCode } from '../error
 import type { NumberOptions } from '../providers/provider.ts';
 import { decideReplay } from './idempotency.ts';
 import { fault, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
+import { planPurchase } from './failover.ts';
 import { completePurchase, replayReservation, reservationFor, type PurchaseOutcome } from './purchase.ts';
 import { reservePurchase, type Reservation } from './reservation.ts';
 import { verifications } from './schema.ts';
@@ -75,8 +76,9 @@ export async function purchaseBulk(deps: LifecycleDeps, request: BulkPurchaseReq
   }));
 
   // Phase 1 for the whole set, in one transaction.
+  const plan = await planPurchase(deps, deps.database.db, request.service, country, request.options);
   const now = deps.clock.now();
-  const requests = items.map((item) => reservationFor(deps, item, now));
+  const requests = items.map((item) => reservationFor(deps, item, plan, now));
   const reserved = await deps.database
     .transaction(async (tx) => {
       const out: Reservation[] = [];
@@ -128,7 +130,7 @@ export async function purchaseBulk(deps: LifecycleDeps, request: BulkPurchaseReq
       const row = reservation.row;
       try {
         const outcome: PurchaseOutcome =
-          reservation.kind === 'existing' ? replayReservation(row, request.fingerprint, now) : await completePurchase(deps, row);
+          reservation.kind === 'existing' ? replayReservation(row, request.fingerprint, now) : await completePurchase(deps, row, plan.candidates);
         outcomes[index] = { index, status: outcome.status, row: outcome.row, error: null };
       } catch (error) {
         if (!isDomainError(error)) throw error;

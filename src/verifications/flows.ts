@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { isProviderError, type OrderCheck, type ProviderMessage, type ProviderOrder } from '../providers/provider.ts';
+import { breakerFor, providerFor } from '../providers/set.ts';
+import { isProviderError, type OrderCheck, type Provider, type ProviderMessage, type ProviderOrder } from '../providers/provider.ts';
 import {
   assignNumber,
   failPurchase,
@@ -33,7 +34,7 @@ import { lookUpPurchase, requestUpstreamCancel, settlementAfterCancel, type Upst
  */
 export async function upstreamMessages(deps: LifecycleDeps, row: VerificationRow, why: string): Promise<ProviderMessage[] | undefined> {
   try {
-    const check = await deps.provider.check(orderRef(row));
+    const check = await providerFor(deps, row.provider).check(orderRef(row));
     await noticeCheck(deps, row, check);
     return check.messages;
   } catch (error) {
@@ -57,7 +58,7 @@ export async function noticeCheck(deps: LifecycleDeps, row: VerificationRow, che
 
 /** Asks the upstream for the verification's messages and records them (an upstream failure is thrown). */
 export async function checkUpstream(deps: LifecycleDeps, row: VerificationRow, actor: Actor): Promise<CaptureResult | undefined> {
-  const check = await deps.provider.check(orderRef(row));
+  const check = await providerFor(deps, row.provider).check(orderRef(row));
   await noticeCheck(deps, row, check);
   await fault(deps, 'capture.fetched');
   if (check.messages.length === 0) return { row, stored: 0, captured: false };
@@ -89,10 +90,7 @@ export async function cancelVerification(deps: LifecycleDeps, row: VerificationR
   // An additional code on its parent's order holds nothing and owns no upstream order to cancel.
   const answer = row.parentId !== null
     ? ({ outcome: 'gone' } as const)
-    : await requestUpstreamCancel(deps, row.providerOrderId!, {
-        verification: row.id,
-        onFailure: 'upstream cancel failed; refunding and owing the cancel',
-      });
+    : await requestUpstreamCancel(deps, row, { onFailure: 'upstream cancel failed; refunding and owing the cancel' });
   if (answer !== 'failed' && answer.outcome === 'too_early') return { kind: 'too_early', row, retryAfterSeconds: answer.retryAfterSeconds };
   if (answer !== 'failed' && answer.outcome === 'already_received') {
     const captured = await lookForSms(deps, row, actor, 'reading the SMS of an order the upstream says was received failed');
@@ -125,7 +123,8 @@ export async function cancelVerification(deps: LifecycleDeps, row: VerificationR
  */
 export async function expireVerification(deps: LifecycleDeps, row: VerificationRow, actor: Actor = 'sweeper'): Promise<VerificationRow | undefined> {
   if (row.state !== 'waiting') return row;
-  if (!deps.breaker.isOpen()) {
+  const breaker = breakerFor(deps, row.provider);
+  if (!breaker.isOpen()) {
     const captured = await lookForSms(deps, row, actor, 'last check before expiry failed');
     if (captured?.captured || captured?.row.state !== 'waiting') return captured?.row;
   }
@@ -133,8 +132,8 @@ export async function expireVerification(deps: LifecycleDeps, row: VerificationR
 
   // An open breaker skips the call: the cancel is owed at once, as after a failed call.
   let upstream: UpstreamSettlement = { status: 'cancel_owed', nextAt: deps.clock.now() };
-  if (!deps.breaker.isOpen()) {
-    const answer = await requestUpstreamCancel(deps, row.providerOrderId!, { verification: row.id, onFailure: 'upstream cancel at deadline failed; owed' });
+  if (!breaker.isOpen()) {
+    const answer = await requestUpstreamCancel(deps, row, { onFailure: 'upstream cancel at deadline failed; owed' });
     if (answer !== 'failed' && answer.outcome === 'already_received') {
       // The SMS beat the deadline upstream: deliver it if we can read it.
       const captured = await lookForSms(deps, row, actor, 'reading the SMS of an order the upstream says was received failed');
@@ -177,9 +176,11 @@ export async function expireDue(
   let due = list.filter((row) => row.state === 'waiting' && row.expiresAt.getTime() <= deps.clock.now().getTime());
   let captured = 0;
   if (due.length === 0) return { expired: [], captured };
-  if (deps.provider.checkMany && !deps.breaker.isOpen()) {
-    const checks = await lastLook(deps, due);
-    for (const row of due) {
+  for (const [name, batch] of byProvider(due)) {
+    const provider = providerFor(deps, name);
+    if (!provider.checkMany || breakerFor(deps, name).isOpen()) continue;
+    const checks = await lastLook(deps, provider, batch);
+    for (const row of batch) {
       const check = checks?.get(row.providerOrderId!);
       if (!check) continue;
       await noticeCheck(deps, row, check);
@@ -207,14 +208,25 @@ export async function expireDue(
 }
 
 /** The upstream's list of active orders for a batch, or undefined when it could not be asked (logged). */
-async function lastLook(deps: LifecycleDeps, list: readonly VerificationRow[]): Promise<Map<string, OrderCheck> | undefined> {
+async function lastLook(deps: LifecycleDeps, provider: Provider, list: readonly VerificationRow[]): Promise<Map<string, OrderCheck> | undefined> {
   try {
-    return await deps.provider.checkMany!(list.map(orderRef));
+    return await provider.checkMany!(list.map(orderRef));
   } catch (error) {
     if (!isProviderError(error)) throw error;
-    deps.logger.warn({ err: error, verifications: list.length }, 'last look before the deadline batch failed');
+    deps.logger.warn({ err: error, provider: provider.name, verifications: list.length }, 'last look before the deadline batch failed');
     return undefined;
   }
+}
+
+/** Rows grouped by the provider they belong to, in first-seen order. */
+export function byProvider<T extends { provider: string }>(list: readonly T[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const row of list) {
+    const group = groups.get(row.provider);
+    if (group) group.push(row);
+    else groups.set(row.provider, [row]);
+  }
+  return groups;
 }
 
 /**
@@ -232,7 +244,7 @@ export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow,
   const now = deps.clock.now();
   let status: 'found' | 'absent' | 'unknown' = 'unknown';
   let order: ProviderOrder | undefined;
-  if (!deps.breaker.isOpen()) {
+  if (!breakerFor(deps, row.provider).isOpen()) {
     try {
       const answer = await lookUpPurchase(deps, row);
       status = answer.status;

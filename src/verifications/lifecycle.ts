@@ -10,7 +10,7 @@ import { expireHold, postHold, releaseHolds, voidHold } from '../ledger/ledger.t
 import { notify, notifyMany, type Notice } from '../notifications/notifications.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
 import type { Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
-import { providerFor } from '../providers/set.ts';
+import { providerFor, type ProviderSet } from '../providers/set.ts';
 import { formatMinor } from '../money.ts';
 import { recordOutboundEvent, recordOutboundEvents, type OutboundEvent } from '../outbound-webhooks/outbox.ts';
 import type { OutboundEventType } from '../outbound-webhooks/schema.ts';
@@ -30,9 +30,15 @@ export interface LifecycleDeps {
   database: Database;
   clock: Clock;
   config: Config;
-  /** The provider, already wrapped in its breaker. */
+  /** The preferred provider, already wrapped in its breaker (the only one of a single-provider setup). */
   provider: Provider;
   breaker: ProviderBreaker;
+  /**
+   * Every configured upstream, each behind its own breaker, and the drained ones on demand. Calls
+   * about an existing order go to `providerFor(deps, row.provider)` (src/providers/set.ts); without
+   * a set (test doubles) that is `provider`.
+   */
+  providers?: ProviderSet;
   /** The operator's per-provider switches (src/providers/controls.ts); absent: every provider sells. */
   controls?: ProviderControls;
   logger: Logger;

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { requireVerifiedEmail } from '../accounts/flows.ts';
 import { DomainError, errorTable, type ErrorCode } from '../errors.ts';
-import { canonicalOptions, honours, isPlain, surchargeCost } from '../catalogue/number-options.ts';
-import { isProviderError, PLAIN_CAPABILITIES, type NumberOptions, type ProviderError, type ProviderOrder } from '../providers/provider.ts';
+import { canonicalOptions, isPlain, surchargeCost } from '../catalogue/number-options.ts';
+import { isProviderError, type NumberOptions, type ProviderError, type ProviderOrder } from '../providers/provider.ts';
+import type { RankedRoute } from '../providers/routing.ts';
+import { buyWithFailover, capabilitiesOf, planPurchase, type PurchasePlan } from './failover.ts';
 import { assignedNumberMismatch } from './assigned-number.ts';
 import { requestUpstreamCancel, settlementAfterCancel } from './settlement.ts';
 import type { Actor } from './schema.ts';
@@ -73,24 +75,23 @@ export function purchaseFingerprint(request: PurchaseRequest, country: string): 
 }
 
 /**
- * What phase 1 asks the reservation function (reservation.ts) for one purchase: the options are
- * checked against what the provider honours here, and their upstream surcharge passed in (the
- * function prices it with the offer's margin). Refusals are thrown before anything is written.
+ * What phase 1 asks the reservation function (reservation.ts) for one purchase, given the routing
+ * plan: the provider the offer is priced with, our price when several providers stand behind it,
+ * and the options' upstream surcharge (the function prices it with the offer's margin). With no
+ * candidate available now (breakers open, kill switch, drain) the function refuses like an open
+ * breaker: after a replay, before a hold.
  */
-export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, now: Date): ReservationRequest {
+export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, plan: PurchasePlan, now: Date): ReservationRequest {
   const { config } = deps;
   const country = request.country ?? config.DEFAULT_COUNTRY;
   const options = canonicalOptions(request.options);
-  const provider = deps.provider;
-  const capabilities = provider.capabilities ?? PLAIN_CAPABILITIES;
-  const honoured = honours(capabilities, options, country);
-  if (!honoured.ok) throw new DomainError('option_not_offered', honoured.reason, { option: honoured.option });
   return {
     id: randomUUID(),
     userId: request.userId,
     idempotencyKey: request.idempotencyKey,
     fingerprint: purchaseFingerprint(request, country),
-    provider: provider.name,
+    provider: plan.provider,
+    priceMinor: plan.priceMinor,
     service: request.service,
     country,
     maxPriceMinor: request.maxPriceMinor ?? null,
@@ -100,28 +101,29 @@ export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, no
     purchaseUntil: new Date(now.getTime() + config.PURCHASE_TIMEOUT_SECONDS * 1000),
     maxActive: config.MAX_ACTIVE_VERIFICATIONS,
     perMinute: config.PURCHASES_PER_MINUTE,
-    // An operator's kill switch or drain refuses like an open breaker: after a replay, before a hold.
-    breakerOpen: deps.breaker.isOpen() || (deps.controls?.isDisabled(provider.name) ?? false),
+    breakerOpen: plan.candidates.length === 0,
     breakerRetrySeconds: Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000),
     options: isPlain(options) ? null : options,
-    surchargeCostMinor: surchargeCost(capabilities, options),
+    surchargeCostMinor: plan.provider === null ? 0 : surchargeCost(capabilitiesOf(deps, plan.provider), options),
   };
 }
 
 export async function purchaseVerification(deps: LifecycleDeps, request: PurchaseRequest): Promise<PurchaseOutcome> {
   // REQUIRE_VERIFIED_EMAIL_FOR=purchase: refused before anything is stored (no query otherwise).
   await requireVerifiedEmail(deps.database.db, deps.config, request.userId, 'purchase');
+  // Which upstreams to try, best first (routing, failover.ts), chosen before anything is reserved.
+  const plan = await planPurchase(deps, deps.database.db, request.service, request.country ?? deps.config.DEFAULT_COUNTRY, request.options);
 
   // Phase 1: one statement — replay or reserve (reservation.ts; the rules are in its SQL function).
   const now = deps.clock.now();
-  const reservation = reservationFor(deps, request, now);
+  const reservation = reservationFor(deps, request, plan, now);
   const begun = await reservePurchase(deps.database, reservation);
   if (begun.kind === 'raced') {
     throw new DomainError('idempotency_in_progress', 'a request with this Idempotency-Key is in progress', {}, { 'Retry-After': '1' });
   }
   if (begun.kind === 'existing') return replayReservation(begun.row, reservation.fingerprint, now);
   await fault(deps, 'purchase.held');
-  return completePurchase(deps, begun.row);
+  return completePurchase(deps, begun.row, plan.candidates);
 }
 
 /** The answer to a request whose key is already stored: the first outcome again, or why not. */
@@ -145,17 +147,11 @@ export function replayReservation(existing: VerificationRow, requestFingerprint:
 }
 
 /** Phases 2 and 3 for a reserved (pending) purchase: the upstream call, then the outcome. */
-export async function completePurchase(deps: LifecycleDeps, created: VerificationRow): Promise<PurchaseOutcome> {
-  // Phase 2: the upstream call, outside any transaction.
+export async function completePurchase(deps: LifecycleDeps, created: VerificationRow, candidates: readonly RankedRoute[]): Promise<PurchaseOutcome> {
+  // Phase 2: the upstream call, outside any transaction; the next candidate only after a definite failure.
   let order;
   try {
-    order = await deps.provider.buy({
-      service: created.service,
-      country: created.country,
-      maxCostMinor: created.maxCostMinor,
-      clientRef: created.id,
-      ...(created.numberOptions ? { options: created.numberOptions } : {}),
-    });
+    order = await buyWithFailover(deps, created, candidates);
   } catch (error) {
     if (isProviderError(error) && error.kind === 'definite') {
       const answer = failureAnswer(error);
@@ -246,8 +242,7 @@ export async function refuseBoughtNumber(
   refusal: { actor: Actor; reason: string; failureReason: string },
 ): Promise<void> {
   const now = deps.clock.now();
-  const answer = await requestUpstreamCancel(deps, order.providerOrderId, {
-    verification: row.id,
+  const answer = await requestUpstreamCancel(deps, { id: row.id, provider: row.provider, providerOrderId: order.providerOrderId }, {
     onFailure: 'cancel of a refused number failed; owed',
   });
   const settled = settlementAfterCancel(answer, now, new Date(now.getTime() + 30_000));

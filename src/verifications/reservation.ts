@@ -23,7 +23,10 @@ export interface ReservationRequest {
   userId: string;
   idempotencyKey: string;
   fingerprint: string;
-  provider: string;
+  /** The provider the offer is priced with (and first asked); null when nobody sells it. */
+  provider: string | null;
+  /** Our price when several providers stand behind the offer (routing); null: the provider's own row's. */
+  priceMinor: number | null;
   service: string;
   country: string;
   maxPriceMinor: number | null;
@@ -46,8 +49,8 @@ export interface ReservationRequest {
 export type Reservation = { kind: 'reserved'; row: VerificationRow } | { kind: 'existing'; row: VerificationRow } | { kind: 'raced' };
 
 const RESERVE: PreparedStatement = {
-  name: 'verification_reserve_purchase_v2',
-  text: 'SELECT * FROM verification_reserve_purchase($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)',
+  name: 'verification_reserve_purchase_v3',
+  text: 'SELECT * FROM verification_reserve_purchase($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)',
 };
 
 const ASSIGN: PreparedStatement = {
@@ -81,6 +84,7 @@ export async function reservePurchase(database: Database, r: ReservationRequest,
     r.options === null ? null : JSON.stringify(r.options),
     r.surchargeCostMinor,
     r.options?.capability === 'voice',
+    r.priceMinor,
   ];
   try {
     raw = within

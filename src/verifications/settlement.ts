@@ -2,6 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { recordAudit } from '../accounts/audit.ts';
 import { rows, type Executor } from '../db/database.ts';
 import { isProviderError, type CancelOutcome, type LookupResult } from '../providers/provider.ts';
+import { breakerFor, providerFor } from '../providers/set.ts';
 import { recordEvent, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
 import { settleReport } from './report-refunds.ts';
 import { verifications, type Actor, type UpstreamStatus } from './schema.ts';
@@ -43,14 +44,14 @@ export function settlementAfterCancel(answer: CancelOutcome | 'failed', now: Dat
  */
 export async function requestUpstreamCancel(
   deps: LifecycleDeps,
-  providerOrderId: string,
-  context: { verification: string; onFailure: string },
+  row: Pick<VerificationRow, 'id' | 'provider' | 'providerOrderId'>,
+  context: { onFailure: string },
 ): Promise<CancelOutcome | 'failed'> {
   try {
-    return await deps.provider.cancel(providerOrderId);
+    return await providerFor(deps, row.provider).cancel(row.providerOrderId!);
   } catch (error) {
     if (!isProviderError(error)) throw error;
-    deps.logger.warn({ verification: context.verification, err: error }, context.onFailure);
+    deps.logger.warn({ verification: row.id, provider: row.provider, err: error }, context.onFailure);
     return 'failed';
   }
 }
@@ -63,7 +64,7 @@ export async function lookUpPurchase(deps: LifecycleDeps, row: VerificationRow):
         WHERE provider = ${row.provider} AND provider_order_id IS NOT NULL AND id <> ${row.id}
           AND created_at >= ${new Date(row.createdAt.getTime() - 3_600_000)}`,
   );
-  return deps.provider.lookup({
+  return providerFor(deps, row.provider).lookup({
     clientRef: row.id,
     service: row.service,
     country: row.country,
@@ -85,7 +86,7 @@ export const FINISH_ATTEMPTS = 5;
  */
 async function finishUpstream(deps: LifecycleDeps, row: VerificationRow, actor: Actor): Promise<UpstreamStatus> {
   const now = deps.clock.now();
-  if (deps.breaker.isOpen()) {
+  if (breakerFor(deps, row.provider).isOpen()) {
     // An open breaker skips the call without spending one of the attempts: asked again later.
     await deps.database.db
       .update(verifications)
@@ -108,11 +109,12 @@ async function finishUpstream(deps: LifecycleDeps, row: VerificationRow, actor: 
 
 /** The finish call and what its answer (or failure) leaves owed, in the words the history records. */
 async function askToFinish(deps: LifecycleDeps, row: VerificationRow): Promise<UpstreamSettlement & { said: string }> {
-  if (!deps.provider.complete || !row.providerOrderId) {
+  const provider = providerFor(deps, row.provider);
+  if (!provider.complete || !row.providerOrderId) {
     return { status: 'completed', nextAt: null, said: 'the upstream cannot be told the order is finished; it ends on its own' };
   }
   try {
-    const outcome = await deps.provider.complete(row.providerOrderId);
+    const outcome = await provider.complete(row.providerOrderId);
     return { status: 'completed', nextAt: null, said: outcome === 'gone' ? 'upstream order already closed upstream' : 'upstream order finished' };
   } catch (error) {
     if (!isProviderError(error)) throw error;
@@ -135,7 +137,7 @@ export async function settleUpstream(deps: LifecycleDeps, row: VerificationRow, 
   if (row.upstreamStatus === 'finish_owed') return finishUpstream(deps, row, actor ?? 'sweeper');
   if (row.upstreamStatus === 'reported') return settleReport(deps, row, actor ?? 'sweeper');
   if (row.upstreamStatus !== 'cancel_owed' || !row.providerOrderId) return row.upstreamStatus;
-  const answer = await requestUpstreamCancel(deps, row.providerOrderId, { verification: row.id, onFailure: 'owed upstream cancel failed again' });
+  const answer = await requestUpstreamCancel(deps, row, { onFailure: 'owed upstream cancel failed again' });
   const now = deps.clock.now();
   const next = settlementAfterCancel(answer, now, new Date(now.getTime() + backoffMs(row.upstreamAttempts + 1)));
   const record = (ex: Executor) =>
@@ -176,7 +178,7 @@ export async function settleSuspectedOrphan(deps: LifecycleDeps, row: Verificati
   let orderId: string | null = null;
   if (found.status === 'found') {
     orderId = found.order.providerOrderId;
-    const answer = await requestUpstreamCancel(deps, orderId, { verification: row.id, onFailure: 'cancel of a suspected orphan failed; owed' });
+    const answer = await requestUpstreamCancel(deps, { id: row.id, provider: row.provider, providerOrderId: orderId }, { onFailure: 'cancel of a suspected orphan failed; owed' });
     const now = deps.clock.now();
     next = settlementAfterCancel(answer, now, now);
   }
@@ -204,14 +206,14 @@ export async function settleSuspectedOrphan(deps: LifecycleDeps, row: Verificati
  * An order the upstream says is active but no verification knows: nobody will ever use it, so
  * cancel it (the platform paid for it). Audited in the audit log, as there is no verification.
  */
-export async function cancelForeignOrder(deps: LifecycleDeps, providerOrderId: string, actor: Actor): Promise<CancelOutcome['outcome']> {
-  const answer = await deps.provider.cancel(providerOrderId);
+export async function cancelForeignOrder(deps: LifecycleDeps, providerName: string, providerOrderId: string, actor: Actor): Promise<CancelOutcome['outcome']> {
+  const answer = await providerFor(deps, providerName).cancel(providerOrderId);
   await recordAudit(deps.database.db, {
     actorId: null,
     actor: 'system',
     action: 'reconcile.upstream_orphan_cancel',
     subjectId: null,
-    detail: { by: actor, provider: deps.provider.name, provider_order_id: providerOrderId, outcome: answer.outcome },
+    detail: { by: actor, provider: providerName, provider_order_id: providerOrderId, outcome: answer.outcome },
     now: deps.clock.now(),
   });
   return answer.outcome;

@@ -38,7 +38,7 @@ export const DEFAULT_OFFERS: Record<'textverified' | 'sms-activate', TestOffer[]
 
 /** Inserts (or updates) catalogue rows for `provider`; defaults to DEFAULT_OFFERS[provider]. */
 export async function putProviderCatalogue(ex: Executor, provider: ProviderName, offers?: TestOffer[]): Promise<void> {
-  offers ??= provider === 'sandbox' ? [] : DEFAULT_OFFERS[provider];
+  offers ??= (DEFAULT_OFFERS as Record<string, TestOffer[]>)[provider] ?? [];
   for (const offer of offers) {
     const row = {
       provider,

@@ -19,7 +19,8 @@ import {
  * them between steps; calls are counted so "one upstream purchase" is checkable.
  */
 export class ScriptedProvider implements Provider {
-  readonly name = 'sandbox' as const;
+  /** The provider name it answers as (several scripted upstreams side by side need their own). */
+  constructor(readonly name: string = 'sandbox') {}
   calls = { buy: 0, lookup: 0, check: 0, cancel: 0 };
   orders = new Map<string, ProviderOrder>();
   messages = new Map<string, ProviderMessage[]>();

@@ -28,7 +28,7 @@ const adminOpsRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request) => {
       await requireAdmin(request);
-      return diagnose({ database: ctx.database, clock: ctx.clock, config: ctx.config, breaker: lifecycle.breaker });
+      return diagnose({ database: ctx.database, clock: ctx.clock, config: ctx.config, breaker: lifecycle.breaker, providers: lifecycle.providers });
     },
   });
 

@@ -5,6 +5,8 @@ import { optionSurcharge } from '../../catalogue/number-options.ts';
 import { DomainError } from '../../errors.ts';
 import { MinorUnits } from '../../money.ts';
 import { isProviderError, PLAIN_CAPABILITIES } from '../../providers/provider.ts';
+import { providerFor } from '../../providers/set.ts';
+import { capabilitiesOf, purchasingProviders } from '../../verifications/failover.ts';
 import { requireUser } from '../auth.ts';
 import { problemResponses } from '../problem.ts';
 import { Security } from '../schemas.ts';
@@ -46,9 +48,12 @@ const areaCodeRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request) => {
       await requireUser(request);
-      const provider = lifecycle.provider;
-      const capabilities = provider.capabilities ?? PLAIN_CAPABILITIES;
       const country = request.query.country ?? ctx.config.DEFAULT_COUNTRY;
+      // The preferred provider taking purchases that offers area codes here (else the preferred one).
+      const purchasing = purchasingProviders(lifecycle);
+      const name = purchasing.find((n) => capabilitiesOf(lifecycle, n).areaCodes && capabilitiesOf(lifecycle, n).areaCodeCountries.includes(country)) ?? purchasing[0]!;
+      const provider = providerFor(lifecycle, name);
+      const capabilities = capabilitiesOf(lifecycle, name);
       const service = request.query.service ?? null;
       const offer = service === null ? undefined : await findOffer(ctx.database.db, provider.name, service, country);
       if (service !== null && !offer) throw new DomainError('unknown_service', `no service "${service}" in ${country}`);

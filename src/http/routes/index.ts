@@ -30,6 +30,7 @@ import verificationRoutes from './verifications.ts';
 import walletRoutes from './wallet.ts';
 import webhookEndpointRoutes from './webhook-endpoints.ts';
 import webhookRoutes from './webhooks.ts';
+import { configuredProviders } from '../../providers/settings.ts';
 
 export type RoutePlugin = FastifyPluginAsyncZod;
 
@@ -71,6 +72,6 @@ export function apiRoutes(config: Pick<Config, 'PROVIDER'>): RoutePlugin[] {
     // Registers nothing unless the sandbox payment processor is enabled.
     sandboxCheckoutRoutes,
     // The sandbox exists only when it is the configured provider.
-    ...(config.PROVIDER === 'sandbox' ? [sandboxRoutes] : []),
+    ...(configuredProviders(config).includes('sandbox') ? [sandboxRoutes] : []),
   ];
 }

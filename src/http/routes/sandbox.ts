@@ -43,6 +43,8 @@ const sandboxRoutes: FastifyPluginAsyncZod = async (app) => {
         .where(
           and(
             eq(verifications.userId, me.userId),
+            // Only the sandbox's own numbers: never a number bought from a real upstream beside it.
+            eq(verifications.provider, 'sandbox'),
             verification_id ? eq(verifications.id, verification_id) : eq(verifications.phoneNumber, phone_number!),
             inArray(verifications.state, ['waiting', 'received', 'cancelled', 'expired']),
           ),

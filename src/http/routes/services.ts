@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { listOffers } from '../../catalogue/catalogue.ts';
 import { cachedDeliveryStats, deliveryStats, STATS_MIN_SAMPLE, statsKey } from '../../catalogue/stats.ts';
 import { requireUser } from '../auth.ts';
+import { capabilitiesOf, purchasingProviders } from '../../verifications/failover.ts';
 import { problemResponses } from '../problem.ts';
 import { MinorUnits } from '../../money.ts';
 import { Security } from '../schemas.ts';
@@ -31,7 +32,8 @@ export function statsResource(s: { sampleSize: number; successRate: number | nul
 /** GET /v1/services: the catalogue with customer prices and how each offer delivered lately. */
 const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
   const { ctx } = app;
-  const provider = app.lifecycle.provider.name;
+  // One offer per (service, country) across the providers taking purchases, at our price.
+  const providers = () => purchasingProviders(app.lifecycle);
   const stats = cachedDeliveryStats(ctx.clock);
   app.get('/v1/services', {
     preValidation: requireUser,
@@ -67,7 +69,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async (request) => {
       await requireUser(request);
-      const offers = await listOffers(ctx.database.db, provider, request.query.country);
+      const offers = await listOffers(ctx.database.db, providers(), request.query.country);
       const recent = new Map((await stats(ctx.database.db)).map((r) => [statsKey(r.service, r.country), r]));
       return {
         services: offers.map((o) => ({
@@ -78,7 +80,7 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
           currency: ctx.config.CURRENCY,
           available: o.enabled,
           last_24h: statsResource(recent.get(statsKey(o.service, o.country)) ?? deliveryStats(0, 0, null)),
-          voice: o.voice && (app.lifecycle.provider.capabilities?.voice ?? false),
+          voice: o.voice && o.routes.some((r) => capabilitiesOf(app.lifecycle, r.provider).voice),
         })),
       };
     },

@@ -24,15 +24,19 @@ const MAX_WEBHOOK_AGE_MS = 6 * 3_600_000;
  */
 const webhookRoutes: FastifyPluginAsync = async (app) => {
   const { ctx } = app;
-  // Today one provider is configured; each keeps its own webhook endpoint under its own name.
-  const providers: readonly Provider[] = [app.lifecycle.provider];
+  // Each provider keeps its own webhook endpoint under its configured name (a drained one too).
+  const lifecycle = app.lifecycle;
+  const providerNamed = (name: string): Provider | undefined => {
+    if (!lifecycle.providers) return lifecycle.provider.name === name ? lifecycle.provider : undefined;
+    return lifecycle.providers.member(name) ? lifecycle.providers.get(name) : undefined;
+  };
   // Raw bytes for this plugin only: a re-serialised body would not match the signature.
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.post<{ Params: { provider: string } }>('/webhooks/providers/:provider', {
     schema: { hide: true },
     handler: async (request, reply) => {
-      const provider = providers.find((p) => p.name === request.params.provider);
+      const provider = providerNamed(request.params.provider);
       // No capability, or no secret configured (the adapter then offers none): nothing listens here.
       const receiver = provider?.webhooks;
       if (!provider || !receiver) throw new DomainError('not_found', `no webhook receiver for ${request.params.provider}`);

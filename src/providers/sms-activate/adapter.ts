@@ -52,6 +52,8 @@ import {
 export type PurchaseAction = 'getNumber' | 'getNumberV2';
 
 export interface SmsActivateOptions {
+  /** The configured name of this seller (default "sms-activate"): what its verifications record. */
+  name?: string;
   /** Full URL of the seller's handler, e.g. "https://api.sms-activate.ae/stubs/handler_api.php". */
   baseUrl: string;
   apiKey: string;
@@ -178,7 +180,8 @@ interface ReportedSms {
 const PLAUSIBLE_LIFETIME_SECONDS = { min: 60, max: 86_400 };
 
 export class SmsActivateProvider implements Provider {
-  readonly name = 'sms-activate' as const;
+  readonly name: string;
+  readonly kind = 'sms-activate' as const;
   /** Carriers through `operator`; DaisySMS also US area codes. No voice in the protocol. */
   readonly capabilities: ProviderCapabilities;
 
@@ -201,6 +204,7 @@ export class SmsActivateProvider implements Provider {
   private readonly statedLifetimes = new Map<string, number>();
 
   constructor(options: SmsActivateOptions) {
+    this.name = options.name ?? 'sms-activate';
     this.options = options;
     this.clock = options.clock;
     this.pacer = createPacer({ requestsPerSecond: options.requestsPerSecond ?? 10 });

@@ -57,6 +57,8 @@ import {
 import { textVerifiedWebhooks } from './webhook.ts';
 
 export interface TextVerifiedOptions {
+  /** The configured name of this upstream (default "textverified"). */
+  name?: string;
   /** e.g. "https://www.textverified.com" (no trailing /api path). */
   baseUrl: string;
   /** The account e-mail, sent as X-API-USERNAME. */
@@ -141,7 +143,8 @@ export function mapVerificationState(state: string, hasMessages: boolean): Upstr
 }
 
 export class TextVerifiedProvider implements Provider {
-  readonly name = 'textverified' as const;
+  readonly name: string;
+  readonly kind = 'textverified' as const;
   readonly webhooks?: ProviderWebhooks;
   /**
    * US numbers: area codes (`areaCodeSelectOption`), carriers (`carrierSelectOption`, names such as
@@ -163,6 +166,7 @@ export class TextVerifiedProvider implements Provider {
   private catalogueCache: { entries: CatalogueEntry[]; until: number } | null = null;
 
   constructor(options: TextVerifiedOptions) {
+    this.name = options.name ?? 'textverified';
     this.options = options;
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.origin = new URL(this.baseUrl).origin;
