@@ -110,7 +110,8 @@ END $$;
 -- Phase 3 of a purchase, the common case: pending → waiting with the upstream's order, its audit
 -- event and the live event. Returns no row, and writes nothing, whenever the general path must
 -- decide (the row is no longer pending, the order id is held by another verification, the customer
--- has a webhook endpoint for verification.waiting, or the audit trail is not the purchase's alone).
+-- has a webhook endpoint for verification.waiting, the audit trail is not the purchase's alone, or
+-- the customer reported this number for this service).
 CREATE FUNCTION verification_assign_number(
   p_id uuid, p_order_id text, p_phone text, p_ends_at timestamptz, p_now timestamptz, p_ttl_seconds integer,
   p_poll_ms integer, p_response_status integer, p_actor text, p_reason text)
@@ -125,7 +126,9 @@ BEGIN
   END IF;
   IF EXISTS (SELECT 1 FROM verifications WHERE provider = v_row.provider AND provider_order_id = p_order_id AND id <> p_id)
      OR EXISTS (SELECT 1 FROM webhook_endpoints WHERE user_id = v_row.user_id AND enabled AND 'verification.waiting' = ANY (events))
-     OR (SELECT count(*) FROM verification_events WHERE verification_id = p_id) <> 1 THEN
+     OR (SELECT count(*) FROM verification_events WHERE verification_id = p_id) <> 1
+     -- A number this customer reported for this service is refused by the general path.
+     OR EXISTS (SELECT 1 FROM number_reports WHERE user_id = v_row.user_id AND service = v_row.service AND phone_number = p_phone) THEN
     RETURN;
   END IF;
   v_deadline := v_row.created_at + make_interval(secs => p_ttl_seconds);

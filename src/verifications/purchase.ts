@@ -170,16 +170,6 @@ export async function completePurchase(deps: LifecycleDeps, created: Verificatio
     return { status: 202, row: pending ?? created, replayed: false };
   }
   await fault(deps, 'purchase.bought');
-  // A number this customer reported for this service is a definite failure here (not charged).
-  if (await wasReported(deps, created, order)) {
-    await refuseBoughtNumber(deps, created, order, {
-      actor: 'customer',
-      reason: `the upstream offered ${order.phoneNumber}, which the customer reported for ${created.service}`,
-      failureReason: REPORTED_NUMBER_ANSWER,
-    });
-    throw new DomainError('no_numbers', REPORTED_NUMBER_ANSWER, { verification_id: created.id });
-  }
-
   // Not the number asked for (area code, carrier): a definite failure at this upstream. The order is
   // cancelled there (owed if that fails) and the customer's hold released.
   const mismatch = assignedNumberMismatch(created.numberOptions, order);
@@ -201,6 +191,18 @@ export async function completePurchase(deps: LifecycleDeps, created: Verificatio
     reason: 'number assigned',
   });
   if (fast) return { status: 201, row: fast, replayed: false, view: freshPurchaseView(fast, assignedAt, 'customer', 'number assigned') };
+
+  // A number this customer reported for this service is a definite failure here (not charged); the
+  // one-statement outcome leaves it to this path.
+  if (await wasReported(deps, created, order)) {
+    await refuseBoughtNumber(deps, created, order, {
+      actor: 'customer',
+      reason: `the upstream offered ${order.phoneNumber}, which the customer reported for ${created.service}`,
+      failureReason: REPORTED_NUMBER_ANSWER,
+    });
+    throw new DomainError('no_numbers', REPORTED_NUMBER_ANSWER, { verification_id: created.id });
+  }
+
   const { row, reused } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });
   if (reused && row.state === 'failed') throw new DomainError('provider_unavailable', ORDER_ID_REUSED_ANSWER, { verification_id: row.id });
   if (row.state === 'failed' || row.state === 'pending') return replayOf(row);

@@ -228,23 +228,23 @@ interface RawVerification {
   phone_number: string | null;
   provider_order_id: string | null;
   code: string | null;
-  created_at: Date;
-  updated_at: Date;
-  expires_at: Date;
-  resolved_at: Date | null;
-  purchase_until: Date | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+  expires_at: Date | string;
+  resolved_at: Date | string | null;
+  purchase_until: Date | string | null;
   response_status: number | null;
   response_code: string | null;
   failure_reason: string | null;
-  next_check_at: Date | null;
+  next_check_at: Date | string | null;
   lease_owner: string | null;
-  lease_until: Date | null;
+  lease_until: Date | string | null;
   check_failures: number;
   upstream_status: VerificationRow['upstreamStatus'];
-  upstream_next_at: Date | null;
+  upstream_next_at: Date | string | null;
   upstream_attempts: number;
   upstream_alarm: VerificationRow['upstreamAlarm'];
-  upstream_alarm_at: Date | null;
+  upstream_alarm_at: Date | string | null;
   number_options: NumberOptions | null;
   parent_id: string | null;
 }
@@ -266,26 +266,35 @@ function rowOf(r: RawVerification): VerificationRow {
     phoneNumber: r.phone_number,
     providerOrderId: r.provider_order_id,
     code: r.code,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    expiresAt: r.expires_at,
-    resolvedAt: r.resolved_at,
-    purchaseUntil: r.purchase_until,
+    createdAt: at(r.created_at),
+    updatedAt: at(r.updated_at),
+    expiresAt: at(r.expires_at),
+    resolvedAt: atOrNull(r.resolved_at),
+    purchaseUntil: atOrNull(r.purchase_until),
     responseStatus: r.response_status,
     responseCode: r.response_code,
     failureReason: r.failure_reason,
-    nextCheckAt: r.next_check_at,
+    nextCheckAt: atOrNull(r.next_check_at),
     leaseOwner: r.lease_owner,
-    leaseUntil: r.lease_until,
+    leaseUntil: atOrNull(r.lease_until),
     checkFailures: r.check_failures,
     upstreamStatus: r.upstream_status,
-    upstreamNextAt: r.upstream_next_at,
+    upstreamNextAt: atOrNull(r.upstream_next_at),
     upstreamAttempts: r.upstream_attempts,
     upstreamAlarm: r.upstream_alarm,
-    upstreamAlarmAt: r.upstream_alarm_at,
+    upstreamAlarmAt: atOrNull(r.upstream_alarm_at),
     numberOptions: r.number_options,
     parentId: r.parent_id,
   };
+}
+
+/** A timestamp as the drivers give it: a Date from a prepared statement, text inside a drizzle transaction. */
+function at(value: Date | string): Date {
+  return value instanceof Date ? value : new Date(value);
+}
+
+function atOrNull(value: Date | string | null): Date | null {
+  return value === null ? null : at(value);
 }
 
 function money(value: number | string): VerificationRow['priceMinor'] {

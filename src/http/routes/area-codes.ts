@@ -4,7 +4,7 @@ import { findOffer } from '../../catalogue/catalogue.ts';
 import { optionSurcharge } from '../../catalogue/number-options.ts';
 import { DomainError } from '../../errors.ts';
 import { MinorUnits } from '../../money.ts';
-import { isProviderError, PLAIN_CAPABILITIES } from '../../providers/provider.ts';
+import { isProviderError } from '../../providers/provider.ts';
 import { providerFor } from '../../providers/set.ts';
 import { capabilitiesOf, purchasingProviders } from '../../verifications/failover.ts';
 import { requireUser } from '../auth.ts';
