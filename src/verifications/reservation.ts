@@ -1,12 +1,10 @@
 import { sql } from 'drizzle-orm';
 import { pgConstraint, pgErrorCode, rows, type Database, type PreparedStatement, type Tx } from '../db/database.ts';
-import { optionsView } from '../catalogue/number-options.ts';
 import type { NumberOptions } from '../providers/provider.ts';
 import { DomainError } from '../errors.ts';
 import { LedgerError } from '../ledger/errors.ts';
-import type { VerificationView } from './resource.ts';
+import { viewFrom, type VerificationView } from './resource.ts';
 import type { Actor, VerificationState } from './schema.ts';
-import { canCancel, isRefunded } from './transitions.ts';
 import type { VerificationRow } from './lifecycle.ts';
 
 /**
@@ -188,27 +186,14 @@ export async function assignPurchasedNumber(database: Database, a: NumberAssignm
  * from what the writes returned instead of reading messages and events back.
  */
 export function freshPurchaseView(row: VerificationRow, assignedAt: Date, actor: Actor, reason: string): VerificationView {
-  return {
-    id: row.id,
-    service: row.service,
-    country: row.country,
-    state: row.state,
-    parent_id: row.parentId,
-    phone_number: row.phoneNumber,
-    price_minor: row.priceMinor,
-    currency: row.currency,
-    options: optionsView(row.numberOptions),
-    created_at: row.createdAt.toISOString(),
-    expires_at: row.expiresAt.toISOString(),
-    code: row.code,
-    messages: [],
-    refunded: isRefunded(row.state),
-    can_cancel: canCancel(row.state),
-    events: [
+  return viewFrom(
+    row,
+    [],
+    [
       { from: null, to: 'pending', actor: 'customer', reason: 'purchase requested', at: row.createdAt.toISOString() },
       { from: 'pending', to: row.state, actor, reason, at: assignedAt.toISOString() },
     ],
-  };
+  );
 }
 
 /** A verifications row as the functions return it (snake_case, int8 as numbers, Dates). */

@@ -60,7 +60,20 @@ export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<Ve
     .from(verificationEvents)
     .where(inArray(verificationEvents.verificationId, ids))
     .orderBy(asc(verificationEvents.id));
-  return list.map((row) => ({
+  return list.map((row) =>
+    viewFrom(
+      row,
+      messages.filter((m) => m.verificationId === row.id).map((m) => ({ text: m.text, code: m.code, received_at: m.receivedAt.toISOString(), late: m.late })),
+      events
+        .filter((e) => e.verificationId === row.id)
+        .map((e) => ({ from: e.fromState, to: e.toState, actor: e.actor, reason: e.reason, at: e.createdAt.toISOString() })),
+    ),
+  );
+}
+
+/** A verification's view from its row and its (already viewed) messages and events. */
+export function viewFrom(row: VerificationRow, messages: VerificationView['messages'], events: VerificationView['events']): VerificationView {
+  return {
     id: row.id,
     service: row.service,
     country: row.country,
@@ -73,15 +86,11 @@ export async function viewsOf(ex: Executor, list: VerificationRow[]): Promise<Ve
     created_at: row.createdAt.toISOString(),
     expires_at: row.expiresAt.toISOString(),
     code: row.code,
-    messages: messages
-      .filter((m) => m.verificationId === row.id)
-      .map((m) => ({ text: m.text, code: m.code, received_at: m.receivedAt.toISOString(), late: m.late })),
+    messages,
     refunded: isRefunded(row.state),
     can_cancel: canCancel(row.state),
-    events: events
-      .filter((e) => e.verificationId === row.id)
-      .map((e) => ({ from: e.fromState, to: e.toState, actor: e.actor, reason: e.reason, at: e.createdAt.toISOString() })),
-  }));
+    events,
+  };
 }
 
 export async function viewOf(ex: Executor, row: VerificationRow): Promise<VerificationView> {
