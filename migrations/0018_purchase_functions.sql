@@ -7,7 +7,8 @@
 -- writes nothing when it refuses.
 
 -- The ledger's one way to place a hold: the wallet's hold row (its trigger moves held_minor and the
--- available-balance constraint refuses an overdraft) and the wallet's live event.
+-- available-balance constraint refuses an overdraft). The wallet's live event is the caller's: a
+-- NOTIFY here would put every purchase's commit behind PostgreSQL's one notification-queue lock.
 CREATE FUNCTION ledger_place_hold(p_user uuid, p_amount bigint, p_verification uuid, p_expires_at timestamptz, p_actor text, p_now timestamptz)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
@@ -19,7 +20,6 @@ BEGIN
   IF v_hold IS NULL THEN
     RAISE EXCEPTION 'namaskah:unknown_account' USING DETAIL = p_user::text;
   END IF;
-  PERFORM pg_notify('namaskah_events', json_build_object('userId', p_user, 'kind', 'wallet', 'id', p_user)::text);
   RETURN v_hold;
 END $$;
 
@@ -108,7 +108,7 @@ BEGIN
 END $$;
 
 -- Phase 3 of a purchase, the common case: pending → waiting with the upstream's order, its audit
--- event and the live event. Returns no row, and writes nothing, whenever the general path must
+-- event (the live event is published by the caller after the commit). Returns no row, and writes nothing, whenever the general path must
 -- decide (the row is no longer pending, the order id is held by another verification, the customer
 -- has a webhook endpoint for verification.waiting, the audit trail is not the purchase's alone, or
 -- the customer reported this number for this service).
@@ -145,7 +145,6 @@ BEGIN
   RETURNING * INTO v_row;
   INSERT INTO verification_events (verification_id, from_state, to_state, actor, reason, created_at)
   VALUES (p_id, 'pending', 'waiting', p_actor, p_reason, p_now);
-  PERFORM pg_notify('namaskah_events', json_build_object('userId', v_row.user_id, 'kind', 'verification', 'id', p_id)::text);
   RETURN NEXT v_row;
 END $$;
 

@@ -28,6 +28,43 @@ export async function publishMany(ex: Executor, events: readonly BusEvent[]): Pr
   await ex.execute(sql`SELECT pg_notify(${EVENTS_CHANNEL}, e) FROM json_array_elements_text(${payloads}::json) AS e`);
 }
 
+/**
+ * Events of changes already committed, published a moment later, many in one transaction. A commit
+ * that notifies holds PostgreSQL's one notification-queue lock until its WAL is flushed, so a NOTIFY
+ * in each purchase's own transaction queues every purchase behind every other; the purchase's events
+ * go out here instead, one commit for a batch. Live events are hints (subscribers load fresh state),
+ * so one lost in a crash between the commit and the batch costs a stream a refresh, nothing more.
+ */
+export function publishSoon(database: Database, event: BusEvent): void {
+  let batch = pending.get(database);
+  if (!batch) {
+    batch = [];
+    pending.set(database, batch);
+    setTimeout(() => flush(database), SOON_MS).unref();
+  }
+  batch.push(event);
+}
+
+const SOON_MS = 5;
+const pending = new Map<Database, BusEvent[]>();
+const flushing = new Set<Promise<void>>();
+
+function flush(database: Database): Promise<void> {
+  const batch = pending.get(database) ?? [];
+  pending.delete(database);
+  // A database closed meanwhile (shutdown) has nobody left to tell.
+  const sent = publishMany(database.db, batch).catch(() => undefined);
+  flushing.add(sent);
+  void sent.finally(() => flushing.delete(sent));
+  return sent;
+}
+
+/** Publishes every event waiting for its batch now, and waits until all batches are out. */
+export async function publishPending(): Promise<void> {
+  await Promise.all([...pending.keys()].map(flush));
+  await Promise.all([...flushing]);
+}
+
 type Listener = (event: BusEvent) => void;
 
 /** Fans database notifications out to the in-process subscribers of each user. */

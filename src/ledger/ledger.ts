@@ -364,11 +364,12 @@ export async function placeHold(ex: Executor, request: HoldRequest): Promise<Hol
   const wallet = await walletAccountId(ex, request.userId);
   try {
     // The one way a hold is placed (migrations/0018): the hold row, whose trigger moves the
-    // balance, and the wallet's live event; the purchase's reservation calls the same function.
+    // balance; the purchase's reservation calls the same function (and publishes after its commit).
     const row = await firstRow<{ id: string }>(
       ex,
       sql`SELECT ledger_place_hold(${request.userId}, ${request.amountMinor}, ${request.verificationId}, ${request.expiresAt}, ${request.actor}, ${request.now}) AS id`,
     );
+    await publish(ex, { userId: request.userId, kind: 'wallet', id: request.userId });
     return {
       id: row!.id,
       accountId: wallet,

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { publish, publishSoon } from '../events/bus.ts';
 import { pgConstraint, pgErrorCode, rows, type Database, type PreparedStatement, type Tx } from '../db/database.ts';
 import type { NumberOptions } from '../providers/provider.ts';
 import { DomainError } from '../errors.ts';
@@ -94,7 +95,12 @@ export async function reservePurchase(database: Database, r: ReservationRequest,
     throw refusal(error, r);
   }
   const row = rowOf(raw[0]!);
-  return row.id === r.id ? { kind: 'reserved', row } : { kind: 'existing', row };
+  if (row.id !== r.id) return { kind: 'existing', row };
+  // The wallet moved (a hold): inside a caller's transaction with it, else just after the commit.
+  const walletMoved = { userId: r.userId, kind: 'wallet', id: r.userId } as const;
+  if (within) await publish(within, walletMoved);
+  else publishSoon(database, walletMoved);
+  return { kind: 'reserved', row };
 }
 
 /** The answer a refusal raised by the reservation function gets; other errors pass through. */
@@ -177,7 +183,10 @@ export async function assignPurchasedNumber(database: Database, a: NumberAssignm
     if (pgErrorCode(error) === '23505' && pgConstraint(error) === 'verifications_provider_order') return undefined;
     throw error;
   }
-  return raw[0] ? rowOf(raw[0]) : undefined;
+  if (!raw[0]) return undefined;
+  const row = rowOf(raw[0]);
+  publishSoon(database, { userId: row.userId, kind: 'verification', id: row.id });
+  return row;
 }
 
 /**
