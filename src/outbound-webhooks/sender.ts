@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import { systemClock } from '../clock.ts';
 import { checkTarget, RefusedUrlError, type AddressRules, type ResolveHost } from './address-policy.ts';
 
 /**
@@ -75,10 +76,10 @@ async function attempt(request: AttemptRequest, deadline: AbortSignal): Promise<
     const message = error instanceof RefusedUrlError ? error.message : String(error);
     return { succeeded: false, status: null, latencyMs: elapsed(), excerpt: null, error: `not sent: ${message}` };
   }
-  // The signature's timestamp is wall time, whatever clock schedules the work: receivers compare it
-  // with their own clock to refuse replays.
+  // The signature's timestamp is the system's wall time, whatever clock schedules the work:
+  // receivers compare it with their own clock to refuse replays.
   const headers = {
-    ...signatureHeaders(request.eventId, request.body, request.secrets, new Date()),
+    ...signatureHeaders(request.eventId, request.body, request.secrets, systemClock.now()),
     'content-type': 'application/json',
     'content-length': String(Buffer.byteLength(request.body)),
     'user-agent': 'Namaskah-Webhooks/1',

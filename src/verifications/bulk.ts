@@ -81,7 +81,7 @@ export async function purchaseBulk(deps: LifecycleDeps, request: BulkPurchaseReq
   const requests = items.map((item) => reservationFor(deps, item, plan, now));
   const reserved = await deps.database
     .transaction(async (tx) => {
-      const out: Reservation[] = [];
+      const out: Exclude<Reservation, { kind: 'raced' }>[] = [];
       for (const request of requests) {
         const reservation = await reservePurchase(deps.database, request, tx);
         if (reservation.kind === 'raced') throw new DomainError('idempotency_in_progress', 'a bulk purchase with this Idempotency-Key is in progress', {}, { 'Retry-After': '1' });
@@ -126,7 +126,6 @@ export async function purchaseBulk(deps: LifecycleDeps, request: BulkPurchaseReq
   const work = async (): Promise<void> => {
     for (let next = queue.shift(); next; next = queue.shift()) {
       const { reservation, index, request } = next;
-      if (reservation.kind === 'raced') continue; // (refused above, inside the transaction)
       const row = reservation.row;
       try {
         const outcome: PurchaseOutcome =
