@@ -133,6 +133,7 @@ export function withBreaker(provider: Provider, breaker: ProviderBreaker, option
   const guarded: Provider = {
     name: provider.name,
     ...(provider.capabilities ? { capabilities: provider.capabilities } : {}),
+    ...(provider.anotherCodeTerms ? { anotherCodeTerms: provider.anotherCodeTerms } : {}),
     catalogue: () => run('catalogue', () => provider.catalogue()),
     buy: (request) => run('buy', () => provider.buy(request)),
     lookup: (request) => run('lookup', () => provider.lookup(request)),

@@ -219,8 +219,22 @@ export interface AnotherCodeOrder {
   phoneNumber: string;
   /** The upstream's end for the new wait, when it states one. */
   endsAt: Date | null;
-  /** What the upstream charges for it (minor units): 0 where it is free. */
-  costMinor: number;
+  /** What the upstream charges for it (minor units): 0 where it is free, null when it does not say. */
+  costMinor: number | null;
+}
+
+/**
+ * How an upstream sells another code, known before it is asked (the lifecycle places a hold first
+ * when it is charged). Absent on a provider with `anotherCode`: free, on the same order.
+ */
+export interface AnotherCodeTerms {
+  /** Charged like a purchase (DaisySMS extra activation): the child holds its parent's price. */
+  charged: boolean;
+  /**
+   * Each code is a new upstream order with its own id (TextVerified reuse, DaisySMS extra
+   * activation): the child owns it, cancels and finishes it, and a lost answer leaves no id to wait on.
+   */
+  newOrder: boolean;
 }
 
 export interface Provider {
@@ -258,6 +272,8 @@ export interface Provider {
    * (window closed, not delivered) is a definite `rejected`.
    */
   anotherCode?(order: OrderRef): Promise<AnotherCodeOrder>;
+  /** How anotherCode is sold; absent: free, on the same order. */
+  readonly anotherCodeTerms?: AnotherCodeTerms;
   /** Orders the upstream considers active: used to find orphans. */
   activeOrders?(): Promise<ActiveOrder[]>;
   /** The operator's float upstream; null when the upstream does not state it. */

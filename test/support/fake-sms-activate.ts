@@ -16,7 +16,9 @@
  *   most 20 active rentals; the effective (surge) price in an `X-Price` header; no getNumberV2, no
  *   getActiveActivations; getPricesVerification (service → country) with each service's lifetime
  *   `ttl` in seconds, after which a number without SMS is cancelled; a cancel after the code answers
- *   ACCESS_READY.
+ *   ACCESS_READY; getExtraActivation sells a new activation of a delivered number (once per
+ *   activation; BAD_ID otherwise), answering ASLEEP:<id>:<number>:<unix time> while the number is
+ *   offline (`setAsleepUntil`).
  *
  * Controls script failures per action, deliver SMS, create activations out of band, forget them,
  * and count purchases.
@@ -46,7 +48,8 @@ export type SmsActivateAction =
   | 'getPrices'
   | 'getPricesVerification'
   | 'cancelActivation'
-  | 'finishActivation';
+  | 'finishActivation'
+  | 'getExtraActivation';
 
 export type SmsActivateDialect = 'classic' | 'hero' | 'daisy';
 
@@ -105,6 +108,10 @@ export interface FakeActivation {
   operator?: string;
   areas?: string[];
   carriers?: string[];
+  /** daisy: the activation this one is the extra activation of. */
+  extraOf?: string;
+  /** daisy: its one extra activation was sold. */
+  extraTaken?: boolean;
 }
 
 export interface FakeSmsActivate {
@@ -115,6 +122,8 @@ export interface FakeSmsActivate {
     activations: Map<string, FakeActivation>;
     /** Activations sold through getNumber/getNumberV2. */
     purchases: number;
+    /** daisy: extra activations sold through getExtraActivation (ASLEEP ones included). */
+    extras: number;
     balance: number;
     requests: RecordedRequest[];
   };
@@ -138,6 +147,8 @@ export interface FakeSmsActivate {
     forget(activationId: string): void;
     /** The next activation sold gets this id again (a seller reusing ids); it replaces the old one here. */
     reuseIdOnNextPurchase(activationId: string): void;
+    /** daisy: numbers are offline (getExtraActivation answers ASLEEP) until then; null: online. */
+    setAsleepUntil(until: Date | null): void;
   };
 }
 
@@ -179,7 +190,8 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
   let reusedId: string | undefined;
   let nextNumber = 1000;
 
-  const state: FakeSmsActivate['state'] = { activations: new Map(), purchases: 0, balance: options.balance ?? 25, requests: [] };
+  const state: FakeSmsActivate['state'] = { activations: new Map(), purchases: 0, extras: 0, balance: options.balance ?? 25, requests: [] };
+  let asleepUntil: Date | null = null;
 
   // PHP answers plain text as text/html unless told otherwise; real sellers do the same.
   const text = (body: string, headers: Record<string, string> = {}): FakeAnswer => ({
@@ -277,6 +289,24 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
       ...(options.statesEndTime === false ? {} : { activationEndTime: sellerTime(new Date(a.createdAt.getTime() + a.lifetimeMs)) }),
       activationOperator: options.assignedOperator ?? operators?.[0] ?? 'any',
     });
+  }
+
+  /** daisy: another activation of a delivered number, charged as the offer costs now. */
+  function extraActivation(params: URLSearchParams): FakeAnswer {
+    if (dialect !== 'daisy') return fail('BAD_ACTION');
+    const previous = state.activations.get(params.get('activationId') ?? '');
+    if (!previous || previous.extraTaken || !['received', 'finished'].includes(statusOf(previous))) return text('BAD_ID');
+    const price = round((prices[previous.country]?.[previous.service]?.cost ?? previous.cost) * (options.priceFactor ?? 1));
+    if (state.balance < price) return fail('NO_MONEY');
+    const a = newActivation(previous.service, previous.country, price, clock.now(), previous.phone);
+    a.extraOf = previous.id;
+    previous.extraTaken = true;
+    state.extras += 1;
+    state.balance = round(state.balance - price);
+    if (asleepUntil && clock.now().getTime() < asleepUntil.getTime()) {
+      return text(`ASLEEP:${a.id}:${a.phone}:${Math.ceil(asleepUntil.getTime() / 1000)}`);
+    }
+    return text(`ACCESS_NUMBER:${a.id}:${a.phone}`, { 'X-Price': price.toFixed(2) });
   }
 
   function activeList(params: URLSearchParams): FakeAnswer {
@@ -379,6 +409,8 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
       }
       case 'getActiveActivations':
         return activeList(params);
+      case 'getExtraActivation':
+        return extraActivation(params);
       case 'getPrices': {
         const country = dialect === 'daisy' ? null : params.get('country');
         const wanted = country === null ? Object.keys(prices) : [country];
@@ -452,6 +484,7 @@ export async function startFakeSmsActivate(options: FakeSmsActivateOptions = {})
       },
       forget: (activationId) => void state.activations.delete(activationId),
       reuseIdOnNextPurchase: (activationId) => void (reusedId = activationId),
+      setAsleepUntil: (until) => void (asleepUntil = until),
     },
   };
 }

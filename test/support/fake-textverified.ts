@@ -28,7 +28,7 @@ export function signWebhook(rawBody: string | Buffer, secret: string): string {
 
 // ---- TextVerified ---------------------------------------------------------------------------------
 
-export type TextVerifiedRoute = 'auth' | 'account' | 'services' | 'pricing' | 'create' | 'list' | 'details' | 'cancel' | 'report' | 'sms' | 'area-codes';
+export type TextVerifiedRoute = 'auth' | 'account' | 'services' | 'pricing' | 'create' | 'list' | 'details' | 'cancel' | 'report' | 'reuse' | 'sms' | 'area-codes';
 
 export interface FakeTextVerifiedOptions {
   clock?: Clock;
@@ -54,6 +54,11 @@ export interface FakeTextVerifiedOptions {
   emptyAreaCodes?: string[];
   /** Dollars added to the price when area codes / carriers are chosen, or for voice. */
   surcharges?: { areaCode?: number; carrier?: number; voice?: number };
+  /**
+   * How long after its code a verification may be reused (default 30 s: the document's mock
+   * `test_success`, "successful reuse within the 30-second reuse window"; the FAQ says 2 minutes).
+   */
+  reuseWindowSeconds?: number;
 }
 
 export interface FakeVerification {
@@ -68,6 +73,12 @@ export interface FakeVerification {
   capability?: string;
   areaCodeSelectOption?: string[];
   carrierSelectOption?: string[];
+  /** When its first SMS came (the reuse window runs from here). */
+  completedAt?: Date;
+  /** Its reuse was taken (one reuse per completed verification). */
+  reuseTaken?: boolean;
+  /** The verification this one was created from by a reuse action. */
+  reusedFrom?: string;
 }
 
 export interface FakeSms {
@@ -104,6 +115,8 @@ export interface FakeTextVerified {
     idempotency: Map<string, IdempotencyRecord>;
     /** Verifications actually created (sold). */
     purchases: number;
+    /** Verifications created by a reuse action. */
+    reuses: number;
     authRequests: number;
     balance: number;
     requests: RecordedRequest[];
@@ -172,6 +185,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     sms: [],
     idempotency: new Map(),
     purchases: 0,
+    reuses: 0,
     authRequests: 0,
     balance: options.balance ?? 100,
     requests: [],
@@ -199,6 +213,37 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     return stateOf(v) === 'verificationPending' && smsOf(v).length === 0 && clock.now().getTime() >= v.createdAt.getTime() + after;
   }
 
+  /** Until when the verification may be reused: a while after its code, once; null otherwise. */
+  function reusableUntil(v: FakeVerification): Date | null {
+    const s = stateOf(v);
+    if ((s !== 'verificationCompleted' && s !== 'verificationReused') || !v.completedAt || v.reuseTaken) return null;
+    const until = new Date(v.completedAt.getTime() + (options.reuseWindowSeconds ?? 30) * 1000);
+    return clock.now().getTime() < until.getTime() ? until : null;
+  }
+
+  /**
+   * The reuse action: a new verification on the same number, pending until its own SMS (then
+   * verificationReused, "created by a reuse action, with SMS results"), charged nothing.
+   */
+  function reuse(base: string, v: FakeVerification): FakeAnswer {
+    if (reusableUntil(v) === null) return error(400, 'ReuseNotAllowed', 'This verification cannot be reused.');
+    v.reuseTaken = true;
+    const now = clock.now();
+    const again: FakeVerification = {
+      id: `lr_${String(nextId++).padStart(6, '0')}`,
+      number: v.number,
+      serviceName: v.serviceName,
+      createdAt: now,
+      endsAt: new Date(now.getTime() + (options.verificationLifetimeSeconds ?? 900) * 1000),
+      state: 'verificationPending',
+      totalCost: 0,
+      reusedFrom: v.id,
+    };
+    state.verifications.set(again.id, again);
+    state.reuses += 1;
+    return created(base, again.id);
+  }
+
   function expanded(base: string, v: FakeVerification) {
     const s = stateOf(v);
     return {
@@ -214,7 +259,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
       sale: link(base, `/sales/sale_${v.id}`),
       cancel: { canCancel: canCancel(v), link: link(base, `/verifications/${v.id}/cancel`, 'POST') },
       report: { canReport: s === 'verificationPending' || s === 'verificationCompleted', link: link(base, `/verifications/${v.id}/report`, 'POST') },
-      reuse: { reusableUntil: null, link: link(base, `/verifications/${v.id}/reuse`, 'POST') },
+      reuse: { reusableUntil: reusableUntil(v)?.toISOString() ?? null, link: link(base, `/verifications/${v.id}/reuse`, 'POST') },
       reactivate: { canReactivate: false, link: link(base, `/verifications/${v.id}/reactivate`, 'POST') },
     };
   }
@@ -335,12 +380,13 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     if (method === 'GET' && rest === '/verifications') return { name: 'list' };
     if (method === 'GET' && rest === '/sms') return { name: 'sms' };
     if (method === 'GET' && rest === '/area-codes') return { name: 'area-codes' };
-    const one = /^\/verifications\/([^/]+)(\/cancel|\/report)?$/.exec(rest);
+    const one = /^\/verifications\/([^/]+)(\/cancel|\/report|\/reuse)?$/.exec(rest);
     if (!one) return null;
     const id = decodeURIComponent(one[1]!);
     if (method === 'GET' && !one[2]) return { name: 'details', id };
     if (method === 'POST' && one[2] === '/cancel') return { name: 'cancel', id };
     if (method === 'POST' && one[2] === '/report') return { name: 'report', id };
+    if (method === 'POST' && one[2] === '/reuse') return { name: 'reuse', id };
     return null;
   }
 
@@ -422,6 +468,11 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
         v.state = 'verificationReported';
         return { status: 200 };
       }
+      case 'reuse': {
+        const v = state.verifications.get(r.id ?? '');
+        if (!v) return { status: 404 };
+        return reuse(base, v);
+      }
       case 'sms': {
         // Every filter given applies, as documented. `to` is compared with the number as the fake
         // stores it (ten digits): a client that spells it otherwise sees nothing.
@@ -492,7 +543,10 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
           reservationType: 'verification',
         };
         state.sms.push(message);
-        if (stateOf(v) === 'verificationPending') v.state = 'verificationCompleted';
+        if (stateOf(v) === 'verificationPending') {
+          v.state = v.reusedFrom ? 'verificationReused' : 'verificationCompleted';
+          v.completedAt = message.createdAt;
+        }
         return message;
       },
       smsToNumber(number, sms) {

@@ -15,6 +15,7 @@ import { createPacer, type Pacer } from '../pacing.ts';
 import {
   ProviderError,
   type ActiveOrder,
+  type AnotherCodeTerms,
   type AnotherCodeOrder,
   type CancelOutcome,
   type CatalogueEntry,
@@ -123,6 +124,12 @@ export interface SmsActivateOptions {
   carrierNames?: string[] | null;
   /** What the seller adds to the price for choosing area codes or carriers (minor units; default 0), sent up in maxPrice. */
   surcharges?: { areaCodeMinor: number; carrierMinor: number; voiceMinor: number };
+  /**
+   * How another code on a delivered number is asked for: `setStatus3` (the protocol's: the same
+   * activation, free; default) or `getExtraActivation` (DaisySMS: a new activation of the same
+   * number, charged like a purchase).
+   */
+  anotherCodeAction?: 'setStatus3' | 'getExtraActivation';
 }
 
 export const DEFAULT_COUNTRY_CODES: Readonly<Record<string, string>> = {
@@ -184,6 +191,8 @@ export class SmsActivateProvider implements Provider {
   readonly kind = 'sms-activate' as const;
   /** Carriers through `operator`; DaisySMS also US area codes. No voice in the protocol. */
   readonly capabilities: ProviderCapabilities;
+  /** setStatus 3: free, the same activation; getExtraActivation: charged, a new activation. */
+  readonly anotherCodeTerms: AnotherCodeTerms;
 
   private readonly options: SmsActivateOptions;
   private readonly clock: Clock;
@@ -226,6 +235,8 @@ export class SmsActivateProvider implements Provider {
       reportsCarrier: true,
       surcharge: options.surcharges ?? { areaCodeMinor: 0, carrierMinor: 0, voiceMinor: 0 },
     };
+    const extra = options.anotherCodeAction === 'getExtraActivation';
+    this.anotherCodeTerms = { charged: extra, newOrder: extra };
     new URL(options.baseUrl); // fail at start-up on a malformed URL, not at the first purchase
   }
 
@@ -416,6 +427,7 @@ export class SmsActivateProvider implements Provider {
    * stays the same. Any refusal (BAD_STATUS: not delivered, already finished or cancelled) is definite.
    */
   async anotherCode(order: OrderRef): Promise<AnotherCodeOrder> {
+    if (this.options.anotherCodeAction === 'getExtraActivation') return this.extraActivation(order);
     const label = 'sms-activate setStatus 3 (another code)';
     const answer = await this.call('setStatus', { id: order.providerOrderId, status: '3' }, true, label);
     const accepted = (answer.kind === 'empty' && answer.status >= 200 && answer.status < 300) || tokenOf(answer) === 'ACCESS_RETRY_GET';
@@ -424,6 +436,50 @@ export class SmsActivateProvider implements Provider {
     if (token === null) throw malformed(label, `unexpected ${answer.kind} answer`, answer.status);
     // A word the protocol knows or not, the seller refused: nothing changed upstream.
     throw new ProviderError('definite', 'rejected', `${label}: refused (${token})`, { status: answer.status });
+  }
+
+  /**
+   * DaisySMS's extra activation: `getExtraActivation&activationId=<previous>` sells a new activation
+   * of the same number, `ACCESS_NUMBER:<id>:<number>` (the price in X-Price, like a purchase).
+   * `ASLEEP:<id>:<number>:<unix time>` (clients also show a bare `ASLEEP[:<seconds>]`) means the
+   * number is offline until then: we do not sell a wait on a sleeping number, so an activation the
+   * answer names is cancelled at once (setStatus 8; the seller charges only on a code) and the
+   * request is refused, definite, with the wait as retryAfterSeconds. BAD_ID (no such activation, or
+   * it already had its extra), NO_MONEY and the other known refusals are definite; a word we do not
+   * know on this charged call is ambiguous.
+   */
+  private async extraActivation(order: OrderRef): Promise<AnotherCodeOrder> {
+    this.refuseForeignCurrency();
+    const label = 'sms-activate getExtraActivation';
+    const startedAt = this.clock.now();
+    const answer = await this.call('getExtraActivation', { activationId: order.providerOrderId }, true, label);
+    const token = tokenOf(answer);
+    if (token === 'ACCESS_NUMBER') {
+      const bought = this.orderFrom(answer, token, startedAt, this.lifetimeMs, label);
+      return { providerOrderId: bought.providerOrderId, phoneNumber: bought.phoneNumber, endsAt: bought.endsAt, costMinor: bought.costMinor };
+    }
+    if (token === 'ASLEEP') {
+      const fields = answer.kind === 'text' ? answer.fields : [];
+      const asleepId = fields.length >= 2 ? normaliseId(fields[0]!) : null;
+      const readyAt = fields.length >= 3 ? Number(fields[2]) * 1000 : fields.length === 1 ? startedAt.getTime() + Number(fields[0]) * 1000 : NaN;
+      const retryAfterSeconds = Number.isFinite(readyAt) ? Math.max(1, Math.ceil((readyAt - startedAt.getTime()) / 1000)) : undefined;
+      let dropped = 'no activation named';
+      if (asleepId !== null) {
+        try {
+          const cancelled = await this.call('setStatus', { id: asleepId, status: '8' }, true, 'sms-activate setStatus 8 (sleeping extra activation)');
+          dropped = `activation ${asleepId} cancelled: ${tokenOf(cancelled) ?? cancelled.kind}`;
+        } catch (error) {
+          // Left to the seller: it ends unused at its lifetime, charged only if a code comes.
+          dropped = `activation ${asleepId} not cancelled (${error instanceof Error ? error.message : String(error)})`;
+        }
+      }
+      throw new ProviderError('definite', 'rejected', `${label}: the number is asleep (${dropped})`, {
+        status: answer.status,
+        ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+      });
+    }
+    if (token === null) throw malformed(label, `unexpected ${answer.kind} answer`, answer.status);
+    throw errorFor(token, answer, label, true);
   }
 
   /** The orders the seller lists as active (possibly not all of them: see activeListPageSize). */

@@ -38,6 +38,8 @@ export const SELLER_PROFILES: Readonly<Record<SellerName, SellerProfile>> = {
       // Area codes and carriers as `areas` / `carriers`, comma-separated.
       numberChoice: 'areas-carriers',
       carrierNames: ['att', 'tmo', 'vz'],
+      // Another code is an extra activation of the same number, charged (docs/number-care.md).
+      anotherCodeAction: 'getExtraActivation',
     },
   },
 };

@@ -24,6 +24,8 @@ import {
 import {
   ProviderError,
   type ActiveOrder,
+  type AnotherCodeOrder,
+  type AnotherCodeTerms,
   type CancelOutcome,
   type CatalogueEntry,
   type LookupRequest,
@@ -152,6 +154,13 @@ export class TextVerifiedProvider implements Provider {
    * which carrier it got, so only the area code of the assigned number can be checked.
    */
   readonly capabilities: ProviderCapabilities;
+  /**
+   * Reuse: `POST /verifications/{id}/reuse` answers 201 with a link to a *new* verification on the
+   * same number (the document's mock_ver_reused, "created by a reuse action"). It takes no maxPrice,
+   * unlike every charged action of the API, and the FAQ charges only verifications that get a code;
+   * we sell it free (docs/providers.md, "Reuse").
+   */
+  readonly anotherCodeTerms: AnotherCodeTerms = { charged: false, newOrder: true };
 
   private readonly baseUrl: string;
   private readonly origin: string;
@@ -302,6 +311,42 @@ export class TextVerifiedProvider implements Provider {
       return { outcome: 'too_early', retryAfterSeconds: this.options.cancelRetryAfterSeconds ?? 60 };
     }
     throw new ProviderError('definite', 'rejected', `${label}: refused (400) while state is ${details.state}`, { status: 400 });
+  }
+
+  /**
+   * Another code on the number: reuse of the verification, only inside its window
+   * (`reuse.reusableUntil`, read first; the upstream's own rule, not ours). A closed window, an
+   * unknown verification and a 400 from the reuse call are definite refusals; once the upstream
+   * answered 201, a failure to read the new verification is ambiguous.
+   */
+  async anotherCode(order: OrderRef): Promise<AnotherCodeOrder> {
+    const label = 'textverified reuse';
+    const details = await this.fetchVerification(this.verificationUrl(order.providerOrderId), 'textverified verification (before reuse)');
+    if (details === null) throw new ProviderError('definite', 'rejected', `${label}: verification ${order.providerOrderId} not found`, { status: 404 });
+    const until = details.reuse?.reusableUntil ?? null;
+    if (until === null || until.getTime() <= this.clock.now().getTime()) {
+      throw new ProviderError('definite', 'rejected', `${label}: the reuse window is closed${until ? ` (it ended ${until.toISOString()})` : ''}`);
+    }
+    const res = await this.serialised(() =>
+      this.authorisedCall({ method: 'POST', url: this.apiUrl(`/verifications/${encodeURIComponent(order.providerOrderId)}/reuse`), label, mutating: true }),
+    );
+    if (res.status >= 400 && res.status < 500 && !looksLikeHtml(res)) {
+      // Documented: 400 when the verification is not eligible for reuse. Nothing was created.
+      throw new ProviderError('definite', 'rejected', `${label}: refused (${res.status}) ${snippet(res.body)}`, { status: res.status });
+    }
+    if (res.status !== 201 && res.status !== 200) throw unexpectedStatus(label, res, true);
+    try {
+      const body = res.body.trim() === '' ? null : parseJsonBody(res, label);
+      const link = body === null ? null : validateShape(linkSchema, body, label, res.status);
+      const href = link?.href ?? res.headers.get('location');
+      if (!href) throw malformed(label, 'reused without a verification link', res.status);
+      const reused = await this.fetchVerification(this.followable(href, label), 'textverified verification after reuse');
+      if (reused === null) throw malformed(label, 'reused verification not found', 404);
+      const { providerOrderId, phoneNumber, endsAt, costMinor } = this.toOrder(reused);
+      return { providerOrderId, phoneNumber, endsAt, costMinor };
+    } catch (error) {
+      throw asAmbiguous(error);
+    }
   }
 
   async report(providerOrderId: string): Promise<void> {

@@ -73,6 +73,8 @@ export const verificationSchema = z.object({
   serviceName: z.string(),
   cancel: z.object({ canCancel: z.boolean() }),
   report: z.object({ canReport: z.boolean() }).optional(),
+  // ReuseAction: `reusableUntil` is set while the verification may be reused (shortly after its code).
+  reuse: z.object({ reusableUntil: isoInstant.nullable().optional(), link: linkSchema.optional() }).optional(),
   // Where this verification's SMS are listed: followed as given, never rebuilt from the number.
   sms: requiredLinkSchema,
 });
