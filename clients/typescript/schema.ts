@@ -582,7 +582,7 @@ export interface paths {
         put?: never;
         /**
          * Ask for another code on the same number (Idempotency-Key required)
-         * @description After a code arrived, asks the upstream for another SMS on the same number while it allows it. The answer is a new verification (`parent_id` names the one that bought the number) waiting for that SMS until its own deadline. Free where the upstream is free (price_minor 0, nothing held). 409 invalid_state when no other code is offered now.
+         * @description After a code arrived, asks the upstream for another SMS on the same number while it allows it. The answer is a new verification (`parent_id` names the one that bought the number) waiting for that SMS until its own deadline. Free where the upstream is free (price_minor 0, nothing held: SMS-Activate setStatus 3, TextVerified reuse). Where the upstream charges (DaisySMS extra activation) the new verification holds its price (price_minor, the parent's) like a purchase: captured when its SMS arrives, released on cancel or at its deadline; 402 insufficient_funds when the balance is short. 409 invalid_state when no other code is offered now (with Retry-After when the upstream says when to ask again); 503 provider_unavailable, nothing charged, when the upstream did not answer.
          */
         post: operations["requestAnotherCode"];
         delete?: never;
@@ -4580,6 +4580,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Problem details: `insufficient_funds` (Insufficient funds) */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Problem details: `forbidden` (Forbidden), `csrf_failed` (CSRF token missing or wrong), `email_unverified` (The email address is not verified yet), `two_factor_required` (Two-factor sign-in is required for admins), `reauthentication_required` (A recent sign-in is required) */
             403: {
                 headers: {
@@ -4639,6 +4648,17 @@ export interface operations {
             /** @description Problem details: `internal_error` (Internal server error) */
             500: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem details: `provider_unavailable` (Provider unavailable), `processor_unavailable` (Payment processor unavailable), `no_numbers` (No numbers available) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

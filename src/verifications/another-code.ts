@@ -1,28 +1,47 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
+import { recordAudit } from '../accounts/audit.ts';
 import { pgConstraint, pgErrorCode } from '../db/database.ts';
 import { DomainError } from '../errors.ts';
-import { isProviderError } from '../providers/provider.ts';
+import { LedgerError } from '../ledger/errors.ts';
+import { placeHold } from '../ledger/ledger.ts';
+import { formatMinor } from '../money.ts';
+import { isProviderError, type AnotherCodeOrder, type AnotherCodeTerms, type ProviderError } from '../providers/provider.ts';
 import { providerFor } from '../providers/set.ts';
 import { decideReplay, fingerprint } from './idempotency.ts';
-import { failPurchase, fault, lockVerification, transition, type LifecycleDeps, type VerificationRow } from './lifecycle.ts';
+import {
+  assignNumber,
+  failPurchase,
+  fault,
+  lockVerification,
+  ORDER_ID_REUSED_ANSWER,
+  transition,
+  type LifecycleDeps,
+  type VerificationRow,
+} from './lifecycle.ts';
 import { verificationEvents, verifications } from './schema.ts';
 
 /**
  * Another code on the same number (docs/number-care.md). After a code arrived, the customer may ask
- * the upstream for another SMS on that number while the upstream allows it (SMS-Activate setStatus 3;
- * the sandbox likewise). Each additional code is a child verification of the one that bought the
- * number (`parent_id`): its own state, deadline and messages, its own cancel, on the same lifecycle.
- * The upstreams that offer it give it for free, so a child holds nothing (price 0, no hold): there is
- * nothing to capture or release, and nothing can be charged twice.
+ * the upstream for another SMS on that number while the upstream allows it. Each additional code is
+ * a child verification of the one that bought the number (`parent_id`): its own state, deadline and
+ * messages, its own cancel, on the same lifecycle. Upstreams sell it in three ways (the provider's
+ * `anotherCodeTerms`):
  *
- * The order-id guard stays whole: a child carries its parent's order id by construction, never one
- * an upstream handed to a new purchase, and a new purchase given an id any verification (parent or
- * child) holds still fails with the alarm (lifecycle.ts, assignNumber).
+ * - free on the same order (SMS-Activate setStatus 3, the sandbox): the child holds nothing (price
+ *   0, no hold) and carries its parent's order id; the order's cancel and finish are the parent's.
+ * - free on a new order (TextVerified reuse): still no hold, but the child owns the new order
+ *   (`own_order`): it polls, cancels it, and the order-id guard covers it like a purchase's.
+ * - charged on a new order (DaisySMS extra activation): the child is a purchase of a chosen number:
+ *   its own hold of its parent's price, placed in the transaction that creates it, captured when its
+ *   SMS arrives, released exactly once on cancel, deadline or failure, by the same transitions.
  *
  * Phases as a purchase: (1) one transaction stores the child as pending (one open child per number,
- * by a unique index); (2) the upstream call outside any transaction; (3) pending → waiting, or
- * failed when the upstream refused.
+ * by a unique index) with its hold when charged; (2) the upstream call outside any transaction;
+ * (3) pending → waiting, or failed (hold released) when the upstream refused. A lost answer is only
+ * waited out where nothing was bought and the order is known (the free same-order case); where the
+ * upstream may have sold a new order we cannot name, the child fails, released, and the possible
+ * orphan is recorded for the operator (reconcile's active-orders sweep cancels what it finds).
  */
 export interface AnotherCodeRequest {
   userId: string;
@@ -56,6 +75,7 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
       if (!root) throw new DomainError('not_found', 'no such verification');
       const provider = providerFor(deps, root.provider);
       refuseUnlessOffered(root, now, Boolean(provider.anotherCode), Boolean(provider.complete));
+      const terms = termsOf(provider.anotherCodeTerms);
       const [open] = await tx
         .select({ id: verifications.id })
         .from(verifications)
@@ -73,6 +93,10 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
         // The parent's finish would close the order under this wait: it waits for this one's end.
         await tx.update(verifications).set({ upstreamNextAt: expiresAt, updatedAt: now }).where(eq(verifications.id, root.id));
       }
+      // Charged: the parent's price, the rule a purchase of this number again would follow (the
+      // upstream sells the same service on the same number); held before anything is asked upstream.
+      const priceMinor = terms.charged ? root.priceMinor : 0;
+      const hold = priceMinor > 0 ? await placeHold(tx, { userId: root.userId, amountMinor: priceMinor, verificationId: id, expiresAt, actor: 'customer', now }) : null;
       const [created] = await tx
         .insert(verifications)
         .values({
@@ -82,13 +106,14 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
           service: root.service,
           country: root.country,
           state: 'pending',
-          priceMinor: 0,
+          priceMinor,
           maxCostMinor: root.maxCostMinor,
           currency: root.currency,
           idempotencyKey: request.idempotencyKey,
           requestFingerprint,
-          holdId: null,
+          holdId: hold?.id ?? null,
           parentId: root.id,
+          ownOrder: terms.newOrder,
           createdAt: now,
           updatedAt: now,
           expiresAt,
@@ -101,12 +126,15 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
         fromState: null,
         toState: 'pending',
         actor: 'customer',
-        reason: `another code requested on the number of ${root.id}`,
+        reason: `another code requested on the number of ${root.id}${priceMinor > 0 ? `; ${formatMinor(priceMinor, root.currency)} held` : ''}`,
         createdAt: now,
       });
-      return { created: created!, root, now };
+      return { created: created!, root, terms, now };
     })
     .catch((error: unknown) => {
+      if (error instanceof LedgerError && error.code === 'insufficient_funds') {
+        throw new DomainError('insufficient_funds', 'another code on this number costs more than your available balance');
+      }
       if (pgErrorCode(error) === '23505' && pgConstraint(error) === 'verifications_idempotency') return { raced: 'key' as const };
       if (pgErrorCode(error) === '23505' && pgConstraint(error) === 'verifications_one_open_child') return { raced: 'open' as const };
       throw error;
@@ -118,13 +146,15 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
   }
   if ('existing' in begun && begun.existing) return replay(begun.existing, requestFingerprint, begun.now);
 
-  const { created, root } = begun as { created: VerificationRow; root: VerificationRow };
+  const { created, root, terms } = begun as { created: VerificationRow; root: VerificationRow; terms: AnotherCodeTerms };
   await fault(deps, 'another_code.requested');
   const provider = providerFor(deps, root.provider);
+  let order: AnotherCodeOrder | null = null;
   try {
-    await provider.anotherCode!({ providerOrderId: root.providerOrderId!, phoneNumber: root.phoneNumber!, since: created.createdAt });
+    order = await provider.anotherCode!({ providerOrderId: root.providerOrderId!, phoneNumber: root.phoneNumber!, since: created.createdAt });
   } catch (error) {
-    if (isProviderError(error) && error.kind === 'definite') {
+    if (!isProviderError(error)) throw error;
+    if (error.kind === 'definite') {
       const failed = await failPurchase(deps, created.id, {
         actor: 'customer',
         reason: `${error.code}: ${error.message}`,
@@ -132,11 +162,27 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
         responseCode: 'invalid_state',
         upstream: 'none',
       });
-      throw refusal(failed ?? created);
+      throw refusal(failed ?? created, error);
     }
-    // Ambiguous: the request may have reached the upstream. It is free and asks nothing to be bought,
-    // so the child waits as if it had: a new SMS is captured, none means the wait ends at its deadline.
+    if (terms.newOrder) throw await failUncertain(deps, created, root, error);
+    // Ambiguous on the same order: the request may have reached the upstream. It is free and asks
+    // nothing to be bought, so the child waits as if it had: a new SMS is captured, none means the
+    // wait ends at its deadline, free.
     deps.logger.warn({ verification: created.id, err: error }, 'another-code request outcome unknown; waiting for an SMS anyway');
+  }
+
+  if (order && terms.newOrder) {
+    // A new upstream order: assigned like a purchase's (an id any verification holds fails it with
+    // the order_id_reused alarm; one that arrives after recovery ended the child is owed a cancel).
+    const { row, reused } = await assignNumber(
+      deps,
+      created.id,
+      { providerOrderId: order.providerOrderId, phoneNumber: order.phoneNumber, endsAt: order.endsAt, costMinor: order.costMinor },
+      { actor: 'customer', reason: 'another code bought upstream on the same number; waiting for the SMS', responseStatus: 201 },
+    );
+    if (reused && row.state === 'failed') throw new DomainError('provider_unavailable', ORDER_ID_REUSED_ANSWER, { verification_id: row.id });
+    if (row.state === 'failed') throw refusal(row);
+    return { status: 201, row, replayed: false };
   }
 
   const now = deps.clock.now();
@@ -164,6 +210,49 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
   return { status: 201, row, replayed: false };
 }
 
+const FREE_SAME_ORDER: AnotherCodeTerms = { charged: false, newOrder: false };
+
+function termsOf(terms: AnotherCodeTerms | undefined): AnotherCodeTerms {
+  return terms ?? FREE_SAME_ORDER;
+}
+
+/**
+ * A lost answer where the upstream sells a new order per code: we cannot wait on an order we cannot
+ * name, and a charged one must never be left holding the customer's money on a guess. The child
+ * fails now, its hold (if any) released by the transition; an order the upstream may have created is
+ * recorded for the operator (audit `upstream.another_code_uncertain`): reconcile's sweep of the
+ * upstream's active orders cancels any order no verification knows.
+ */
+async function failUncertain(deps: LifecycleDeps, created: VerificationRow, root: VerificationRow, error: ProviderError): Promise<DomainError> {
+  const reason = `another-code outcome unknown (${error.code}); not waited for, nothing charged; an upstream order may exist`;
+  deps.logger.error({ verification: created.id, parent: root.id, provider: root.provider, err: error }, 'another-code request outcome unknown on an upstream that sells a new order: failed and released');
+  const failed = await deps.database.transaction(async (tx) => {
+    const current = await lockVerification(tx, created.id);
+    if (!current || current.state !== 'pending') return current;
+    const moved = await transition(tx, current, 'failed', {
+      actor: 'customer',
+      reason,
+      now: deps.clock.now(),
+      set: { failureReason: reason, responseStatus: 503, responseCode: 'provider_unavailable', upstreamStatus: 'none' },
+    });
+    await recordAudit(tx, {
+      actorId: null,
+      actor: 'system',
+      action: 'upstream.another_code_uncertain',
+      subjectId: created.id,
+      detail: { provider: root.provider, parent_id: root.id, parent_order_id: root.providerOrderId, phone_number: root.phoneNumber, price_minor: created.priceMinor },
+      now: deps.clock.now(),
+    });
+    return moved;
+  });
+  return new DomainError(
+    'provider_unavailable',
+    'the upstream did not answer the request for another code; you were not charged, try again',
+    { verification_id: (failed ?? created).id },
+    { 'Retry-After': '5' },
+  );
+}
+
 /** Whether the number's upstream offers another code now; a refusal says why and changes nothing. */
 function refuseUnlessOffered(root: VerificationRow, now: Date, supported: boolean, finishedUpstream: boolean): void {
   if (!supported) throw new DomainError('invalid_state', 'this number\'s provider does not offer another code on the same number');
@@ -177,11 +266,14 @@ function refuseUnlessOffered(root: VerificationRow, now: Date, supported: boolea
   if (!open) throw new DomainError('invalid_state', 'the window for another code on this number has closed');
 }
 
-function refusal(row: VerificationRow): DomainError {
+function refusal(row: VerificationRow, error?: ProviderError): DomainError {
+  // ASLEEP (DaisySMS): the number is offline for a while; the upstream says when to ask again.
+  const wait = error?.retryAfterSeconds;
   return new DomainError(
     'invalid_state',
     'the upstream does not give another code on this number now; nothing was charged',
-    { verification_id: row.id },
+    { verification_id: row.id, ...(wait === undefined ? {} : { retry_after_seconds: wait }) },
+    wait === undefined ? {} : { 'Retry-After': String(wait) },
   );
 }
 
@@ -197,6 +289,11 @@ function replay(existing: VerificationRow, requestFingerprint: string, now: Date
   if (decision.kind === 'in_progress') {
     throw new DomainError('idempotency_in_progress', 'a request with this Idempotency-Key is in progress', {}, {
       'Retry-After': String(decision.retryAfterSeconds),
+    });
+  }
+  if (existing.state === 'failed' && existing.responseCode === 'provider_unavailable') {
+    throw new DomainError('provider_unavailable', existing.failureReason ?? 'the upstream did not answer; you were not charged', { verification_id: existing.id }, {
+      'Idempotent-Replayed': 'true',
     });
   }
   if (existing.state === 'failed') {

@@ -87,8 +87,9 @@ export async function cancelVerification(deps: LifecycleDeps, row: VerificationR
   if (row.state === 'cancelled') return { kind: 'cancelled', row };
   if (row.state !== 'waiting') return { kind: 'invalid_state', row };
 
-  // An additional code on its parent's order holds nothing and owns no upstream order to cancel.
-  const answer = row.parentId !== null
+  // An additional code on its parent's order owns no upstream order to cancel (one that bought its
+  // own, TextVerified reuse or a DaisySMS extra activation, cancels it like a purchase).
+  const answer = row.parentId !== null && !row.ownOrder
     ? ({ outcome: 'gone' } as const)
     : await requestUpstreamCancel(deps, row, { onFailure: 'upstream cancel failed; refunding and owing the cancel' });
   if (answer !== 'failed' && answer.outcome === 'too_early') return { kind: 'too_early', row, retryAfterSeconds: answer.retryAfterSeconds };
@@ -237,9 +238,11 @@ export function byProvider<T extends { provider: string }>(list: readonly T[]): 
 export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow, actor: Actor = 'recovery'): Promise<VerificationRow | undefined> {
   if (row.state !== 'pending') return row;
   if (row.parentId !== null) {
-    // An additional code whose request was cut off (a crash between its phases): nothing was bought
-    // and nothing is held, so it simply did not happen; the customer may ask again.
-    return failPurchase(deps, row.id, { actor, reason: 'another-code request not completed', responseStatus: 409, responseCode: 'invalid_state', upstream: 'none' });
+    // An additional code whose request was cut off (a crash between its phases): it did not happen,
+    // its hold (a charged one) is released; the customer may ask again. Where the upstream sells a
+    // new order per code one may exist: reconcile's sweep of active orders finds it.
+    const reason = row.ownOrder ? 'another-code request not completed; an upstream order may exist' : 'another-code request not completed';
+    return failPurchase(deps, row.id, { actor, reason, responseStatus: 409, responseCode: 'invalid_state', upstream: 'none' });
   }
   const now = deps.clock.now();
   let status: 'found' | 'absent' | 'unknown' = 'unknown';

@@ -515,13 +515,16 @@ async function seenByFamily(tx: Tx, row: VerificationRow): Promise<Set<string>> 
  * What a capture leaves owed upstream. An upstream that can be told the order is finished
  * (SMS-Activate setStatus 6) is told by the engine (settlement.ts); one that also gives another code
  * on the same order is told ANOTHER_CODE_WINDOW_SECONDS later, since a finished order gives no more
- * codes. An additional code's order is its parent's: the parent's finish covers it.
+ * codes. An additional code on its parent's order: the parent's finish covers it; one that owns its
+ * order (DaisySMS extra activation) owes its own finish.
  */
 function finishAfterCapture(deps: LifecycleDeps, row: VerificationRow, code: string | null, now: Date): TransitionChange['set'] {
   const provider = providerFor(deps, row.provider);
   if (!provider.complete) return { code, upstreamStatus: 'completed' };
-  if (row.parentId !== null) return { code, upstreamStatus: 'none' };
-  const window = provider.anotherCode ? deps.config.ANOTHER_CODE_WINDOW_SECONDS * 1000 : 0;
+  if (row.parentId !== null && !row.ownOrder) return { code, upstreamStatus: 'none' };
+  // A child owning its order (an extra activation) is finished at once: more codes are asked on the
+  // number's first order, whose finish waits.
+  const window = provider.anotherCode && row.parentId === null ? deps.config.ANOTHER_CODE_WINDOW_SECONDS * 1000 : 0;
   return { code, upstreamStatus: 'finish_owed', upstreamNextAt: new Date(now.getTime() + window) };
 }
 

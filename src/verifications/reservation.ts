@@ -241,6 +241,7 @@ interface RawVerification {
   upstream_alarm_at: Date | string | null;
   number_options: NumberOptions | null;
   parent_id: string | null;
+  own_order: boolean;
 }
 
 function rowOf(r: RawVerification): VerificationRow {
@@ -279,6 +280,7 @@ function rowOf(r: RawVerification): VerificationRow {
     upstreamAlarmAt: atOrNull(r.upstream_alarm_at),
     numberOptions: r.number_options,
     parentId: r.parent_id,
+    ownOrder: r.own_order,
   };
 }
 

@@ -39,6 +39,11 @@ export const verifications = pgTable('verifications', {
   holdId: uuid('hold_id'),
   /** The verification that bought the number, for another code on the same number. */
   parentId: uuid('parent_id'),
+  /**
+   * A child that owns its upstream order (TextVerified reuse, DaisySMS extra activation): it cancels
+   * and finishes it itself. False for every purchase and for a child on its parent's order.
+   */
+  ownOrder: boolean('own_order').notNull().default(false),
   phoneNumber: text('phone_number'),
   providerOrderId: text('provider_order_id'),
   code: text('code'),

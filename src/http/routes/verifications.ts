@@ -120,11 +120,15 @@ const verificationRoutes: FastifyPluginAsyncZod = async (app) => {
       description:
         'After a code arrived, asks the upstream for another SMS on the same number while it allows it. The answer is a new ' +
         'verification (`parent_id` names the one that bought the number) waiting for that SMS until its own deadline. ' +
-        'Free where the upstream is free (price_minor 0, nothing held). 409 invalid_state when no other code is offered now.',
+        'Free where the upstream is free (price_minor 0, nothing held: SMS-Activate setStatus 3, TextVerified reuse). Where the ' +
+        'upstream charges (DaisySMS extra activation) the new verification holds its price (price_minor, the parent\'s) like a ' +
+        'purchase: captured when its SMS arrives, released on cancel or at its deadline; 402 insufficient_funds when the balance ' +
+        'is short. 409 invalid_state when no other code is offered now (with Retry-After when the upstream says when to ask ' +
+        'again); 503 provider_unavailable, nothing charged, when the upstream did not answer.',
       security: Security,
       headers: RequiredIdempotencyHeaders,
       params: VerificationId,
-      response: { 201: VerificationSchema, ...problemResponses(400, 401, 404, 409, 422) },
+      response: { 201: VerificationSchema, ...problemResponses(400, 401, 402, 404, 409, 422, 503) },
       answers: {
         201: {
           description: 'The additional code\'s verification (state `waiting`), also when replayed',
