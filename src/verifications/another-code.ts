@@ -41,7 +41,7 @@ import { verificationEvents, verifications } from './schema.ts';
  * (3) pending → waiting, or failed (hold released) when the upstream refused. A lost answer is only
  * waited out where nothing was bought and the order is known (the free same-order case); where the
  * upstream may have sold a new order we cannot name, the child fails, released, and the possible
- * orphan is recorded for the operator (reconcile's active-orders sweep cancels what it finds).
+ * orphan is recorded for the operator (failUncertain).
  */
 export interface AnotherCodeRequest {
   userId: string;
@@ -220,8 +220,9 @@ function termsOf(terms: AnotherCodeTerms | undefined): AnotherCodeTerms {
  * A lost answer where the upstream sells a new order per code: we cannot wait on an order we cannot
  * name, and a charged one must never be left holding the customer's money on a guess. The child
  * fails now, its hold (if any) released by the transition; an order the upstream may have created is
- * recorded for the operator (audit `upstream.another_code_uncertain`): reconcile's sweep of the
- * upstream's active orders cancels any order no verification knows.
+ * recorded for the operator (audit `upstream.another_code_uncertain`): where the upstream lists its
+ * active orders (TextVerified), reconcile's sweep cancels any order no verification knows; DaisySMS
+ * lists none, and charges an activation only when a code reaches it.
  */
 async function failUncertain(deps: LifecycleDeps, created: VerificationRow, root: VerificationRow, error: ProviderError): Promise<DomainError> {
   const reason = `another-code outcome unknown (${error.code}); not waited for, nothing charged; an upstream order may exist`;
