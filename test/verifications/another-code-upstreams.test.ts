@@ -19,6 +19,7 @@ import { requestAnotherCode, type AnotherCodeOutcome } from '../../src/verificat
 import { cancelVerification } from '../../src/verifications/flows.ts';
 import { loadVerification, recordMessages } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
+import { diagnose } from '../../src/ops/diagnose.ts';
 
 /**
  * Another code on the upstreams that sell it as a new order: TextVerified's reuse (free, inside the
@@ -313,6 +314,11 @@ for (const engine of engines) {
       await consistent(h);
     });
 
+    async function diagnoseOk(): Promise<void> {
+      const report = await diagnose({ database: h.t.database, clock: h.clock, config: h.config });
+      assert.deepEqual(report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`), []);
+    }
+
     test('a balance short of the price: 402, nothing stored, nothing asked upstream', async () => {
       const { user, id } = await delivered(PRICE + 10);
       const extrasBefore = fake.state.requests.filter((r) => r.query.get('action') === 'getExtraActivation').length;
@@ -321,6 +327,14 @@ for (const engine of engines) {
       assert.equal(fake.state.requests.filter((r) => r.query.get('action') === 'getExtraActivation').length, extrasBefore);
       assert.deepEqual(await h.wallet(user), [10, 0, 10]);
       await consistent(h);
+    });
+
+    test('after all of the above, with the owed finishes and cancels settled: diagnose finds nothing wrong', async () => {
+      clock.advance(1_200_000);
+      await h.runtime.engine.tick();
+      await h.runtime.engine.tick();
+      await consistent(h);
+      await diagnoseOk();
     });
   });
 
@@ -419,6 +433,10 @@ for (const engine of engines) {
         assert.ok(outcomes.filter((o) => o === 'waiting').length <= 1, 'one additional code at a time');
         await settle(user, id, left);
       }
+      clock.advance(1_200_000);
+      await h.runtime.engine.tick();
+      const report = await diagnose({ database: h.t.database, clock: h.clock, config: h.config });
+      assert.deepEqual(report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`), []);
     });
   });
 
