@@ -478,5 +478,36 @@ for (const engine of engines) {
       assert.equal(balance, 1000 - parent.priceMinor, 'the first code only');
       await consistent(h);
     });
+
+    test('real concurrency: requests and engine ticks at the number\'s deadline, the clock passing it meanwhile; free whoever wins', async () => {
+      for (let i = 0; i < 6; i++) {
+        const user = await h.customer(1000);
+        const bought = await purchaseVerification(h.deps, { userId: user, idempotencyKey: randomUUID(), service: 'test_success' });
+        h.clock.advance(2_000);
+        await h.runtime.engine.tick();
+        const parent = (await loadVerification(h.t.database.db, bought.row.id))!;
+        assert.equal(parent.state, 'received');
+        h.clock.set(new Date(parent.expiresAt.getTime() - 1));
+        const requests = Array.from({ length: 3 }, () =>
+          requestAnotherCode(h.deps, { userId: user, verificationId: parent.id, idempotencyKey: randomUUID() }).then(
+            (r: AnotherCodeOutcome) => r.row.state,
+            (e: unknown) => (e instanceof DomainError ? e.code : String(e)),
+          ),
+        );
+        await new Promise((resolve) => setTimeout(resolve, i % 3));
+        h.clock.set(new Date(parent.expiresAt.getTime() + 1));
+        const outcomes = await Promise.all([...requests, h.runtime.engine.tick().then(() => 'tick'), h.engine(`racer-${i}`).tick().then(() => 'tick')]);
+        for (const outcome of outcomes) assert.ok(['waiting', 'invalid_state', 'tick'].includes(outcome), outcome);
+        assert.ok(outcomes.filter((o) => o === 'waiting').length <= 1);
+        h.clock.advance(2_000);
+        await h.runtime.engine.tick();
+        for (const child of await childrenOf(h, parent.id)) {
+          assert.ok(['expired', 'failed', 'received'].includes(child.state), child.state);
+          assert.equal(child.hold_id, null);
+        }
+        assert.deepEqual(await h.wallet(user), [1000 - parent.priceMinor, 0, 1000 - parent.priceMinor]);
+      }
+      await consistent(h);
+    });
   });
 }
