@@ -171,6 +171,21 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
     deps.logger.warn({ verification: created.id, err: error }, 'another-code request outcome unknown; waiting for an SMS anyway');
   }
 
+  const unfit = order && terms.newOrder ? unfitNewOrder(root, order) : null;
+  if (order && unfit !== null) {
+    // Bought but not what was asked: not sold to the customer (released), the order cancelled upstream
+    // by settlement (the sellers that sell a new order charge nothing for one cancelled unused).
+    const failed = await failPurchase(deps, created.id, {
+      actor: 'customer',
+      reason: unfit,
+      responseStatus: 409,
+      responseCode: 'invalid_state',
+      upstream: 'cancel_owed',
+      order: { providerOrderId: order.providerOrderId, phoneNumber: order.phoneNumber, endsAt: order.endsAt, costMinor: order.costMinor },
+    });
+    throw refusal(failed ?? created);
+  }
+
   if (order && terms.newOrder) {
     // A new upstream order: assigned like a purchase's (an id any verification holds fails it with
     // the order_id_reused alarm; one that arrives after recovery ended the child is owed a cancel).
@@ -211,6 +226,19 @@ export async function requestAnotherCode(deps: LifecycleDeps, request: AnotherCo
 }
 
 const FREE_SAME_ORDER: AnotherCodeTerms = { charged: false, newOrder: false };
+
+/**
+ * Why a new order the upstream sold for another code is not the one asked for, or null when it is:
+ * another number than the parent's, or a cost above the parent's cap (no upstream takes a price cap
+ * on this call, so the cap a purchase sends is checked on the answer instead).
+ */
+export function unfitNewOrder(root: Pick<VerificationRow, 'phoneNumber' | 'maxCostMinor'>, order: AnotherCodeOrder): string | null {
+  if (order.phoneNumber !== root.phoneNumber) return `the upstream gave another number (${order.phoneNumber}) than the parent's`;
+  if (order.costMinor !== null && order.costMinor > root.maxCostMinor) {
+    return `the upstream charged ${order.costMinor} for another code, above the cap ${root.maxCostMinor}`;
+  }
+  return null;
+}
 
 function termsOf(terms: AnotherCodeTerms | undefined): AnotherCodeTerms {
   return terms ?? FREE_SAME_ORDER;

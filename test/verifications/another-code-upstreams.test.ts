@@ -15,7 +15,7 @@ import { DomainError } from '../../src/errors.ts';
 import { SmsActivateProvider } from '../../src/providers/sms-activate/adapter.ts';
 import { SELLER_PROFILES } from '../../src/providers/sms-activate/sellers.ts';
 import { TextVerifiedProvider } from '../../src/providers/textverified/adapter.ts';
-import { requestAnotherCode, type AnotherCodeOutcome } from '../../src/verifications/another-code.ts';
+import { requestAnotherCode, unfitNewOrder, type AnotherCodeOutcome } from '../../src/verifications/another-code.ts';
 import { cancelVerification } from '../../src/verifications/flows.ts';
 import { loadVerification, recordMessages } from '../../src/verifications/lifecycle.ts';
 import { purchaseVerification } from '../../src/verifications/purchase.ts';
@@ -60,6 +60,15 @@ const childrenOf = (h: LifecycleHarness, id: string) =>
     h.t.database.db,
     sql`SELECT id, state, price_minor, hold_id FROM verifications WHERE parent_id = ${id} ORDER BY created_at`,
   );
+
+test('a new order is fit only on the parent\'s number and within its cap (pure)', () => {
+  const root = { phoneNumber: '12025550100', maxCostMinor: 60 };
+  const order = { providerOrderId: 'x', phoneNumber: '12025550100', endsAt: null, costMinor: 60 };
+  assert.equal(unfitNewOrder(root, order), null);
+  assert.equal(unfitNewOrder(root, { ...order, costMinor: null }), null, 'a seller that states no cost');
+  assert.match(unfitNewOrder(root, { ...order, costMinor: 61 })!, /above the cap/);
+  assert.match(unfitNewOrder(root, { ...order, phoneNumber: '12025550199' })!, /another number/);
+});
 
 for (const engine of engines) {
   describe(`another code on TextVerified: reuse, free, a new verification [${engine}]`, () => {
@@ -181,9 +190,11 @@ for (const engine of engines) {
     let fake: FakeSmsActivate;
     const clock = new ManualClock(START);
     const PRICE = DEFAULT_OFFERS['sms-activate'][0]!.priceMinor; // whatsapp
+    // The seller's price list, changed by a test (surge pricing).
+    const prices = { '187': { wa: { cost: 0.5, count: 500, ttl: 600 } } };
 
     before(async () => {
-      fake = await startFakeSmsActivate({ clock, dialect: 'daisy', balance: 1000, earlyCancelSeconds: 0 });
+      fake = await startFakeSmsActivate({ clock, dialect: 'daisy', balance: 1000, earlyCancelSeconds: 0, prices });
       const provider = new SmsActivateProvider({
         ...SELLER_PROFILES.daisysms.options,
         name: 'daisysms',
@@ -311,6 +322,26 @@ for (const engine of engines) {
       clock.advance(700_000);
       await h.runtime.engine.tick();
       assert.deepEqual(await h.wallet(user), [left, 0, left]);
+      await consistent(h);
+    });
+
+    test('the extra activation costs more than the cap (surge): not sold, the hold released, the activation cancelled upstream', async () => {
+      const { user, id, left } = await delivered();
+      prices['187'].wa.cost = 0.75; // 75 > the cap of 60 this offer sends with a purchase
+      try {
+        await refusedWith(requestAnotherCode(h.deps, { userId: user, verificationId: id, idempotencyKey: randomUUID() }), 'invalid_state');
+      } finally {
+        prices['187'].wa.cost = 0.5;
+      }
+      const [child] = await childrenOf(h, id);
+      assert.equal(child?.state, 'failed');
+      assert.deepEqual(await holdOf(h, child!.id), { outcome: 'voided', amount: PRICE, charges: 0 });
+      assert.deepEqual(await h.wallet(user), [left, 0, left]);
+      const failed = (await loadVerification(h.t.database.db, child!.id))!;
+      assert.equal(failed.upstreamStatus, 'cancel_owed');
+      await h.runtime.engine.tick();
+      assert.equal(fake.state.activations.get(failed.providerOrderId!)!.status, 'cancelled', 'settlement cancelled it');
+      assert.equal((await loadVerification(h.t.database.db, child!.id))!.upstreamStatus, 'cancelled');
       await consistent(h);
     });
 
