@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { engines } from '../support/db.ts';
-import { FaultSwitch, lifecycleHarness, START, type LifecycleHarness } from '../support/lifecycle.ts';
+import { FaultSwitch, lifecycleHarness, SimulatedCrash, START, type LifecycleHarness } from '../support/lifecycle.ts';
 import { ManualClock } from '../support/clock.ts';
 import { startFakeSmsActivate, type FakeSmsActivate } from '../support/fake-sms-activate.ts';
 import { startFakeTextVerified, type FakeTextVerified } from '../support/fake-textverified.ts';
@@ -434,6 +434,22 @@ for (const engine of engines) {
       assert.equal(parent.upstreamStatus, 'finish_owed');
       assert.deepEqual(await h.wallet(user), [left, PRICE, left - PRICE]);
       await settle(user, id, left);
+    });
+
+    test('a crash between the hold and the upstream call: recovery ends the charged child, its hold released once; nothing asked upstream', async () => {
+      const { user, id, left } = await delivered();
+      const asked = fake.state.requests.filter((r) => r.query.get('action') === 'getExtraActivation').length;
+      faults.crashOnce('another_code.requested');
+      await assert.rejects(requestAnotherCode(h.deps, { userId: user, verificationId: id, idempotencyKey: randomUUID() }), SimulatedCrash);
+      assert.deepEqual(await h.wallet(user), [left, PRICE, left - PRICE], 'held until recovery');
+      clock.advance((h.config.PURCHASE_TIMEOUT_SECONDS + 1) * 1000);
+      await Promise.all([h.runtime.engine.tick(), h.engine('recovery-racer').tick()]);
+      const [child] = await childrenOf(h, id);
+      assert.equal(child?.state, 'failed');
+      assert.deepEqual(await holdOf(h, child!.id), { outcome: 'voided', amount: PRICE, charges: 0 });
+      assert.equal(fake.state.requests.filter((r) => r.query.get('action') === 'getExtraActivation').length, asked);
+      assert.deepEqual(await h.wallet(user), [left, 0, left]);
+      await consistent(h);
     });
 
     test('injected: the engine finishes the number first; the request then finds the window closed, nothing held', async () => {
