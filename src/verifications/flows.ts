@@ -240,7 +240,8 @@ export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow,
   if (row.parentId !== null) {
     // An additional code whose request was cut off (a crash between its phases): it did not happen,
     // its hold (a charged one) is released; the customer may ask again. Where the upstream sells a
-    // new order per code one may exist: reconcile's sweep of active orders finds it.
+    // new order per code one may exist: reconcile's sweep of active orders finds it where the seller
+    // lists them (not DaisySMS, which charges an activation only when a code reaches it).
     const reason = row.ownOrder ? 'another-code request not completed; an upstream order may exist' : 'another-code request not completed';
     return failPurchase(deps, row.id, { actor, reason, responseStatus: 409, responseCode: 'invalid_state', upstream: 'none' });
   }
