@@ -77,7 +77,9 @@ export function purchaseFingerprint(request: PurchaseRequest, country: string): 
 /**
  * What phase 1 asks the reservation function (reservation.ts) for one purchase, given the routing
  * plan: the provider the offer is priced with, our price when several providers stand behind it,
- * and the options' upstream surcharge (the function prices it with the offer's margin). With no
+ * the options' upstream surcharge at that provider (part of its price cap) and, with several
+ * providers, the customer's price for the options decided over all of them (with one, the function
+ * prices that provider's surcharge with the offer's margin). With no
  * candidate available now (breakers open, kill switch, drain) the function refuses like an open
  * breaker: after a replay, before a hold.
  */
@@ -105,6 +107,7 @@ export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, pl
     breakerRetrySeconds: Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000),
     options: isPlain(options) ? null : options,
     surchargeCostMinor: plan.provider === null ? 0 : surchargeCost(capabilitiesOf(deps, plan.provider), options),
+    surchargePriceMinor: plan.surchargePriceMinor,
   };
 }
 
