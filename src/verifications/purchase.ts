@@ -79,9 +79,9 @@ export function purchaseFingerprint(request: PurchaseRequest, country: string): 
  * plan: the provider the offer is priced with, our price when several providers stand behind it,
  * the options' upstream surcharge at that provider (part of its price cap) and, with several
  * providers, the customer's price for the options decided over all of them (with one, the function
- * prices that provider's surcharge with the offer's margin). With no
- * candidate available now (breakers open, kill switch, drain) the function refuses like an open
- * breaker: after a replay, before a hold.
+ * prices that provider's surcharge with the offer's margin). With no candidate available now
+ * (breakers open, kill switch, drain) the function refuses like an open breaker: after a replay,
+ * before a hold.
  */
 export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, plan: PurchasePlan, now: Date): ReservationRequest {
   const { config } = deps;
