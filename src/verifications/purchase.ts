@@ -173,6 +173,7 @@ export async function completePurchase(deps: LifecycleDeps, created: Verificatio
     return { status: 202, row: pending ?? created, replayed: false };
   }
   await fault(deps, 'purchase.bought');
+  // Phase 3: the outcome, checked and written by the function recovery uses too.
   const taken = await takeBoughtOrder(deps, created, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201, fast: true });
   if (taken.kind === 'refused') throw new DomainError('no_numbers', taken.message, { verification_id: created.id });
   const { row, reused, view } = taken;
