@@ -4131,6 +4131,12 @@ export interface operations {
                             };
                             /** @description can be bought with `capability: voice` (the code comes by a call) */
                             voice: boolean;
+                            /** @description what choosing area codes, carriers or a voice call adds to price_minor (each alone); null when no provider behind the offer takes it */
+                            surcharge_minor: {
+                                area_code: number | null;
+                                carrier: number | null;
+                                voice: number | null;
+                            };
                         }[];
                     };
                 };

@@ -84,8 +84,8 @@ export function surchargeCost(capabilities: ProviderCapabilities, options: Numbe
 }
 
 /**
- * What the options add to an offer (the reservation's SQL function prices them the same way,
- * migrations/0018): the upstream's surcharge (what it charges us, sent up as part of
+ * What the options add to an offer at one provider (the reservation's SQL function prices them the
+ * same way, migrations/0020): the upstream's surcharge (what it charges us, sent up as part of
  * the price cap) and our price for it, which carries the same margin as the offer itself —
  * surcharge × price ÷ cost, rounded up to a whole minor unit, in integer arithmetic. An offer sold
  * at cost passes surcharges on at cost.
@@ -101,6 +101,63 @@ export function optionSurcharge(
   const price = (BigInt(cost) * BigInt(margin.num) + BigInt(margin.den) - 1n) / BigInt(margin.den);
   if (price > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('surcharge price too large');
   return { costMinor: cost, priceMinor: Number(price) };
+}
+
+/** One provider standing behind an offer, as the options' price sees it: its cost and what it honours. */
+export interface SurchargeRoute {
+  costMinor: number;
+  capabilities: ProviderCapabilities;
+}
+
+/**
+ * The options' price on an offer several providers may serve (docs/number-options.md, "Price"):
+ * each provider's own surcharge sold with the offer's margin at that provider (optionSurcharge with
+ * the offer's price and that provider's cost), and the customer pays the highest of them. So
+ * whichever of these providers routing or failover picks, the hold covers its cost with the options
+ * and the margin there is never below the offer's own. `routes`: the providers that honour the
+ * request (the caller filters them with honours). costMinor: the highest upstream surcharge among
+ * them. With one route this is exactly optionSurcharge.
+ */
+export function routedOptionSurcharge(
+  priceMinor: number,
+  routes: readonly SurchargeRoute[],
+  options: NumberOptions | undefined,
+): { costMinor: number; priceMinor: number } {
+  let highest = { costMinor: 0, priceMinor: 0 };
+  for (const route of routes) {
+    const own = optionSurcharge({ priceMinor, costMinor: route.costMinor }, route.capabilities, options);
+    highest = { costMinor: Math.max(highest.costMinor, own.costMinor), priceMinor: Math.max(highest.priceMinor, own.priceMinor) };
+  }
+  return highest;
+}
+
+/** Whether a provider can take one option at all for `country` (what a listing prices; honours checks a whole request). */
+export function offersOption(capabilities: ProviderCapabilities, option: 'areaCodes' | 'carriers' | 'voice', country: string): boolean {
+  if (option === 'areaCodes') return capabilities.areaCodes && capabilities.areaCodeCountries.includes(country);
+  if (option === 'carriers') return capabilities.carriers;
+  return capabilities.voice;
+}
+
+/** A request of just that one option, for pricing it alone. */
+export function oneOption(option: 'areaCodes' | 'carriers' | 'voice'): NumberOptions {
+  if (option === 'voice') return { capability: 'voice' };
+  return option === 'areaCodes' ? { areaCodes: ['212'] } : { carriers: ['any'] };
+}
+
+/**
+ * What each option adds to a routed offer's price for the customer, as listings show it: per
+ * option, the routed price over the routes that can take it (null when none can).
+ */
+export function listedOptionSurcharges(
+  priceMinor: number,
+  routes: readonly SurchargeRoute[],
+  country: string,
+): { area_code: number | null; carrier: number | null; voice: number | null } {
+  const priced = (option: 'areaCodes' | 'carriers' | 'voice') => {
+    const able = routes.filter((r) => offersOption(r.capabilities, option, country));
+    return able.length === 0 ? null : routedOptionSurcharge(priceMinor, able, oneOption(option)).priceMinor;
+  };
+  return { area_code: priced('areaCodes'), carrier: priced('carriers'), voice: priced('voice') };
 }
 
 /** The options as the API shows them (snake_case, the same canonical form). */

@@ -26,6 +26,7 @@ export function createProvider(
         delayMs: config.SANDBOX_DELAY_MS,
         failureRate: config.SANDBOX_FAILURE_RATE,
         ttlSeconds: config.VERIFICATION_TTL_SECONDS,
+        surcharges: settings.surcharges,
       });
     case 'textverified':
       return new TextVerifiedProvider({
@@ -36,7 +37,7 @@ export function createProvider(
         webhookSecret: settings.webhookSecret,
         requestsPerSecond: settings.requestsPerSecond,
         timeoutMs: settings.timeoutMs,
-        surcharges: surchargesOf(config),
+        surcharges: settings.surcharges,
         currency: config.CURRENCY,
         clock,
       });
@@ -51,7 +52,7 @@ export function createProvider(
         requestsPerSecond: settings.requestsPerSecond ?? seller.options.requestsPerSecond,
         timeoutMs: settings.timeoutMs,
         currency: config.CURRENCY,
-        surcharges: surchargesOf(config),
+        surcharges: settings.surcharges,
         // The operator's code maps add to (and override) the seller's or the protocol's own.
         ...(settings.countryCodes ? { countryCodes: { ...(seller.options.countryCodes ?? DEFAULT_COUNTRY_CODES), ...settings.countryCodes } } : {}),
         ...(settings.serviceCodes ? { serviceCodes: { ...(seller.options.serviceCodes ?? DEFAULT_SERVICE_CODES), ...settings.serviceCodes } } : {}),
@@ -64,8 +65,4 @@ export function createProvider(
       });
     }
   }
-}
-
-function surchargesOf(config: Config): { areaCodeMinor: number; carrierMinor: number; voiceMinor: number } {
-  return { areaCodeMinor: config.AREA_CODE_SURCHARGE_MINOR, carrierMinor: config.CARRIER_SURCHARGE_MINOR, voiceMinor: config.VOICE_SURCHARGE_MINOR };
 }

@@ -30,6 +30,8 @@ export interface SandboxOptions {
   delayMs: number;
   failureRate: number;
   ttlSeconds: number;
+  /** What the sandbox adds for each option (default SANDBOX_SURCHARGES; PROVIDER_SANDBOX_*_SURCHARGE_MINOR). */
+  surcharges?: ProviderCapabilities['surcharge'];
 }
 
 export const sandboxServices: { service: string; name: string; priceMinor: number }[] = [
@@ -62,6 +64,9 @@ export const sandboxCountries = ['US', 'GB', 'DE', 'IN'];
  * assigns a number from another area code and carrier than asked (the purchase then fails, not
  * charged); a voice order's code arrives as the transcript of a call.
  */
+/** The sandbox's surcharges when PROVIDER_SANDBOX_*_SURCHARGE_MINOR are not set. */
+export const SANDBOX_SURCHARGES: ProviderCapabilities['surcharge'] = { areaCodeMinor: 10, carrierMinor: 10, voiceMinor: 20 };
+
 export const SANDBOX_CAPABILITIES: ProviderCapabilities = {
   areaCodes: true,
   carriers: true,
@@ -70,7 +75,7 @@ export const SANDBOX_CAPABILITIES: ProviderCapabilities = {
   carrierNames: ['att', 'tmo', 'vz'],
   areaCodeCountries: ['US'],
   reportsCarrier: true,
-  surcharge: { areaCodeMinor: 10, carrierMinor: 10, voiceMinor: 20 },
+  surcharge: SANDBOX_SURCHARGES,
 };
 export const SANDBOX_EMPTY_AREA_CODE = '999';
 
@@ -123,14 +128,16 @@ function parseOrderId(providerOrderId: string): { service: string; clientRef: st
 
 export class SandboxProvider implements Provider {
   readonly name = 'sandbox' as const;
-  readonly capabilities = SANDBOX_CAPABILITIES;
+  readonly capabilities: ProviderCapabilities;
   readonly kind = 'sandbox' as const;
   /** Purchases seen by this process (for tests: "one upstream purchase"). */
   readonly purchases = new Map<string, number>();
   /** Purchases of test_alternate seen by this process: odd ones have no number. */
   private alternate = 0;
 
-  constructor(private readonly options: SandboxOptions) {}
+  constructor(private readonly options: SandboxOptions) {
+    this.capabilities = options.surcharges ? { ...SANDBOX_CAPABILITIES, surcharge: options.surcharges } : SANDBOX_CAPABILITIES;
+  }
 
   async catalogue(): Promise<CatalogueEntry[]> {
     return sandboxCountries.flatMap((country) =>

@@ -6,7 +6,8 @@
  * start with a ConfigError naming the variable to set. Pure: reads the parsed configuration only.
  */
 import { ConfigError, type Config } from '../config.ts';
-import type { ProviderKind, ProviderName } from './provider.ts';
+import type { ProviderCapabilities, ProviderKind, ProviderName } from './provider.ts';
+import { SANDBOX_SURCHARGES } from './sandbox.ts';
 import { SELLER_PROFILES, sellerProfileFor, type SellerProfile } from './sms-activate/sellers.ts';
 
 export const SMS_ACTIVATE_DEFAULT_URL = 'https://api.sms-activate.ae/stubs/handler_api.php';
@@ -37,6 +38,28 @@ export interface UpstreamSettings {
   serviceCodes?: Record<string, string>;
   /** SMS-Activate protocol: what this seller does differently (docs/providers.md). */
   seller?: SellerProfile;
+  /**
+   * What this upstream adds to its price for each option (minor units): PROVIDER_<NAME>_*_SURCHARGE_MINOR,
+   * else the global AREA_CODE_/CARRIER_/VOICE_SURCHARGE_MINOR. The sandbox keeps its own (10, 10, 20)
+   * unless its PROVIDER_SANDBOX_* variables say otherwise.
+   */
+  surcharges: Surcharges;
+}
+
+export type Surcharges = ProviderCapabilities['surcharge'];
+
+/** A provider's surcharges: its own variables, each falling back to `fallback`. */
+export function surchargesOf(config: Config, name: ProviderName, fallback: Surcharges): Surcharges {
+  const own = (setting: string) => numberSetting(name, setting, config.providerSettings[providerVariable(name, setting)], { min: 0, max: 1_000_000, whole: true });
+  return {
+    areaCodeMinor: own('AREA_CODE_SURCHARGE_MINOR') ?? fallback.areaCodeMinor,
+    carrierMinor: own('CARRIER_SURCHARGE_MINOR') ?? fallback.carrierMinor,
+    voiceMinor: own('VOICE_SURCHARGE_MINOR') ?? fallback.voiceMinor,
+  };
+}
+
+function globalSurcharges(config: Config): Surcharges {
+  return { areaCodeMinor: config.AREA_CODE_SURCHARGE_MINOR, carrierMinor: config.CARRIER_SURCHARGE_MINOR, voiceMinor: config.VOICE_SURCHARGE_MINOR };
 }
 
 /** The protocol a name speaks: PROVIDER_<NAME>_PROTOCOL, else what the built-in and known seller names speak. */
@@ -65,9 +88,10 @@ export function upstreamSettings(config: Config, name: ProviderName): UpstreamSe
   };
   const timeoutMs = numberSetting(name, 'TIMEOUT_MS', own('TIMEOUT_MS'), { min: 100, max: 120_000, whole: true }) ?? config.PROVIDER_TIMEOUT_MS;
   const requestsPerSecond = numberSetting(name, 'REQUESTS_PER_SECOND', own('REQUESTS_PER_SECOND'), { min: 0, max: 10_000 }) ?? config.PROVIDER_REQUESTS_PER_SECOND;
+  const surcharges = surchargesOf(config, name, kind === 'sandbox' ? SANDBOX_SURCHARGES : globalSurcharges(config));
   switch (kind) {
     case 'sandbox':
-      return { name, kind, baseUrl: '', apiKey: '', timeoutMs };
+      return { name, kind, baseUrl: '', apiKey: '', timeoutMs, surcharges };
     case 'textverified': {
       const legacy = name === 'textverified';
       return {
@@ -79,6 +103,7 @@ export function upstreamSettings(config: Config, name: ProviderName): UpstreamSe
         webhookSecret: own('WEBHOOK_SECRET') ?? (legacy ? config.TEXTVERIFIED_WEBHOOK_SECRET : undefined),
         requestsPerSecond,
         timeoutMs,
+        surcharges,
       };
     }
     case 'sms-activate': {
@@ -100,6 +125,7 @@ export function upstreamSettings(config: Config, name: ProviderName): UpstreamSe
         countryCodes: codeMap(name, 'COUNTRY_CODES', own('COUNTRY_CODES')),
         serviceCodes: codeMap(name, 'SERVICE_CODES', own('SERVICE_CODES')),
         seller,
+        surcharges,
       };
     }
   }

@@ -1,7 +1,7 @@
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import { findOffer } from '../catalogue/catalogue.ts';
 import { rows, type Executor } from '../db/database.ts';
-import { honours, surchargeCost, type Refusal } from '../catalogue/number-options.ts';
+import { honours, isPlain, routedOptionSurcharge, surchargeCost, type Refusal } from '../catalogue/number-options.ts';
 import { DomainError } from '../errors.ts';
 import { PLAIN_CAPABILITIES, ProviderError, isProviderError, type NumberOptions, type ProviderCapabilities, type ProviderOrder } from '../providers/provider.ts';
 import { rankRoutes, type RankedRoute, type RouteStats } from '../providers/routing.ts';
@@ -28,6 +28,12 @@ export interface PurchasePlan {
   priceMinor: number | null;
   /** The providers to try, best first; empty when every one is unavailable right now. */
   candidates: RankedRoute[];
+  /**
+   * The customer's price for the options when several providers stand behind the offer: the highest
+   * any of them needs (routedOptionSurcharge), so the hold covers failover; null: one provider, whose
+   * own surcharge the reservation prices.
+   */
+  surchargePriceMinor: number | null;
 }
 
 /** The providers taking new purchases, in order of preference. */
@@ -56,14 +62,14 @@ export async function planPurchase(deps: LifecycleDeps, ex: Executor, service: s
   const available = (name: string) => !deps.controls?.isDisabled(name) && !breakerFor(deps, name).isOpen();
   if (providers.length <= 1) {
     const only = providers[0];
-    if (only === undefined) return { provider: null, priceMinor: null, candidates: [] };
+    if (only === undefined) return { provider: null, priceMinor: null, candidates: [], surchargePriceMinor: null };
     // The cap of the first attempt is the reservation's (its offer's cost with the options'); only
     // a later candidate's cost is read from its route.
     const route = { provider: only, costMinor: 0, stock: null, preference: 0, score: 1, successRate: 1 };
-    return { provider: only, priceMinor: null, candidates: available(only) ? [route] : [] };
+    return { provider: only, priceMinor: null, candidates: available(only) ? [route] : [], surchargePriceMinor: null };
   }
   const offer = await findOffer(ex, providers, service, country);
-  if (!offer) return { provider: null, priceMinor: null, candidates: [] };
+  if (!offer) return { provider: null, priceMinor: null, candidates: [], surchargePriceMinor: null };
   const candidates = offer.routes.map((route) => ({ ...route, preference: providers.indexOf(route.provider) }));
   const open = candidates.filter((c) => available(c.provider));
   // One open route has nothing to rank: no statistics read.
@@ -75,7 +81,11 @@ export async function planPurchase(deps: LifecycleDeps, ex: Executor, service: s
     stats,
     settings: { priorSuccessRate: deps.config.ROUTING_PRIOR_SUCCESS_RATE, priorWeight: deps.config.ROUTING_PRIOR_WEIGHT },
   });
-  return { provider: ranked[0]?.provider ?? offer.routes[0]!.provider, priceMinor: offer.priceMinor, candidates: ranked };
+  // Every provider behind the offer counts, available now or not: the price does not move with breakers.
+  const surchargePriceMinor = isPlain(options)
+    ? null
+    : routedOptionSurcharge(offer.priceMinor, offer.routes.map((r) => ({ costMinor: r.costMinor, capabilities: capabilitiesOf(deps, r.provider) })), options).priceMinor;
+  return { provider: ranked[0]?.provider ?? offer.routes[0]!.provider, priceMinor: offer.priceMinor, candidates: ranked, surchargePriceMinor };
 }
 
 /**

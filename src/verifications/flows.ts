@@ -2,7 +2,6 @@ import { sql } from 'drizzle-orm';
 import { breakerFor, providerFor } from '../providers/set.ts';
 import { isProviderError, type OrderCheck, type Provider, type ProviderMessage, type ProviderOrder } from '../providers/provider.ts';
 import {
-  assignNumber,
   failPurchase,
   fault,
   loadVerification,
@@ -17,8 +16,7 @@ import {
   type VerificationRow,
 } from './lifecycle.ts';
 import { verifications, type Actor } from './schema.ts';
-import { assignedNumberMismatch } from './assigned-number.ts';
-import { failMismatchedPurchase } from './purchase.ts';
+import { takeBoughtOrder } from './purchase.ts';
 import { lookUpPurchase, requestUpstreamCancel, settlementAfterCancel, type UpstreamSettlement } from './settlement.ts';
 
 /**
@@ -261,13 +259,10 @@ export async function recoverPurchase(deps: LifecycleDeps, row: VerificationRow,
   await fault(deps, 'recover.looked_up');
 
   if (order) {
-    // The order found is checked like a purchase's answer: one outside the request is not sold.
-    const mismatch = assignedNumberMismatch(row.numberOptions, order);
-    if (mismatch !== null) {
-      await failMismatchedPurchase(deps, row, order, mismatch, actor);
-      return loadVerification(deps.database.db, row.id);
-    }
-    return (await assignNumber(deps, row.id, order, { actor, reason: 'purchase found upstream', responseStatus: 202 })).row;
+    // The order found is taken exactly as the purchase's own answer would have been: a number
+    // outside the request or one the customer reported is refused (cancelled upstream, released).
+    const taken = await takeBoughtOrder(deps, row, order, { actor, reason: 'purchase found upstream', responseStatus: 202, fast: false });
+    return taken.kind === 'assigned' ? taken.row : loadVerification(deps.database.db, row.id);
   }
   if (status === 'absent') {
     return failPurchase(deps, row.id, { actor, reason: 'purchase not found upstream', responseStatus: 503, responseCode: 'provider_unavailable', upstream: 'absent' });

@@ -77,9 +77,11 @@ export function purchaseFingerprint(request: PurchaseRequest, country: string): 
 /**
  * What phase 1 asks the reservation function (reservation.ts) for one purchase, given the routing
  * plan: the provider the offer is priced with, our price when several providers stand behind it,
- * and the options' upstream surcharge (the function prices it with the offer's margin). With no
- * candidate available now (breakers open, kill switch, drain) the function refuses like an open
- * breaker: after a replay, before a hold.
+ * the options' upstream surcharge at that provider (part of its price cap) and, with several
+ * providers, the customer's price for the options decided over all of them (with one, the function
+ * prices that provider's surcharge with the offer's margin). With no candidate available now
+ * (breakers open, kill switch, drain) the function refuses like an open breaker: after a replay,
+ * before a hold.
  */
 export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, plan: PurchasePlan, now: Date): ReservationRequest {
   const { config } = deps;
@@ -105,6 +107,7 @@ export function reservationFor(deps: LifecycleDeps, request: PurchaseRequest, pl
     breakerRetrySeconds: Math.ceil(config.BREAKER_HALF_OPEN_AFTER_MS / 1000),
     options: isPlain(options) ? null : options,
     surchargeCostMinor: plan.provider === null ? 0 : surchargeCost(capabilitiesOf(deps, plan.provider), options),
+    surchargePriceMinor: plan.surchargePriceMinor,
   };
 }
 
@@ -170,53 +173,72 @@ export async function completePurchase(deps: LifecycleDeps, created: Verificatio
     return { status: 202, row: pending ?? created, replayed: false };
   }
   await fault(deps, 'purchase.bought');
-  // Not the number asked for (area code, carrier): a definite failure at this upstream. The order is
-  // cancelled there (owed if that fails) and the customer's hold released.
-  const mismatch = assignedNumberMismatch(created.numberOptions, order);
-  if (mismatch !== null) return refuseMismatchedNumber(deps, created, order, mismatch);
-
-  // Phase 3: the outcome. The common case is one statement, answered from what it wrote; anything
-  // else (another actor got there, a reused order id, a webhook to write) takes the general path.
-  const assignedAt = deps.clock.now();
-  const fast = await assignPurchasedNumber(deps.database, {
-    id: created.id,
-    providerOrderId: order.providerOrderId,
-    phoneNumber: order.phoneNumber,
-    endsAt: order.endsAt ?? null,
-    now: assignedAt,
-    ttlSeconds: deps.config.VERIFICATION_TTL_SECONDS,
-    pollIntervalMs: deps.config.POLL_INTERVAL_MS,
-    responseStatus: 201,
-    actor: 'customer',
-    reason: 'number assigned',
-  });
-  if (fast) return { status: 201, row: fast, replayed: false, view: freshPurchaseView(fast, assignedAt, 'customer', 'number assigned') };
-
-  // A number this customer reported for this service is a definite failure here (not charged); the
-  // one-statement outcome leaves it to this path.
-  if (await wasReported(deps, created, order)) {
-    await refuseBoughtNumber(deps, created, order, {
-      actor: 'customer',
-      reason: `the upstream offered ${order.phoneNumber}, which the customer reported for ${created.service}`,
-      failureReason: REPORTED_NUMBER_ANSWER,
-    });
-    throw new DomainError('no_numbers', REPORTED_NUMBER_ANSWER, { verification_id: created.id });
-  }
-
-  const { row, reused } = await assignNumber(deps, created.id, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201 });
+  // Phase 3: the outcome, checked and written by the function recovery uses too.
+  const taken = await takeBoughtOrder(deps, created, order, { actor: 'customer', reason: 'number assigned', responseStatus: 201, fast: true });
+  if (taken.kind === 'refused') throw new DomainError('no_numbers', taken.message, { verification_id: created.id });
+  const { row, reused, view } = taken;
+  if (view) return { status: 201, row, replayed: false, view };
   if (reused && row.state === 'failed') throw new DomainError('provider_unavailable', ORDER_ID_REUSED_ANSWER, { verification_id: row.id });
   if (row.state === 'failed' || row.state === 'pending') return replayOf(row);
   return { status: 201, row, replayed: false };
 }
 
-async function refuseMismatchedNumber(deps: LifecycleDeps, created: VerificationRow, order: ProviderOrder, mismatch: string): Promise<never> {
-  const message = await failMismatchedPurchase(deps, created, order, mismatch, 'customer');
-  throw new DomainError('no_numbers', message, { verification_id: created.id });
+/** An order bought for a pending purchase: assigned to it, or refused (and what the customer is told). */
+export type BoughtOrder =
+  | { kind: 'assigned'; row: VerificationRow; reused: boolean; view?: VerificationView }
+  | { kind: 'refused'; message: string };
+
+/**
+ * What becomes of an order an upstream sold for a pending purchase — the one place both the
+ * purchase's own answer and recovery's lookup (flows.ts, after a lost answer) go through, so an
+ * order found either way is checked the same. A number outside the request (area code, carrier) or
+ * one this customer reported for this service is a definite failure at that upstream
+ * (refuseBoughtNumber: cancelled there or the cancel owed, the hold released, no charge).
+ * Otherwise pending → waiting. `fast`: try the one-statement assignment first (the purchase's
+ * common case; its SQL function leaves a reported number to the general path below).
+ */
+export async function takeBoughtOrder(
+  deps: LifecycleDeps,
+  row: VerificationRow,
+  order: ProviderOrder,
+  how: { actor: Actor; reason: string; responseStatus: 201 | 202; fast: boolean },
+): Promise<BoughtOrder> {
+  const mismatch = assignedNumberMismatch(row.numberOptions, order);
+  if (mismatch !== null) return { kind: 'refused', message: await failMismatchedPurchase(deps, row, order, mismatch, how.actor) };
+
+  if (how.fast) {
+    const assignedAt = deps.clock.now();
+    const fast = await assignPurchasedNumber(deps.database, {
+      id: row.id,
+      providerOrderId: order.providerOrderId,
+      phoneNumber: order.phoneNumber,
+      endsAt: order.endsAt ?? null,
+      now: assignedAt,
+      ttlSeconds: deps.config.VERIFICATION_TTL_SECONDS,
+      pollIntervalMs: deps.config.POLL_INTERVAL_MS,
+      responseStatus: how.responseStatus,
+      actor: how.actor,
+      reason: how.reason,
+    });
+    if (fast) return { kind: 'assigned', row: fast, reused: false, view: freshPurchaseView(fast, assignedAt, how.actor, how.reason) };
+  }
+
+  if (await wasReported(deps, row, order)) {
+    await refuseBoughtNumber(deps, row, order, {
+      actor: how.actor,
+      reason: `the upstream offered ${order.phoneNumber}, which the customer reported for ${row.service}`,
+      failureReason: REPORTED_NUMBER_ANSWER,
+    });
+    return { kind: 'refused', message: REPORTED_NUMBER_ANSWER };
+  }
+
+  const { row: assigned, reused } = await assignNumber(deps, row.id, order, { actor: how.actor, reason: how.reason, responseStatus: how.responseStatus });
+  return { kind: 'assigned', row: assigned, reused: reused ?? false };
 }
 
 /**
  * A number outside the request (area code, carrier) is a definite failure at that upstream (see
- * refuseBoughtNumber). Also used by recovery, which may find such an order after a lost answer.
+ * refuseBoughtNumber), through takeBoughtOrder.
  * Returns what the customer is told.
  */
 export async function failMismatchedPurchase(

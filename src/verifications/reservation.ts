@@ -41,15 +41,17 @@ export interface ReservationRequest {
   breakerRetrySeconds: number;
   /** Area codes, carriers, voice (canonical; null for a plain number), stored on the verification. */
   options: NumberOptions | null;
-  /** What the options cost upstream (priced with the offer's margin by the function). */
+  /** What the options cost at `provider` (part of its price cap; priced with the offer's margin by the function when surchargePriceMinor is null). */
   surchargeCostMinor: number;
+  /** The customer's price for the options when several providers stand behind the offer (routedOptionSurcharge); null: the function prices this provider's. */
+  surchargePriceMinor: number | null;
 }
 
 export type Reservation = { kind: 'reserved'; row: VerificationRow } | { kind: 'existing'; row: VerificationRow } | { kind: 'raced' };
 
 const RESERVE: PreparedStatement = {
-  name: 'verification_reserve_purchase_v3',
-  text: 'SELECT * FROM verification_reserve_purchase($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)',
+  name: 'verification_reserve_purchase_v4',
+  text: 'SELECT * FROM verification_reserve_purchase($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)',
 };
 
 const ASSIGN: PreparedStatement = {
@@ -84,6 +86,7 @@ export async function reservePurchase(database: Database, r: ReservationRequest,
     r.surchargeCostMinor,
     r.options?.capability === 'voice',
     r.priceMinor,
+    r.surchargePriceMinor,
   ];
   try {
     raw = within

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findOffer } from '../../catalogue/catalogue.ts';
-import { optionSurcharge } from '../../catalogue/number-options.ts';
+import { listedOptionSurcharges } from '../../catalogue/number-options.ts';
 import { DomainError } from '../../errors.ts';
 import { MinorUnits } from '../../money.ts';
 import { isProviderError } from '../../providers/provider.ts';
@@ -55,7 +55,9 @@ const areaCodeRoutes: FastifyPluginAsyncZod = async (app) => {
       const provider = providerFor(lifecycle, name);
       const capabilities = capabilitiesOf(lifecycle, name);
       const service = request.query.service ?? null;
-      const offer = service === null ? undefined : await findOffer(ctx.database.db, provider.name, service, country);
+      // Our price across every provider taking purchases (the routed offer), and what each option
+      // adds to it: the most any provider that can take it needs (docs/number-options.md, "Price").
+      const offer = service === null ? undefined : await findOffer(ctx.database.db, purchasing, service, country);
       if (service !== null && !offer) throw new DomainError('unknown_service', `no service "${service}" in ${country}`);
       const areaCodesHere = capabilities.areaCodes && capabilities.areaCodeCountries.includes(country);
       let areaCodes: { area_code: string; region: string | null }[] = [];
@@ -68,11 +70,9 @@ const areaCodeRoutes: FastifyPluginAsyncZod = async (app) => {
         }
       }
       const voice = capabilities.voice && (offer ? offer.voice : true);
-      const priced = (what: 'areaCodes' | 'carriers' | 'voice', offered: boolean) => {
-        if (!offer || !offered) return null;
-        const options = what === 'voice' ? { capability: 'voice' as const } : { [what]: ['x'] };
-        return optionSurcharge(offer, capabilities, options).priceMinor;
-      };
+      const listed = offer
+        ? listedOptionSurcharges(offer.priceMinor, offer.routes.map((r) => ({ costMinor: r.costMinor, capabilities: capabilitiesOf(lifecycle, r.provider) })), country)
+        : { area_code: null, carrier: null, voice: null };
       return {
         country,
         service,
@@ -82,9 +82,9 @@ const areaCodeRoutes: FastifyPluginAsyncZod = async (app) => {
         can_choose_carrier: capabilities.carriers,
         voice,
         surcharge_minor: {
-          area_code: priced('areaCodes', areaCodesHere),
-          carrier: priced('carriers', capabilities.carriers),
-          voice: priced('voice', voice),
+          area_code: areaCodesHere ? listed.area_code : null,
+          carrier: capabilities.carriers ? listed.carrier : null,
+          voice: voice ? listed.voice : null,
         },
         currency: ctx.config.CURRENCY,
       };

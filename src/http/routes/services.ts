@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listOffers } from '../../catalogue/catalogue.ts';
+import { listedOptionSurcharges } from '../../catalogue/number-options.ts';
 import { cachedDeliveryStats, deliveryStats, STATS_MIN_SAMPLE, statsKey } from '../../catalogue/stats.ts';
 import { requireUser } from '../auth.ts';
 import { capabilitiesOf, purchasingProviders } from '../../verifications/failover.ts';
@@ -55,6 +56,9 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
               available: z.boolean(),
               last_24h: DeliveryStatsSchema,
               voice: z.boolean().describe('can be bought with `capability: voice` (the code comes by a call)'),
+              surcharge_minor: z
+                .object({ area_code: MinorUnits.nullable(), carrier: MinorUnits.nullable(), voice: MinorUnits.nullable() })
+                .describe('what choosing area codes, carriers or a voice call adds to price_minor (each alone); null when no provider behind the offer takes it'),
             }),
           ),
         }),
@@ -72,16 +76,22 @@ const serviceRoutes: FastifyPluginAsyncZod = async (app) => {
       const offers = await listOffers(ctx.database.db, providers(), request.query.country);
       const recent = new Map((await stats(ctx.database.db)).map((r) => [statsKey(r.service, r.country), r]));
       return {
-        services: offers.map((o) => ({
-          service: o.service,
-          name: o.name,
-          country: o.country,
-          price_minor: o.priceMinor,
-          currency: ctx.config.CURRENCY,
-          available: o.enabled,
-          last_24h: statsResource(recent.get(statsKey(o.service, o.country)) ?? deliveryStats(0, 0, null)),
-          voice: o.voice && o.routes.some((r) => capabilitiesOf(app.lifecycle, r.provider).voice),
-        })),
+        services: offers.map((o) => {
+          const routes = o.routes.map((r) => ({ costMinor: r.costMinor, capabilities: capabilitiesOf(app.lifecycle, r.provider) }));
+          const listed = listedOptionSurcharges(o.priceMinor, routes, o.country);
+          const voice = o.voice && routes.some((r) => r.capabilities.voice);
+          return {
+            service: o.service,
+            name: o.name,
+            country: o.country,
+            price_minor: o.priceMinor,
+            currency: ctx.config.CURRENCY,
+            available: o.enabled,
+            last_24h: statsResource(recent.get(statsKey(o.service, o.country)) ?? deliveryStats(0, 0, null)),
+            voice,
+            surcharge_minor: { ...listed, voice: voice ? listed.voice : null },
+          };
+        }),
       };
     },
   });
