@@ -143,3 +143,49 @@ for (const engine of engines) {
     });
   });
 }
+
+/**
+ * The sandbox's voice scenarios: any US service delivers the code as a call transcript;
+ * `test_voice_recording` hands the call over as TextVerified does (a recording, no code), so an
+ * integration can be tried against the shape production gives.
+ */
+for (const engine of engines) {
+  describe(`voice in the sandbox [${engine}]`, () => {
+    let h: LifecycleHarness;
+    before(async () => {
+      h = await lifecycleHarness(engine);
+    });
+    after(() => h?.dispose());
+
+    test('test_voice_recording: the call arrives as a recording with no code, captured at the price with the voice surcharge', async () => {
+      const user = await h.customer(500);
+      const out = await purchaseVerification(h.deps, { userId: user, idempotencyKey: 'sandbox-recording', service: 'test_voice_recording', options: { capability: 'voice' } });
+      // 50 plus the sandbox's voice surcharge of 20 at the offer's margin (cost 25): 40.
+      assert.deepEqual([out.row.state, out.row.priceMinor], ['waiting', 90]);
+      assert.deepEqual(await h.wallet(user), [500, 90, 410]);
+      h.clock.advance(1_000);
+      await h.runtime.engine.tick();
+      const row = (await loadVerification(h.t.database.db, out.row.id))!;
+      assert.deepEqual([row.state, row.code], ['received', null]);
+      const messages = await h.t.database.db.select().from(verificationMessages).where(eq(verificationMessages.verificationId, row.id));
+      assert.equal(messages.length, 1);
+      assert.match(messages[0]!.text, /^Voice call from 18005550199; the code is spoken in the recording: https:\/\/recordings\.sandbox\.invalid\/[0-9a-f]{16}\.mp3$/);
+      assert.deepEqual(await h.wallet(user), [410, 0, 410]);
+      await assertLedgerConsistent(h.t.database.db);
+      await assertLifecycleConsistent(h.t.database.db);
+    });
+
+    test('test_voice_recording bought for SMS delivers an SMS with its code, as test_success', async () => {
+      const user = await h.customer(500);
+      const out = await purchaseVerification(h.deps, { userId: user, idempotencyKey: 'sandbox-recording-sms', service: 'test_voice_recording' });
+      assert.equal(out.row.priceMinor, 50);
+      h.clock.advance(1_000);
+      await h.runtime.engine.tick();
+      const row = (await loadVerification(h.t.database.db, out.row.id))!;
+      assert.equal(row.state, 'received');
+      assert.match(row.code ?? '', /^\d{6}$/);
+      assert.deepEqual(await h.wallet(user), [450, 0, 450]);
+      await assertLifecycleConsistent(h.t.database.db);
+    });
+  });
+}
