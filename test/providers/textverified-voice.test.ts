@@ -151,6 +151,30 @@ describe('TextVerified voice: the call list', () => {
     assert.equal(fake.state.verifications.get(order.providerOrderId)!.state, 'verificationCompleted');
   });
 
+  test('a voice order whose details lack the calls link (required by the document) is malformed, not read as "no call"; an SMS order does not need it', async (t) => {
+    const { fake, provider } = await setup(t);
+    const order = await provider.buy(purchase());
+    const withoutCalls = () => {
+      const details = {
+        id: order.providerOrderId,
+        number: '2025550100',
+        createdAt: T0,
+        endsAt: '2026-03-01T12:15:00.000Z',
+        state: 'verificationPending',
+        totalCost: 1.25,
+        serviceName: 'whatsapp',
+        cancel: { canCancel: true },
+        sms: { method: 'GET', href: `${fake.url}/api/pub/v2/sms?reservationId=${order.providerOrderId}&reservationType=verification` },
+      };
+      fake.controls.failNext('details', { type: 'status', status: 200, body: JSON.stringify(details), contentType: 'application/json' });
+    };
+    withoutCalls();
+    const error = await failure(provider.check({ ...order, since: new Date(T0), capability: 'voice' }));
+    assert.equal(error.code, 'malformed_response');
+    withoutCalls();
+    assert.deepEqual(await provider.check({ ...order, since: new Date(T0) }), { state: 'waiting', messages: [] });
+  });
+
   test('a call list answer that breaks the document is malformed_response, never a message', async (t) => {
     const { clock, fake, provider } = await setup(t);
     const order = await provider.buy(purchase());
