@@ -274,7 +274,7 @@ export class TextVerifiedProvider implements Provider {
     if (details === null) return { state: 'unknown', messages: [] };
     const messages = (await this.smsFor(details, order.since)).map(messageFromSms);
     // A voice order's call is listed apart (`calls` link). Calls count against the same rate
-    // limit, so they are read only for voice orders, and only while no SMS already carries a code.
+    // limit, so they are read only for voice orders, and only while no SMS has come for it.
     if (order.capability === 'voice' && messages.length === 0) {
       for (const call of await this.callsFor(details, order.since)) {
         const message = messageFromCall(call);
