@@ -173,6 +173,8 @@ export interface OrderRef {
   phoneNumber: string;
   /** When we bought it; messages before this instant belong to a previous holder of the number. */
   since: Date;
+  /** `voice` when the number was bought for a call: an upstream that lists calls apart reads them too. */
+  capability?: NumberCapability;
 }
 
 export type CancelOutcome =

@@ -44,6 +44,7 @@ export const sandboxServices: { service: string; name: string; priceMinor: numbe
   { service: 'test_late', name: 'Test: SMS after the deadline', priceMinor: 50 },
   { service: 'test_mismatch', name: 'Test: a number other than the one asked for', priceMinor: 50 },
   { service: 'test_alternate', name: 'Test: every second purchase has no number, none delivers', priceMinor: 50 },
+  { service: 'test_voice_recording', name: 'Test: a call handed over as a recording, no code (as TextVerified)', priceMinor: 50 },
   { service: 'whatsapp', name: 'WhatsApp', priceMinor: 120 },
   { service: 'telegram', name: 'Telegram', priceMinor: 110 },
   { service: 'google', name: 'Google', priceMinor: 90 },
@@ -62,7 +63,8 @@ export const sandboxCountries = ['US', 'GB', 'DE', 'IN'];
  * The sandbox honours every option for US numbers, with small surcharges so that prices with options
  * can be tried out. Area code 999 never has numbers (a definite `no_numbers`); `test_mismatch`
  * assigns a number from another area code and carrier than asked (the purchase then fails, not
- * charged); a voice order's code arrives as the transcript of a call.
+ * charged); a voice order's code arrives as the transcript of a call, except for
+ * `test_voice_recording`, whose call comes as TextVerified hands one over: a recording, no code.
  */
 /** The sandbox's surcharges when PROVIDER_SANDBOX_*_SURCHARGE_MINOR are not set. */
 export const SANDBOX_SURCHARGES: ProviderCapabilities['surcharge'] = { areaCodeMinor: 10, carrierMinor: 10, voiceMinor: 20 };
@@ -197,6 +199,7 @@ export class SandboxProvider implements Provider {
     const start = since.getTime();
     switch (parsed.service) {
       case 'test_success':
+      case 'test_voice_recording':
         return new Date(start + 800);
       case 'test_delayed':
         return new Date(start + this.options.delayMs);
@@ -232,6 +235,11 @@ export class SandboxProvider implements Provider {
     const id = `${providerOrderId}#${receivedAt.getTime()}`;
     const code = codeFor(id);
     const label = sandboxServices.find((s) => s.service === parsed.service)?.name ?? parsed.service;
+    if (parsed.voice && parsed.service === 'test_voice_recording') {
+      // TextVerified's call record has a recording link and no transcription (docs/number-options.md).
+      const recording = `https://recordings.sandbox.invalid/${digest('recording', id).toString('hex').slice(0, 16)}.mp3`;
+      return { providerMessageId: id, text: `Voice call from 18005550199; the code is spoken in the recording: ${recording}`, code: null, receivedAt };
+    }
     const text = parsed.voice ? `Voice call transcript: your ${label} verification code is ${code}` : `Your ${label} verification code is ${code}`;
     return { providerMessageId: id, text, code, receivedAt };
   }

@@ -9,7 +9,7 @@ import { publish, publishMany } from '../events/bus.ts';
 import { expireHold, postHold, releaseHolds, voidHold } from '../ledger/ledger.ts';
 import { notify, notifyMany, type Notice } from '../notifications/notifications.ts';
 import type { ProviderBreaker } from '../providers/breaker.ts';
-import type { Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
+import type { OrderRef, Provider, ProviderMessage, ProviderOrder } from '../providers/provider.ts';
 import { providerFor, type ProviderSet } from '../providers/set.ts';
 import { formatMinor } from '../money.ts';
 import { recordOutboundEvent, recordOutboundEvents, type OutboundEvent } from '../outbound-webhooks/outbox.ts';
@@ -214,8 +214,13 @@ export async function loadVerification(ex: Executor, id: string): Promise<Verifi
   return row;
 }
 
-export function orderRef(row: VerificationRow) {
-  return { providerOrderId: row.providerOrderId!, phoneNumber: row.phoneNumber!, since: row.createdAt };
+export function orderRef(row: VerificationRow): OrderRef {
+  return {
+    providerOrderId: row.providerOrderId!,
+    phoneNumber: row.phoneNumber!,
+    since: row.createdAt,
+    ...(row.numberOptions?.capability === 'voice' ? { capability: 'voice' as const } : {}),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

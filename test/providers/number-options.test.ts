@@ -71,7 +71,7 @@ describe('TextVerified: areaCodeSelectOption, carrierSelectOption, capability', 
     assert.equal(fake.state.purchases, 0);
   });
 
-  test('voice: capability voice for a combo service; the transcribed code comes through the verification like an SMS', async (t) => {
+  test('voice: capability voice for a combo service; a code texted to a voice order is read like any SMS (its calls: textverified-voice.test.ts)', async (t) => {
     const { fake, provider, clock } = await setup(t, { voiceServices: ['whatsapp'] });
     const order = await provider.buy(purchase({ options: { capability: 'voice' } }));
     assert.equal(createBodies(fake)[0].capability, 'voice');

@@ -2,7 +2,8 @@
  * A local TextVerified API v2 for tests, as the published API document describes it: the documented
  * paths, headers, JSON bodies and status codes; request bodies checked against the document's
  * required fields (unknown fields refused); the SMS list filtered by every parameter given, the way
- * the document says; webhook payloads exactly in the documented shape (no SMS id). In-memory state
+ * the document says, and so the call list (`GET /calls`, the document's `Call`: a recording, no
+ * transcription); webhook payloads exactly in the documented shape (no SMS id). In-memory state
  * and controls script failures (429, 5xx, HTML pages, hangs, a connection cut after the order was
  * created), deliver SMS, forget orders, sell elsewhere and send signed webhooks.
  */
@@ -28,7 +29,7 @@ export function signWebhook(rawBody: string | Buffer, secret: string): string {
 
 // ---- TextVerified ---------------------------------------------------------------------------------
 
-export type TextVerifiedRoute = 'auth' | 'account' | 'services' | 'pricing' | 'create' | 'list' | 'details' | 'cancel' | 'report' | 'reuse' | 'sms' | 'area-codes';
+export type TextVerifiedRoute = 'auth' | 'account' | 'services' | 'pricing' | 'create' | 'list' | 'details' | 'cancel' | 'report' | 'reuse' | 'sms' | 'calls' | 'area-codes';
 
 export interface FakeTextVerifiedOptions {
   clock?: Clock;
@@ -59,6 +60,12 @@ export interface FakeTextVerifiedOptions {
    * `test_success`, "successful reuse within the 30-second reuse window"; the FAQ says 2 minutes).
    */
   reuseWindowSeconds?: number;
+  /**
+   * The scenario for verifications bought with capability `voice`: the service calls this many
+   * seconds after the purchase (the call is listed from then on), or `never`. Default: no call
+   * unless a test delivers one (`controls.deliverCall`).
+   */
+  voiceCall?: { afterSeconds: number; recordingUri?: string | null } | 'never';
 }
 
 export interface FakeVerification {
@@ -93,6 +100,18 @@ export interface FakeSms {
   reservationType: 'verification' | null;
 }
 
+/** A call as the document's `Call`: id, from, to, createdAt, recordingUri — nothing else. */
+export interface FakeCall {
+  id: string;
+  /** As TextVerified writes US numbers: ten digits. */
+  to: string;
+  from: string | null;
+  createdAt: Date;
+  recordingUri: string | null;
+  reservationId: string | null;
+  reservationType: 'verification' | null;
+}
+
 /** `v2.sms.received` data exactly as the document's SmsWebhookEvent: no SMS id, no extra field. */
 export interface SmsWebhookData {
   from: string | null;
@@ -112,6 +131,7 @@ export interface FakeTextVerified {
   state: {
     verifications: Map<string, FakeVerification>;
     sms: FakeSms[];
+    calls: FakeCall[];
     idempotency: Map<string, IdempotencyRecord>;
     /** Verifications actually created (sold). */
     purchases: number;
@@ -127,6 +147,8 @@ export interface FakeTextVerified {
     clearFailures(): void;
     /** An SMS to a verification's number, assigned to it. */
     deliverSms(verificationId: string, sms: { text: string; code?: string | null; at?: Date }): FakeSms;
+    /** A call to a verification's number, assigned to it (by default with a recording). */
+    deliverCall(verificationId: string, call?: { at?: Date; from?: string | null; recordingUri?: string | null }): FakeCall;
     /** An SMS to a bare number, e.g. one a previous holder of a recycled number received. */
     smsToNumber(number: string, sms: { text: string; code?: string | null; at: Date; reservationId?: string | null }): FakeSms;
     /** Numbers handed out by the next purchases, in order (ten digits). */
@@ -178,11 +200,13 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
   let nextNumber = 2025550100;
   let nextId = 1;
   let nextSmsId = 1;
+  let nextCallId = 1;
   let linkOrigin: string | null = null;
 
   const state: FakeTextVerified['state'] = {
     verifications: new Map(),
     sms: [],
+    calls: [],
     idempotency: new Map(),
     purchases: 0,
     reuses: 0,
@@ -208,9 +232,43 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     return state.sms.filter((s) => s.reservationId === v.id);
   }
 
+  function callsOf(v: FakeVerification): FakeCall[] {
+    return state.calls.filter((c) => c.reservationId === v.id);
+  }
+
+  function addCall(v: FakeVerification, call: { at?: Date; from?: string | null; recordingUri?: string | null }): FakeCall {
+    const id = `call_${nextCallId++}`;
+    const record: FakeCall = {
+      id,
+      to: v.number,
+      from: call.from === undefined ? '8005550199' : call.from,
+      createdAt: call.at ?? clock.now(),
+      recordingUri: call.recordingUri === undefined ? `https://recordings.example.test/${id}.mp3` : call.recordingUri,
+      reservationId: v.id,
+      reservationType: 'verification',
+    };
+    state.calls.push(record);
+    if (v.state === 'verificationPending') v.state = 'verificationCompleted';
+    return record;
+  }
+
+  /** The `voiceCall` scenario: a voice verification still pending past its call time has been called. */
+  function scheduledCalls(): void {
+    const scenario = options.voiceCall;
+    if (!scenario || scenario === 'never') return;
+    for (const v of state.verifications.values()) {
+      if (!v.capability || v.capability === 'sms' || v.state !== 'verificationPending' || callsOf(v).length > 0) continue;
+      const at = new Date(v.createdAt.getTime() + scenario.afterSeconds * 1000);
+      if (clock.now().getTime() < at.getTime() || at.getTime() >= v.endsAt.getTime()) continue;
+      addCall(v, { at, ...(scenario.recordingUri !== undefined ? { recordingUri: scenario.recordingUri } : {}) });
+    }
+  }
+
   function canCancel(v: FakeVerification): boolean {
     const after = (options.cancelableAfterSeconds ?? 0) * 1000;
-    return stateOf(v) === 'verificationPending' && smsOf(v).length === 0 && clock.now().getTime() >= v.createdAt.getTime() + after;
+    return (
+      stateOf(v) === 'verificationPending' && smsOf(v).length === 0 && callsOf(v).length === 0 && clock.now().getTime() >= v.createdAt.getTime() + after
+    );
   }
 
   /** Until when the verification may be reused: a while after its code, once; null otherwise. */
@@ -379,6 +437,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     if (method === 'POST' && rest === '/verifications') return { name: 'create' };
     if (method === 'GET' && rest === '/verifications') return { name: 'list' };
     if (method === 'GET' && rest === '/sms') return { name: 'sms' };
+    if (method === 'GET' && rest === '/calls') return { name: 'calls' };
     if (method === 'GET' && rest === '/area-codes') return { name: 'area-codes' };
     const one = /^\/verifications\/([^/]+)(\/cancel|\/report|\/reuse)?$/.exec(rest);
     if (!one) return null;
@@ -494,6 +553,18 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
           }));
         return json(200, page(base, '/sms', req.query, list));
       }
+      case 'calls': {
+        // ListCallsPublic: the same three filters as the SMS list, PaginatedData.Call answers.
+        const to = req.query.get('to');
+        const reservationId = req.query.get('reservationId');
+        const reservationType = req.query.get('reservationType');
+        const list = state.calls
+          .filter((c) => to === null || c.to === to)
+          .filter((c) => reservationId === null || c.reservationId === reservationId)
+          .filter((c) => reservationType === null || c.reservationType === reservationType)
+          .map((c) => ({ from: c.from, to: c.to, createdAt: c.createdAt.toISOString(), id: c.id, recordingUri: c.recordingUri }));
+        return json(200, page(base, '/calls', req.query, list));
+      }
     }
   }
 
@@ -502,6 +573,7 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
     state.requests.push(recorded);
     const r = route(recorded.method, recorded.path);
     if (!r) return send(res, { status: 404 });
+    scheduledCalls();
     const failure = script.take(r.name);
     if (failure && answerFailure(req, res, failure)) return;
     if (r.name !== 'auth') {
@@ -548,6 +620,11 @@ export async function startFakeTextVerified(options: FakeTextVerifiedOptions = {
           v.completedAt = message.createdAt;
         }
         return message;
+      },
+      deliverCall(verificationId, call = {}) {
+        const v = state.verifications.get(verificationId);
+        if (!v) throw new Error(`fake textverified: no verification ${verificationId}`);
+        return addCall(v, call);
       },
       smsToNumber(number, sms) {
         const message: FakeSms = {

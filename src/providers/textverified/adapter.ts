@@ -40,11 +40,12 @@ import {
   type PurchaseRequest,
   type UpstreamOrderState,
 } from '../provider.ts';
-import { messageFromSms } from './messages.ts';
+import { messageFromCall, messageFromSms } from './messages.ts';
 import {
   accountSchema,
   areaCodesSchema,
   bearerTokenSchema,
+  callSchema,
   errorBodySchema,
   linkSchema,
   paginated,
@@ -53,6 +54,7 @@ import {
   smsSchema,
   verificationCompactSchema,
   verificationSchema,
+  type Call,
   type Sms,
   type Verification,
 } from './schemas.ts';
@@ -280,6 +282,14 @@ export class TextVerifiedProvider implements Provider {
     const details = await this.fetchVerification(this.verificationUrl(order.providerOrderId), 'textverified verification');
     if (details === null) return { state: 'unknown', messages: [] };
     const messages = (await this.smsFor(details, order.since)).map(messageFromSms);
+    // A voice order's call is listed apart (`calls` link). Calls count against the same rate
+    // limit, so they are read only for voice orders, and only while no SMS has come for it.
+    if (order.capability === 'voice' && messages.length === 0) {
+      for (const call of await this.callsFor(details, order.since)) {
+        const message = messageFromCall(call);
+        if (message) messages.push(message);
+      }
+    }
     return { state: mapVerificationState(details.state, messages.length > 0), messages };
   }
 
@@ -307,6 +317,11 @@ export class TextVerifiedProvider implements Provider {
     if (state === 'cancelled' || state === 'expired') return { outcome: 'gone' };
     if (state === 'completed') return { outcome: 'already_received' };
     if ((await this.smsFor(details, details.createdAt)).length > 0) return { outcome: 'already_received' };
+    // cancel() is not told how the number was bought: a refused cancel of a voice order whose call
+    // came is as final as one with an SMS (a rare path, so the extra read costs little).
+    if (details.calls && (await this.callsFor(details, details.createdAt)).some((c) => messageFromCall(c) !== null)) {
+      return { outcome: 'already_received' };
+    }
     if (state === 'waiting' && !details.cancel.canCancel) {
       return { outcome: 'too_early', retryAfterSeconds: this.options.cancelRetryAfterSeconds ?? 60 };
     }
@@ -504,6 +519,18 @@ export class TextVerifiedProvider implements Provider {
     const label = 'textverified sms';
     const { items } = await this.listPages(this.followable(details.sms.href, label), smsSchema, label);
     return items.filter((sms) => sms.createdAt.getTime() >= since.getTime());
+  }
+
+  /**
+   * This verification's calls at or after `since`, from the list its `calls` link names (every
+   * page), as the SMS are read. The document marks the link required: a voice order without one
+   * cannot be read, and is not guessed at.
+   */
+  private async callsFor(details: Verification, since: Date): Promise<Call[]> {
+    const label = 'textverified calls';
+    if (!details.calls) throw malformed(label, 'verification without a calls link');
+    const { items } = await this.listPages(this.followable(details.calls.href, label), callSchema, label);
+    return items.filter((call) => call.createdAt.getTime() >= since.getTime());
   }
 
   private listVerifications() {

@@ -77,6 +77,9 @@ export const verificationSchema = z.object({
   reuse: z.object({ reusableUntil: isoInstant.nullable().optional(), link: linkSchema.optional() }).optional(),
   // Where this verification's SMS are listed: followed as given, never rebuilt from the number.
   sms: requiredLinkSchema,
+  // Where its calls are listed (`GET /calls?...`). Required by the document; read only for voice
+  // orders, so an answer without it is refused only where it is needed.
+  calls: requiredLinkSchema.optional(),
 });
 export type Verification = z.output<typeof verificationSchema>;
 
@@ -99,6 +102,19 @@ export const smsSchema = z.object({
   encrypted: z.boolean().optional(),
 });
 export type Sms = z.output<typeof smsSchema>;
+
+/**
+ * The document's `Call` (tag "Calls And Voice - [ALPHA]"): `id`, `from`, `to`, `createdAt` and
+ * `recordingUri`, nothing else (additionalProperties: false). No transcription, no parsed code.
+ */
+export const callSchema = z.object({
+  id: z.string().min(1),
+  from: z.string().nullable().optional(),
+  to: z.string(),
+  createdAt: isoInstant,
+  recordingUri: z.string().nullable(),
+});
+export type Call = z.output<typeof callSchema>;
 
 const paginationLinksSchema = z.object({
   current: linkSchema.nullable().optional(),
