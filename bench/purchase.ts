@@ -113,6 +113,7 @@ export async function benchPurchase(): Promise<BenchReport> {
   const pgbenchScale = envInt('BENCH_PGBENCH_SCALE', 1);
   const pgliteRounds = envInt('BENCH_PGLITE_ROUNDS', rounds);
   const pgliteSeconds = Math.max(1, envInt('BENCH_PGLITE_SECONDS', 10));
+  const vacuumBetween = envInt('BENCH_VACUUM', 1) === 1;
   const apiOnly = process.env.BENCH_PURCHASE_API_ONLY !== '0';
   // Another checkout (e.g. the previous release, with its node_modules) measured in every round
   // against the same database, in alternating order: a before/after comparison under the same load.
@@ -138,6 +139,10 @@ export async function benchPurchase(): Promise<BenchReport> {
 
   /** Starts the server, warms it up, measures one window, stops it. */
   const measure = async (serverSettings: Record<string, string>, args: string[], customers: BenchCustomer[], prefix: string, window: number, root?: string) => {
+    // pgbench vacuums its tables before every run; each PostgreSQL window gets the same, in place of
+    // the autovacuum a production server runs (this machine's PostgreSQL has it off). PGlite's
+    // engine does its own upkeep (src/db/maintenance.ts).
+    if (serverSettings.DATABASE_URL && vacuumBetween) await withClient(serverSettings.DATABASE_URL, (client) => client.query('VACUUM ANALYZE'));
     const server = await startChildServer(serverSettings, args, root);
     try {
       if (warmup > 0) await purchaseLoad(server.url, customers, { seconds: warmup, concurrency, service, prefix: `${prefix}-warm` });
@@ -269,7 +274,8 @@ export async function benchPurchase(): Promise<BenchReport> {
       (waiting > 0 ? `with ${waiting} verifications of 500 other customers already waiting, ` : '') +
       `distinct Idempotency-Keys, bearer API keys), ${seconds} s per window after ${warmup} s of warm-up, against a fresh server process: ` +
       `\`namaskah serve\` (API and engine)${apiOnly ? ' and `namaskah serve --no-worker` (API only)' : ''}. ` +
-      `Baseline: pgbench TPC-B (-s ${pgbenchScale} -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}) on the same server, in every round, while no server runs.`,
+      `Baseline: pgbench TPC-B (-s ${pgbenchScale} -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}) on the same server, in every round, while no server runs. ` +
+      (vacuumBetween ? 'Each PostgreSQL window starts after a `VACUUM ANALYZE` of the database, as each pgbench run starts after one of its tables.' : 'No vacuum between windows (`BENCH_VACUUM=0`).'),
     ``,
     table(
       ['round', 'pgbench TPC-B tps', '`serve` purchases/s', 'ratio', ...(apiOnly ? ['`--no-worker` purchases/s', 'ratio'] : []), ...(baselineRoot ? ['baseline `serve` purchases/s', 'ratio'] : []), 'load average (pgbench)'],
@@ -321,7 +327,7 @@ export async function benchPurchase(): Promise<BenchReport> {
       ` (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'missed'}); PGlite ${round(liteMedian)}/s`,
     markdown,
     data: {
-      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, waiting, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
+      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, waiting, vacuum_between_windows: vacuumBetween, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
       postgres: {
         rounds: pgRounds,
         median_purchases_per_second: purchaseMedian,
