@@ -24,7 +24,28 @@ import { envInt, formatLoad, log, median, round, table, withLoad, type LoadRepor
  */
 const TARGET_RATIO = 0.25;
 
-type Measured = LoadResult & { load: LoadReport; server_cpu: ServerCpu };
+/**
+ * The database's work per purchase, from pg_stat_database of the scratch database over the whole
+ * server run (warm-up included, the engine's work too): figures that do not depend on the machine's
+ * load, to tell a slower database from a busier machine.
+ */
+interface DatabaseWork {
+  pages_per_purchase: number;
+  rows_read_per_purchase: number;
+  commits_per_purchase: number;
+}
+
+type Measured = LoadResult & { load: LoadReport; server_cpu: ServerCpu; database_work?: DatabaseWork };
+
+async function databaseCounters(url: string): Promise<{ pages: number; rows: number; commits: number }> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ pages: string; rows: string; commits: string }>(
+      `SELECT blks_hit + blks_read AS pages, tup_returned + tup_fetched AS rows, xact_commit AS commits
+       FROM pg_stat_database WHERE datname = current_database()`,
+    );
+    return { pages: Number(rows[0]!.pages), rows: Number(rows[0]!.rows), commits: Number(rows[0]!.commits) };
+  });
+}
 
 interface PurchaseRound {
   round: number;
@@ -143,16 +164,34 @@ export async function benchPurchase(): Promise<BenchReport> {
     // the autovacuum a production server runs (this machine's PostgreSQL has it off). PGlite's
     // engine does its own upkeep (src/db/maintenance.ts).
     if (serverSettings.DATABASE_URL && vacuumBetween) await withClient(serverSettings.DATABASE_URL, (client) => client.query('VACUUM ANALYZE'));
+    const url = serverSettings.DATABASE_URL;
+    const before = url ? await databaseCounters(url) : undefined;
     const server = await startChildServer(serverSettings, args, root);
+    let result: Measured;
+    let bought = 0;
     try {
-      if (warmup > 0) await purchaseLoad(server.url, customers, { seconds: warmup, concurrency, service, prefix: `${prefix}-warm` });
-      return await measured(server, () => purchaseLoad(server.url, customers, { seconds: window, concurrency, service, prefix }));
+      if (warmup > 0) {
+        const warm = await purchaseLoad(server.url, customers, { seconds: warmup, concurrency, service, prefix: `${prefix}-warm` });
+        bought += warm.ok_per_second * warm.seconds;
+      }
+      result = await measured(server, () => purchaseLoad(server.url, customers, { seconds: window, concurrency, service, prefix }));
+      bought += result.ok_per_second * result.seconds;
     } finally {
       await server.stop();
     }
+    if (!url || !before || bought === 0) return result;
+    // The server's connections are closed, so their statistics have been flushed.
+    const after = await databaseCounters(url);
+    const per = (n: number) => round(n / bought, 1);
+    return {
+      ...result,
+      database_work: { pages_per_purchase: per(after.pages - before.pages), rows_read_per_purchase: per(after.rows - before.rows), commits_per_purchase: per(after.commits - before.commits) },
+    };
   };
   const describe = (m: Measured) =>
-    `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores, RSS peak ${m.server_cpu.peak_rss_mb} MB)`;
+    `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores, RSS peak ${m.server_cpu.peak_rss_mb} MB` +
+    (m.database_work ? `; per purchase: ${m.database_work.pages_per_purchase} pages, ${m.database_work.rows_read_per_purchase} rows read, ${m.database_work.commits_per_purchase} commits` : '') +
+    ')';
 
   // --- PostgreSQL -----------------------------------------------------------------------------
   log(`purchase: scratch database, ${customerCount} customers, pgbench -i -s ${pgbenchScale}`);
