@@ -24,7 +24,28 @@ import { envInt, formatLoad, log, median, round, table, withLoad, type LoadRepor
  */
 const TARGET_RATIO = 0.25;
 
-type Measured = LoadResult & { load: LoadReport; server_cpu: ServerCpu };
+/**
+ * The database's work per purchase, from pg_stat_database of the scratch database over the whole
+ * server run (warm-up included, the engine's work too): figures that do not depend on the machine's
+ * load, to tell a slower database from a busier machine.
+ */
+interface DatabaseWork {
+  pages_per_purchase: number;
+  rows_read_per_purchase: number;
+  commits_per_purchase: number;
+}
+
+type Measured = LoadResult & { load: LoadReport; server_cpu: ServerCpu; database_work?: DatabaseWork };
+
+async function databaseCounters(url: string): Promise<{ pages: number; rows: number; commits: number }> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ pages: string; rows: string; commits: string }>(
+      `SELECT blks_hit + blks_read AS pages, tup_returned + tup_fetched AS rows, xact_commit AS commits
+       FROM pg_stat_database WHERE datname = current_database()`,
+    );
+    return { pages: Number(rows[0]!.pages), rows: Number(rows[0]!.rows), commits: Number(rows[0]!.commits) };
+  });
+}
 
 interface PurchaseRound {
   round: number;
@@ -113,6 +134,7 @@ export async function benchPurchase(): Promise<BenchReport> {
   const pgbenchScale = envInt('BENCH_PGBENCH_SCALE', 1);
   const pgliteRounds = envInt('BENCH_PGLITE_ROUNDS', rounds);
   const pgliteSeconds = Math.max(1, envInt('BENCH_PGLITE_SECONDS', 10));
+  const vacuumBetween = envInt('BENCH_VACUUM', 1) === 1;
   const apiOnly = process.env.BENCH_PURCHASE_API_ONLY !== '0';
   // Another checkout (e.g. the previous release, with its node_modules) measured in every round
   // against the same database, in alternating order: a before/after comparison under the same load.
@@ -138,16 +160,38 @@ export async function benchPurchase(): Promise<BenchReport> {
 
   /** Starts the server, warms it up, measures one window, stops it. */
   const measure = async (serverSettings: Record<string, string>, args: string[], customers: BenchCustomer[], prefix: string, window: number, root?: string) => {
+    // pgbench vacuums its tables before every run; each PostgreSQL window gets the same, in place of
+    // the autovacuum a production server runs (this machine's PostgreSQL has it off). PGlite's
+    // engine does its own upkeep (src/db/maintenance.ts).
+    if (serverSettings.DATABASE_URL && vacuumBetween) await withClient(serverSettings.DATABASE_URL, (client) => client.query('VACUUM ANALYZE'));
+    const url = serverSettings.DATABASE_URL;
+    const before = url ? await databaseCounters(url) : undefined;
     const server = await startChildServer(serverSettings, args, root);
+    let result: Measured;
+    let bought = 0;
     try {
-      if (warmup > 0) await purchaseLoad(server.url, customers, { seconds: warmup, concurrency, service, prefix: `${prefix}-warm` });
-      return await measured(server, () => purchaseLoad(server.url, customers, { seconds: window, concurrency, service, prefix }));
+      if (warmup > 0) {
+        const warm = await purchaseLoad(server.url, customers, { seconds: warmup, concurrency, service, prefix: `${prefix}-warm` });
+        bought += warm.ok_per_second * warm.seconds;
+      }
+      result = await measured(server, () => purchaseLoad(server.url, customers, { seconds: window, concurrency, service, prefix }));
+      bought += result.ok_per_second * result.seconds;
     } finally {
       await server.stop();
     }
+    if (!url || !before || bought === 0) return result;
+    // The server's connections are closed, so their statistics have been flushed.
+    const after = await databaseCounters(url);
+    const per = (n: number) => round(n / bought, 1);
+    return {
+      ...result,
+      database_work: { pages_per_purchase: per(after.pages - before.pages), rows_read_per_purchase: per(after.rows - before.rows), commits_per_purchase: per(after.commits - before.commits) },
+    };
   };
   const describe = (m: Measured) =>
-    `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores, RSS peak ${m.server_cpu.peak_rss_mb} MB)`;
+    `${round(m.ok_per_second)} purchases/s (${statusText(m)}; server CPU ${m.server_cpu.ms_per_purchase} ms/purchase, ${m.server_cpu.cores} cores, RSS peak ${m.server_cpu.peak_rss_mb} MB` +
+    (m.database_work ? `; per purchase: ${m.database_work.pages_per_purchase} pages, ${m.database_work.rows_read_per_purchase} rows read, ${m.database_work.commits_per_purchase} commits` : '') +
+    ')';
 
   // --- PostgreSQL -----------------------------------------------------------------------------
   log(`purchase: scratch database, ${customerCount} customers, pgbench -i -s ${pgbenchScale}`);
@@ -269,7 +313,8 @@ export async function benchPurchase(): Promise<BenchReport> {
       (waiting > 0 ? `with ${waiting} verifications of 500 other customers already waiting, ` : '') +
       `distinct Idempotency-Keys, bearer API keys), ${seconds} s per window after ${warmup} s of warm-up, against a fresh server process: ` +
       `\`namaskah serve\` (API and engine)${apiOnly ? ' and `namaskah serve --no-worker` (API only)' : ''}. ` +
-      `Baseline: pgbench TPC-B (-s ${pgbenchScale} -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}) on the same server, in every round, while no server runs.`,
+      `Baseline: pgbench TPC-B (-s ${pgbenchScale} -c ${pgbenchClients} -j ${pgbenchThreads} -T ${seconds}) on the same server, in every round, while no server runs. ` +
+      (vacuumBetween ? 'Each PostgreSQL window starts after a `VACUUM ANALYZE` of the database, as each pgbench run starts after one of its tables.' : 'No vacuum between windows (`BENCH_VACUUM=0`).'),
     ``,
     table(
       ['round', 'pgbench TPC-B tps', '`serve` purchases/s', 'ratio', ...(apiOnly ? ['`--no-worker` purchases/s', 'ratio'] : []), ...(baselineRoot ? ['baseline `serve` purchases/s', 'ratio'] : []), 'load average (pgbench)'],
@@ -321,7 +366,7 @@ export async function benchPurchase(): Promise<BenchReport> {
       ` (target ≥ ${TARGET_RATIO}: ${met ? 'met' : 'missed'}); PGlite ${round(liteMedian)}/s`,
     markdown,
     data: {
-      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, waiting, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
+      settings: { rounds, seconds, warmup, concurrency, customers: customerCount, service, api_only: apiOnly, waiting, vacuum_between_windows: vacuumBetween, pgbench: { clients: pgbenchClients, threads: pgbenchThreads, scale: pgbenchScale } },
       postgres: {
         rounds: pgRounds,
         median_purchases_per_second: purchaseMedian,

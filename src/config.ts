@@ -86,6 +86,7 @@ export const configSchema = z.object({
   POLL_INTERVAL_MS: int(50, 600_000).default(3_000),
   ENGINE_TICK_MS: int(10, 60_000).default(500),
   ENGINE_CONCURRENCY: int(1, 64).default(8),
+  EMBEDDED_UPKEEP_SECONDS: int(0, 86_400).default(30),
   LEASE_SECONDS: int(1, 3600).default(30),
   ENGINE_DEAD_AFTER_SECONDS: int(2, 3600).default(5),
   LATE_SMS_WINDOW_SECONDS: int(0, 86_400).default(300),

@@ -34,6 +34,8 @@ export interface Database {
    * matters (docs/performance.md); everything else goes through drizzle.
    */
   prepared<T>(statement: PreparedStatement, values: readonly unknown[]): Promise<T[]>;
+  /** One statement that may not run inside a transaction (VACUUM): src/db/maintenance.ts. */
+  utility(statement: string): Promise<void>;
   /**
    * Embedded only: the whole data directory as a gzipped tar, taken between transactions (none is
    * open while it is written), so it holds every committed transaction and nothing else. Restored
@@ -125,6 +127,10 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     async prepared<T>(statement: PreparedStatement, values: readonly unknown[]) {
       return (await client.query<T>(statement.text, values as unknown[])).rows;
     },
+    async utility(statement) {
+      // Queued behind PGlite's transaction mutex like any query: an open transaction ends first.
+      await client.exec(statement);
+    },
     async runScript(script) {
       await client.transaction(async (tx) => {
         await tx.exec(script);
@@ -194,6 +200,9 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     async prepared<T>(statement: PreparedStatement, values: readonly unknown[]) {
       const result = await pool.query({ name: statement.name, text: statement.text, values: values as unknown[] });
       return result.rows as T[];
+    },
+    async utility(statement) {
+      await pool.query(statement);
     },
     async runScript(script) {
       const client = await pool.connect();

@@ -9,6 +9,7 @@ import { settleUpstream } from '../verifications/settlement.ts';
 import { backoffMs } from '../verifications/transitions.ts';
 import { WebhookDelivery, type WebhookDeliveryOptions } from './webhook-delivery.ts';
 import { checkUpstreamBalances, type BalanceCheckResult } from './upstream-balances.ts';
+import { maintainTables, type Upkeep } from '../db/maintenance.ts';
 import type { Provider } from '../providers/provider.ts';
 
 /**
@@ -48,6 +49,8 @@ export class Engine {
   private delivering?: Promise<unknown>;
   private balanceTimer?: NodeJS.Timeout;
   private checkingBalances?: Promise<unknown>;
+  private upkeepTimer?: NodeJS.Timeout;
+  private keepingUp?: Promise<unknown>;
   private readonly upstreams: readonly Provider[];
   private stopped = true;
 
@@ -65,6 +68,16 @@ export class Engine {
   /** Reads each upstream's balance and raises the low-balance alert on a crossing (engine/upstream-balances.ts). */
   checkBalances(): Promise<BalanceCheckResult[]> {
     return checkUpstreamBalances(this.deps, this.upstreams);
+  }
+
+  /**
+   * The embedded database's vacuum and analyze (src/db/maintenance.ts): it has no autovacuum, and
+   * the engine is the one background worker it has. PostgreSQL's own autovacuum does this there.
+   */
+  async keepUpEmbedded(): Promise<Upkeep[]> {
+    const done = await maintainTables(this.deps.database);
+    if (done.length > 0) this.deps.logger.info({ upkeep: done }, 'embedded database vacuumed and analyzed');
+    return done;
   }
 
   start(): void {
@@ -94,6 +107,14 @@ export class Engine {
       this.balanceTimer = setInterval(balanceCheck, this.deps.config.UPSTREAM_BALANCE_CHECK_SECONDS * 1000);
       this.balanceTimer.unref();
     }
+    if (this.deps.database.engine === 'pglite' && this.deps.config.EMBEDDED_UPKEEP_SECONDS > 0) {
+      this.upkeepTimer = setInterval(() => {
+        this.keepingUp ??= this.keepUpEmbedded()
+          .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'embedded database upkeep failed'))
+          .finally(() => (this.keepingUp = undefined));
+      }, this.deps.config.EMBEDDED_UPKEEP_SECONDS * 1000);
+      this.upkeepTimer.unref();
+    }
     // The heartbeat runs beside the ticks: a tick waiting on slow upstreams must not look dead, and
     // a killed worker falls silent within a beat, so the others take its rows over in seconds.
     this.pulse = setInterval(() => {
@@ -110,7 +131,8 @@ export class Engine {
     if (this.webhookTimer) clearTimeout(this.webhookTimer);
     if (this.pulse) clearInterval(this.pulse);
     if (this.balanceTimer) clearInterval(this.balanceTimer);
-    await Promise.all([this.running, this.delivering, this.checkingBalances]);
+    if (this.upkeepTimer) clearInterval(this.upkeepTimer);
+    await Promise.all([this.running, this.delivering, this.checkingBalances, this.keepingUp]);
     await this.beating;
     try {
       await releaseAllLeases(this.deps.database.db, this.workerId);

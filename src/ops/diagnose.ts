@@ -109,6 +109,19 @@ export async function diagnose(deps: DiagnoseDeps): Promise<DiagnoseReport> {
   });
 }
 
+/**
+ * PostgreSQL's autovacuum is what keeps the hot tables (every purchase updates a verification and a
+ * wallet) free of dead rows and their statistics current; a server with it off slows down as they
+ * pile up (docs/operations.md). The embedded database has none and the engine does it instead.
+ */
+async function autovacuumWarning(ex: Executor, engine: Database['engine']): Promise<string[]> {
+  if (engine !== 'postgres') return [];
+  const setting = await firstRow<{ on: string }>(ex, sql`SELECT current_setting('autovacuum') AS on`);
+  return setting?.on === 'off'
+    ? ['autovacuum is off on this PostgreSQL server: dead rows of the verifications, holds and wallets pile up and purchases slow down; turn it on (autovacuum = on), or vacuum and analyze the database regularly']
+    : [];
+}
+
 async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport> {
   const { clock, config } = deps;
   const now = clock.now();
@@ -172,14 +185,16 @@ async function report(ex: Executor, deps: DiagnoseDeps): Promise<DiagnoseReport>
         ex,
         sql`SELECT email FROM users WHERE role = 'admin' AND deleted_at IS NULL AND totp_enabled_at IS NULL ORDER BY email LIMIT 20`,
       );
-  const warnings =
-    unprotected.length === 0
+  const warnings = [
+    ...(await autovacuumWarning(ex, deps.database.engine)),
+    ...(unprotected.length === 0
       ? []
       : [
           `${unprotected.length === 20 ? '20 or more admins sign' : `${unprotected.length} admin${unprotected.length === 1 ? ' signs' : 's sign'}`} in ` +
             `without two-factor sign-in (${unprotected.map((u) => u.email).join(', ')}): turn it on in the dashboard's Account page, ` +
             'and set REQUIRE_ADMIN_2FA=true',
-        ];
+        ]),
+  ];
 
   const lag = await engineLagSeconds(ex, now, deadAfterMs(config));
   const workers = await engineWorkers(ex, config, now);

@@ -395,7 +395,12 @@ describe('the local outbox and the verified-email policy [pglite]', { timeout: 1
     assert.equal(outbox.body.items[0].subject, 'Confirm your email address');
     assert.equal(outbox.headers.get('cache-control'), 'no-store');
     const report = await admin.client.get('/v1/admin/diagnose');
-    assert.deepEqual(report.body.warnings, [], 'required and enrolled: nothing to warn about');
+    // Only the server's own settings may still be warned about (autovacuum on a CI PostgreSQL).
+    assert.deepEqual(
+      report.body.warnings.filter((w: string) => !w.startsWith('autovacuum is off')),
+      [],
+      'required and enrolled: nothing to warn about',
+    );
   });
 
   test('REQUIRE_VERIFIED_EMAIL_FOR=purchase,top_up: 403 email_unverified until the link is used, nothing stored', async () => {
