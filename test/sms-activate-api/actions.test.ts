@@ -42,6 +42,7 @@ const SANDBOX_PRICES: Record<string, number> = {
   testprovidererror: 0.5,
   testsuccess: 0.5,
   testtimeout: 0.5,
+  testvoicerecording: 0.5,
   ub: 0.65,
   wa: 1.2,
 };
