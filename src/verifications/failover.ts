@@ -123,13 +123,14 @@ export async function routeStats(ex: Executor, deps: LifecycleDeps, service: str
  */
 export async function buyWithFailover(deps: LifecycleDeps, created: VerificationRow, candidates: readonly RankedRoute[]): Promise<ProviderOrder> {
   const until = (created.purchaseUntil ?? new Date(created.createdAt.getTime() + deps.config.PURCHASE_TIMEOUT_SECONDS * 1000)).getTime();
-  let last: ProviderError = new ProviderError('definite', 'unavailable', 'no provider can take this purchase now');
+  // Made only when every candidate failed: an Error per purchase (its stack trace) costs CPU on the hot path.
+  let last: ProviderError | undefined;
   for (const [index, candidate] of candidates.entries()) {
     const remainingMs = until - deps.clock.now().getTime();
     if (remainingMs <= 0) break;
     // The first attempt's cap is the reservation's; a later candidate's is its own cost with the options'.
     const maxCostMinor = index === 0 ? created.maxCostMinor : candidate.costMinor + surchargeCost(capabilitiesOf(deps, candidate.provider), created.numberOptions ?? undefined);
-    if (index > 0 && !(await rebindPurchase(deps, created.id, candidate.provider, maxCostMinor, `${last.code} at ${candidates[index - 1]!.provider}: trying ${candidate.provider}`))) {
+    if (index > 0 && !(await rebindPurchase(deps, created.id, candidate.provider, maxCostMinor, `${last?.code} at ${candidates[index - 1]!.provider}: trying ${candidate.provider}`))) {
       break;
     }
     try {
@@ -149,7 +150,7 @@ export async function buyWithFailover(deps: LifecycleDeps, created: Verification
       last = error;
     }
   }
-  throw last;
+  throw last ?? new ProviderError('definite', 'unavailable', 'no provider can take this purchase now');
 }
 
 /**
