@@ -132,14 +132,14 @@ export function routedOptionSurcharge(
 }
 
 /** Whether a provider can take one option at all for `country` (what a listing prices; honours checks a whole request). */
-export function offersOption(capabilities: ProviderCapabilities, option: 'areaCodes' | 'carriers' | 'voice', country: string): boolean {
+function offersOption(capabilities: ProviderCapabilities, option: 'areaCodes' | 'carriers' | 'voice', country: string): boolean {
   if (option === 'areaCodes') return capabilities.areaCodes && capabilities.areaCodeCountries.includes(country);
   if (option === 'carriers') return capabilities.carriers;
   return capabilities.voice;
 }
 
 /** A request of just that one option, for pricing it alone. */
-export function oneOption(option: 'areaCodes' | 'carriers' | 'voice'): NumberOptions {
+function oneOption(option: 'areaCodes' | 'carriers' | 'voice'): NumberOptions {
   if (option === 'voice') return { capability: 'voice' };
   return option === 'areaCodes' ? { areaCodes: ['212'] } : { carriers: ['any'] };
 }

@@ -49,7 +49,7 @@ export interface UpstreamSettings {
 export type Surcharges = ProviderCapabilities['surcharge'];
 
 /** A provider's surcharges: its own variables, each falling back to `fallback`. */
-export function surchargesOf(config: Config, name: ProviderName, fallback: Surcharges): Surcharges {
+function surchargesOf(config: Config, name: ProviderName, fallback: Surcharges): Surcharges {
   const own = (setting: string) => numberSetting(name, setting, config.providerSettings[providerVariable(name, setting)], { min: 0, max: 1_000_000, whole: true });
   return {
     areaCodeMinor: own('AREA_CODE_SURCHARGE_MINOR') ?? fallback.areaCodeMinor,
