@@ -4,6 +4,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations, SQL } from 'drizzle-orm';
 import pg from 'pg';
+import { PgliteStatements } from './pglite-statements.ts';
 
 // No schema is registered with Drizzle: the code uses its query builder over the tables each module
 // declares (and SQL), never the relational query API, so this floor knows no domain table.
@@ -113,7 +114,9 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
   const options = { startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`] };
   const client = dataDir ? new PGlite(dataDir, options) : new PGlite(options);
   await client.waitReady;
-  const db = drizzlePglite({ client }) as unknown as Db;
+  const statements = new PgliteStatements(client);
+  // Drizzle needs only query() and transaction() of its client.
+  const db = drizzlePglite({ client: { query: statements.query.bind(statements), transaction: statements.transaction.bind(statements) } as unknown as PGlite }) as unknown as Db;
   return {
     engine: 'pglite',
     db,
@@ -125,7 +128,7 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
       };
     },
     async prepared<T>(statement: PreparedStatement, values: readonly unknown[]) {
-      return (await client.query<T>(statement.text, values as unknown[])).rows;
+      return (await statements.query<T>(statement.text, values)).rows;
     },
     async utility(statement) {
       // Queued behind PGlite's transaction mutex like any query: an open transaction ends first.
@@ -135,6 +138,7 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
       await client.transaction(async (tx) => {
         await tx.exec(script);
       });
+      statements.forgetAll();
     },
     async dumpDataDir() {
       // The checkpoint writes every committed change into the data files, so a restore starts
