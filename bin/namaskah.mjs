@@ -1,18 +1,13 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // The `namaskah` command: runs dist/ (src/ compiled by `npm run build`, which npm runs after every
 // install) while it was built from the sources as they are; otherwise the TypeScript sources
 // through tsx. The compiled server starts faster and uses about 80 MB less memory: no compiler, no
-// loader thread (docs/performance.md, "Memory").
+// loader thread (docs/performance.md, "Memory"). The server's V8 flag `--max-semi-space-size=4`
+// (a smaller young generation) has to be given to node itself, as the first line, `npm start` and
+// deploy/systemd do: V8 sizes its heap before any of this runs.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 import { sourceHash } from './source-hash.mjs';
-
-// A smaller young generation: at hundreds of purchases a second V8's default (16 MB semi-spaces)
-// let the server's resident memory pass 300 MB between collections; 4 MB kept it under 290 MB at the
-// same throughput (docs/performance.md, "Memory"). An operator's own setting wins.
-const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((arg) => arg.includes('--max-semi-space-size'));
-if (!given) setFlagsFromString('--max-semi-space-size=4');
 
 function built() {
   try {

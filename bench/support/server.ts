@@ -11,6 +11,8 @@ import { sleep } from './stats.ts';
  */
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const cliPath = fileURLToPath(new URL('../../bin/namaskah.mjs', import.meta.url));
+/** node's flags for the server, as in package.json's `start` and deploy/systemd's units. */
+const SERVE_NODE_FLAGS = ['--max-semi-space-size=4'];
 
 /** Environment for a child: the parent's, minus every Namaskah setting, plus the given ones. */
 export function childEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
@@ -57,8 +59,10 @@ function exited(child: ChildProcess): Promise<void> {
 export async function startChildServer(settings: Record<string, string>, args: string[] = [], root?: string): Promise<ChildServer> {
   const port = settings.PORT && settings.PORT !== '0' ? Number(settings.PORT) : await freePort();
   const env = childEnv({ HOST: '127.0.0.1', ...settings, PORT: String(port) });
-  // BENCH_SERVER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the server under load.
-  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  // BENCH_SERVER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the server under
+  // load. The server runs with node's flags as `npm start` and deploy/systemd give them.
+  const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const nodeArgs = [...SERVE_NODE_FLAGS.filter((flag) => !extra.some((arg) => arg.startsWith(flag.split('=')[0]!))), ...extra];
   const cli = root ? join(root, 'bin', 'namaskah.mjs') : cliPath;
   const child = spawn(process.execPath, [...nodeArgs, cli, 'serve', ...args], { cwd: root ?? repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const buffer = { text: '' };

@@ -48,7 +48,7 @@ describe('systemd units', () => {
   for (const unit of units) {
     test(`${unit.file}: runs \`namaskah ${unit.command}\` as a non-root user, with the environment file, restarts and a graceful stop`, () => {
       const d = directives(readFileSync(join(UNITS, unit.file), 'utf8'));
-      assert.deepEqual(d.get('ExecStart'), [`/usr/bin/node /opt/namaskah/bin/namaskah.mjs ${unit.command}`]);
+      assert.deepEqual(d.get('ExecStart'), [`/usr/bin/node --max-semi-space-size=4 /opt/namaskah/bin/namaskah.mjs ${unit.command}`]);
       assert.deepEqual(d.get('User'), ['namaskah']);
       assert.deepEqual(d.get('EnvironmentFile'), ['/etc/namaskah/namaskah.env']);
       assert.deepEqual(d.get('Restart'), ['on-failure']);
