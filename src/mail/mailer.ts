@@ -1,5 +1,6 @@
 import { desc, eq, sql, and } from 'drizzle-orm';
-import nodemailer, { type Transporter } from 'nodemailer';
+import { createRequire } from 'node:module';
+import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
@@ -42,7 +43,8 @@ export function createMailer(
 ): Mailer {
   const log = deps.logger.child({ component: 'mail' });
   let transporter: Transporter | undefined;
-  if (config.SMTP_URL) transporter = nodemailer.createTransport(config.SMTP_URL);
+  // Loaded only when mail goes out through SMTP: without it the library would sit in every server.
+  if (config.SMTP_URL) transporter = (createRequire(import.meta.url)('nodemailer') as typeof import('nodemailer')).createTransport(config.SMTP_URL);
   const pending = new Set<Promise<void>>();
 
   async function send(mail: Mail): Promise<void> {
