@@ -14,10 +14,6 @@ import { engineWorkers } from './schema.ts';
  */
 export type DueKind = 'expire' | 'poll' | 'settle';
 
-interface ClaimedRow {
-  id: string;
-}
-
 /** How long a worker may be silent before it counts as dead. */
 export function deadAfterMs(config: Pick<Config, 'ENGINE_DEAD_AFTER_SECONDS'>): number {
   return config.ENGINE_DEAD_AFTER_SECONDS * 1000;
@@ -47,20 +43,19 @@ export async function claimDue(
     settle: sql`upstream_status IN ('cancel_owed', 'finish_owed', 'reported') AND upstream_next_at <= ${options.now}`,
   }[options.kind];
   const order = options.kind === 'settle' ? sql`upstream_next_at` : sql`next_check_at`;
-  const claimed = await rows<ClaimedRow>(
-    ex,
-    sql`UPDATE verifications SET lease_owner = ${options.workerId}, lease_until = ${leaseUntil}
-        WHERE id IN (
-          SELECT id FROM verifications
-          WHERE ${due} AND ${takeable(options.now, options.deadAfterMs)}
-          ORDER BY ${order}
-          LIMIT ${options.limit}
-          FOR UPDATE SKIP LOCKED)
-        RETURNING id`,
-  );
-  if (claimed.length === 0) return [];
-  const ids = claimed.map((c) => c.id);
-  return ex.select().from(verifications).where(sql`${verifications.id} IN ${ids}`);
+  // One statement: the claimed rows come back whole (RETURNING), not read again by id.
+  return ex
+    .update(verifications)
+    .set({ leaseOwner: options.workerId, leaseUntil })
+    .where(
+      sql`${verifications.id} IN (
+        SELECT id FROM verifications
+        WHERE ${due} AND ${takeable(options.now, options.deadAfterMs)}
+        ORDER BY ${order}
+        LIMIT ${options.limit}
+        FOR UPDATE SKIP LOCKED)`,
+    )
+    .returning();
 }
 
 /** Gives a row back with the time it is next due (null: nothing more to do). */
