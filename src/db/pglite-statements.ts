@@ -32,7 +32,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
  * PGlite's own query() makes six calls into the database (parse, describe, bind, describe, execute,
  * sync) and parses the SQL and the row description again every time: with the database on the
  * server's one thread that was a third of the embedded server's CPU per purchase
- * (docs/performance.md, "PGlite"). Here a statement is parsed and described once per process; then
+ * (docs/performance.md, "The embedded default: one call per statement"). Here a statement is parsed and described once per process; then
  * bind, execute and sync go in one message, and the cached row description turns the rows into
  * results with PGlite's own parsers, as query() does. Errors are PGlite's DatabaseError, as from
  * query().
